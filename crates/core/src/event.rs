@@ -1,0 +1,254 @@
+//! GenEvent: an event manager with handlers added, removed and swapped at runtime.
+//!
+//! `notify` delivers an event to every handler without waiting; `sync_notify` returns once
+//! every handler has seen it. A handler that fails (returns an error or panics) is removed
+//! without harming the manager or the other handlers, and the actor that added it (its
+//! owner) gets [`Info::EventHandlerExit`], like Erlang's `gen_event_EXIT`.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+
+use crate::actor::{Actor, Info};
+use crate::context::Context;
+use crate::error::{BoxError, Error, ExitReason, Result};
+use crate::pid::{ActorRef, Pid, Signal};
+
+/// State handed from a swapped-out handler to its replacement.
+pub type Handoff = Option<Box<dyn Any + Send>>;
+
+/// One event handler.
+#[async_trait]
+pub trait EventHandler<E: Sync>: Send + 'static {
+    /// Runs when the handler is added; `handoff` is what the handler it replaces returned
+    /// from `terminate` (on a swap).
+    async fn init(&mut self, handoff: Handoff) -> Result<(), BoxError> {
+        let _ = handoff;
+        Ok(())
+    }
+
+    /// Handles one event. An error removes this handler.
+    async fn handle_event(&mut self, event: &E) -> Result<(), BoxError>;
+
+    /// Runs when the handler is removed; may hand state to a replacement.
+    async fn terminate(&mut self, reason: &ExitReason) -> Handoff {
+        let _ = reason;
+        None
+    }
+}
+
+struct Installed<E> {
+    id: String,
+    handler: Box<dyn EventHandler<E>>,
+    owner: Option<Pid>,
+}
+
+/// Requests to an [`EventManager`].
+pub enum EventMsg<E> {
+    /// Deliver to every handler (cast) or and wait until all have handled it (call).
+    Notify(E),
+    /// Add a handler under `id`, optionally owned by an actor that is told if it fails.
+    Add {
+        /// The handler's id (unique within the manager).
+        id: String,
+        /// The handler.
+        handler: Box<dyn EventHandler<E>>,
+        /// Who is told if it fails.
+        owner: Option<Pid>,
+    },
+    /// Remove a handler.
+    Remove(String),
+    /// Replace handler `old` with `handler` under `id`, handing over state.
+    Swap {
+        /// The handler to remove.
+        old: String,
+        /// The new handler's id.
+        id: String,
+        /// The new handler.
+        handler: Box<dyn EventHandler<E>>,
+    },
+    /// List handler ids.
+    Which,
+}
+
+/// Replies from an [`EventManager`].
+#[derive(Debug)]
+pub enum EventReply {
+    /// Done.
+    Done,
+    /// Handler ids in the order they were added.
+    Handlers(Vec<String>),
+}
+
+/// The event manager actor.
+pub struct EventManager<E> {
+    handlers: Vec<Installed<E>>,
+}
+
+impl<E> Default for EventManager<E> {
+    fn default() -> Self {
+        EventManager {
+            handlers: Vec::new(),
+        }
+    }
+}
+
+impl<E: Send + Sync + 'static> EventManager<E> {
+    /// A manager with no handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn deliver(&mut self, ctx: &Context<Self>, event: &E) {
+        let mut at = 0;
+        while at < self.handlers.len() {
+            let outcome = AssertUnwindSafe(self.handlers[at].handler.handle_event(event))
+                .catch_unwind()
+                .await;
+            let failure = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(ExitReason::error(e.to_string())),
+                Err(_) => Some(ExitReason::error("event handler panicked")),
+            };
+            match failure {
+                None => at += 1,
+                Some(reason) => {
+                    let mut removed = self.handlers.remove(at);
+                    tracing::warn!(manager = %ctx.id(), handler = %removed.id, %reason, "event handler removed");
+                    let _ = AssertUnwindSafe(removed.handler.terminate(&reason))
+                        .catch_unwind()
+                        .await;
+                    if let Some(owner) = removed.owner {
+                        owner.signal(Signal::Info(Info::EventHandlerExit {
+                            manager: ctx.id().clone(),
+                            handler: removed.id,
+                            reason,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn add(&mut self, id: String, mut handler: Box<dyn EventHandler<E>>, owner: Option<Pid>, handoff: Handoff) -> Result<()> {
+        if self.handlers.iter().any(|h| h.id == id) {
+            return Err(Error::NameTaken(id));
+        }
+        handler
+            .init(handoff)
+            .await
+            .map_err(|e| Error::StartFailed(format!("event handler {id}: {e}")))?;
+        self.handlers.push(Installed { id, handler, owner });
+        Ok(())
+    }
+
+    async fn remove(&mut self, id: &str, reason: &ExitReason) -> Result<(Handoff, Option<Pid>)> {
+        let at = self
+            .handlers
+            .iter()
+            .position(|h| h.id == id)
+            .ok_or_else(|| Error::InvalidArgument(format!("no event handler {id:?}")))?;
+        let mut removed = self.handlers.remove(at);
+        let handoff = removed.handler.terminate(reason).await;
+        Ok((handoff, removed.owner))
+    }
+}
+
+impl<E: Send + Sync + 'static> Actor for EventManager<E> {
+    type Msg = EventMsg<E>;
+    type Reply = Result<EventReply>;
+
+    async fn handle_call(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> Result<Option<Self::Reply>, BoxError> {
+        let reply = match msg {
+            EventMsg::Notify(event) => {
+                self.deliver(ctx, &event).await;
+                Ok(EventReply::Done)
+            }
+            EventMsg::Add { id, handler, owner } => self.add(id, handler, owner, None).await.map(|_| EventReply::Done),
+            EventMsg::Remove(id) => self.remove(&id, &ExitReason::Normal).await.map(|_| EventReply::Done),
+            EventMsg::Swap { old, id, handler } => match self.remove(&old, &ExitReason::Normal).await {
+                Ok((handoff, owner)) => self.add(id, handler, owner, handoff).await.map(|_| EventReply::Done),
+                Err(e) => Err(e),
+            },
+            EventMsg::Which => Ok(EventReply::Handlers(self.handlers.iter().map(|h| h.id.clone()).collect())),
+        };
+        Ok(Some(reply))
+    }
+
+    async fn on_stop(&mut self, _ctx: &mut Context<Self>, reason: &ExitReason) {
+        for mut installed in self.handlers.drain(..).rev() {
+            installed.handler.terminate(reason).await;
+        }
+    }
+
+    fn msg_name(msg: &Self::Msg) -> &'static str {
+        match msg {
+            EventMsg::Notify(_) => "notify",
+            EventMsg::Add { .. } => "add_handler",
+            EventMsg::Remove(_) => "delete_handler",
+            EventMsg::Swap { .. } => "swap_handler",
+            EventMsg::Which => "which_handlers",
+        }
+    }
+}
+
+impl<E: Send + Sync + 'static> ActorRef<EventManager<E>> {
+    /// Delivers `event` to every handler; does not wait for them.
+    pub async fn notify(&self, event: E) -> Result<()> {
+        self.tell(EventMsg::Notify(event))
+            .await
+            .map_err(|e| e.to_error(self.id()))
+    }
+
+    /// Delivers `event` and waits until every handler has handled it.
+    pub async fn sync_notify(&self, event: E) -> Result<()> {
+        self.ask(EventMsg::Notify(event)).await?.map(drop)
+    }
+
+    /// Adds a handler (`gen_event:add_handler`).
+    pub async fn add_handler(&self, id: &str, handler: impl EventHandler<E>) -> Result<()> {
+        self.add(id, Box::new(handler), None).await
+    }
+
+    /// Adds a handler owned by `owner`, which gets [`Info::EventHandlerExit`] if the handler
+    /// fails (`gen_event:add_sup_handler`).
+    pub async fn add_sup_handler(&self, id: &str, handler: impl EventHandler<E>, owner: &Pid) -> Result<()> {
+        self.add(id, Box::new(handler), Some(owner.clone())).await
+    }
+
+    async fn add(&self, id: &str, handler: Box<dyn EventHandler<E>>, owner: Option<Pid>) -> Result<()> {
+        self.ask(EventMsg::Add {
+            id: id.to_owned(),
+            handler,
+            owner,
+        })
+        .await?
+        .map(drop)
+    }
+
+    /// Removes a handler (`gen_event:delete_handler`).
+    pub async fn delete_handler(&self, id: &str) -> Result<()> {
+        self.ask(EventMsg::Remove(id.to_owned())).await?.map(drop)
+    }
+
+    /// Replaces `old` with `handler` under `id`, handing over state (`gen_event:swap_handler`).
+    pub async fn swap_handler(&self, old: &str, id: &str, handler: impl EventHandler<E>) -> Result<()> {
+        self.ask(EventMsg::Swap {
+            old: old.to_owned(),
+            id: id.to_owned(),
+            handler: Box::new(handler),
+        })
+        .await?
+        .map(drop)
+    }
+
+    /// Handler ids in order (`gen_event:which_handlers`).
+    pub async fn which_handlers(&self) -> Result<Vec<String>> {
+        match self.ask(EventMsg::Which).await?? {
+            EventReply::Handlers(ids) => Ok(ids),
+            EventReply::Done => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Facets: capabilities attached to an actor, not new actor types.
+//!
+//! A facet hooks the actor's lifecycle (attach, activate, deactivate, detach) and each
+//! message (before, after, and the tracing span it runs in). Facets run in priority order,
+//! highest first, before a message and in reverse order after it; `before_message` may
+//! refuse a message, which answers its caller with [`Error::Rejected`] and leaves the actor
+//! running. An actor with no facets pays nothing: the loop takes a separate path.
+//!
+//! Two facets ship here: [`MetricsFacet`] and [`TracingFacet`].
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
+
+use crate::error::{Error, ExitReason, Result};
+use crate::id::ActorId;
+
+/// Facts about the actor a facet is attached to.
+#[derive(Debug, Clone)]
+pub struct ActorInfo {
+    /// Its id.
+    pub id: ActorId,
+    /// Its Rust type name.
+    pub actor_type: &'static str,
+}
+
+/// Whether a message is a call (`ask`) or a cast (`tell`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Expects a reply.
+    Call,
+    /// Fire and forget.
+    Cast,
+}
+
+/// Facts about one message, as facets see it.
+#[derive(Debug, Clone)]
+pub struct MessageMeta {
+    /// The envelope's `msg_type`, or `Actor::msg_name` for a local message.
+    pub msg_type: String,
+    /// The envelope's correlation id; empty for a local message.
+    pub correlation_id: String,
+    /// Call or cast.
+    pub kind: MessageKind,
+    /// Messages still queued behind this one.
+    pub mailbox_len: usize,
+}
+
+/// How handling one message went.
+#[derive(Debug, Clone)]
+pub struct MessageOutcome {
+    /// Time spent in the handler.
+    pub elapsed: Duration,
+    /// Whether the handler failed (the actor is stopping).
+    pub failed: bool,
+}
+
+/// A capability attached to an actor. Every hook has a default that does nothing.
+#[async_trait]
+pub trait Facet: Send + Sync + Any {
+    /// Unique per actor: attaching a second facet with the same name replaces the first.
+    fn name(&self) -> &'static str;
+
+    /// Higher runs first before a message (outermost).
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    /// The facet was attached.
+    async fn on_attach(&self, actor: &ActorInfo) -> Result<()> {
+        let _ = actor;
+        Ok(())
+    }
+
+    /// The actor is becoming active (after attach, before its first message).
+    async fn on_activate(&self, actor: &ActorInfo) -> Result<()> {
+        let _ = actor;
+        Ok(())
+    }
+
+    /// Before the handler. An error refuses the message.
+    async fn before_message(&self, actor: &ActorInfo, msg: &MessageMeta) -> Result<()> {
+        let _ = (actor, msg);
+        Ok(())
+    }
+
+    /// After the handler.
+    async fn after_message(&self, actor: &ActorInfo, msg: &MessageMeta, outcome: &MessageOutcome) {
+        let _ = (actor, msg, outcome);
+    }
+
+    /// The span the handler runs in (the first facet that returns one wins).
+    fn message_span(&self, actor: &ActorInfo, msg: &MessageMeta) -> Option<tracing::Span> {
+        let _ = (actor, msg);
+        None
+    }
+
+    /// The actor is stopping.
+    async fn on_deactivate(&self, actor: &ActorInfo, reason: &ExitReason) {
+        let _ = (actor, reason);
+    }
+
+    /// The facet was detached from a running actor.
+    async fn on_detach(&self, actor: &ActorInfo) {
+        let _ = actor;
+    }
+
+    /// A service this facet offers the actor through [`crate::Context::service`].
+    fn service(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+}
+
+/// Sees a facet as `Any`, to find one by type.
+pub(crate) fn as_any(facet: &dyn Facet) -> &dyn Any {
+    facet
+}
+
+/// Inserts by priority (stable), replacing a facet of the same name, and activates it.
+pub(crate) async fn attach(
+    chain: &mut Vec<Arc<dyn Facet>>,
+    facet: Arc<dyn Facet>,
+    info: &ActorInfo,
+) -> Result<()> {
+    facet.on_attach(info).await?;
+    facet.on_activate(info).await?;
+    chain.retain(|f| f.name() != facet.name());
+    let at = chain
+        .iter()
+        .position(|f| f.priority() < facet.priority())
+        .unwrap_or(chain.len());
+    chain.insert(at, facet);
+    Ok(())
+}
+
+pub(crate) async fn detach(chain: &mut Vec<Arc<dyn Facet>>, name: &str, info: &ActorInfo) -> bool {
+    match chain.iter().position(|f| f.name() == name) {
+        Some(at) => {
+            let facet = chain.remove(at);
+            facet.on_detach(info).await;
+            true
+        }
+        None => false,
+    }
+}
+
+pub(crate) async fn deactivate_all(chain: &mut Vec<Arc<dyn Facet>>, info: &ActorInfo, reason: &ExitReason) {
+    for facet in chain.iter().rev() {
+        facet.on_deactivate(info, reason).await;
+    }
+}
+
+/// Per-actor-type metrics in a Prometheus registry: messages, failures, handler latency and
+/// mailbox depth. One instance is shared by every actor it is attached to.
+pub struct MetricsFacet {
+    registry: Registry,
+    messages: CounterVec,
+    errors: CounterVec,
+    latency: HistogramVec,
+    mailbox: GaugeVec,
+    labels: DashMap<&'static str, String>,
+}
+
+impl MetricsFacet {
+    /// Registers the metrics in `registry`.
+    pub fn new(registry: &Registry) -> Result<Arc<Self>> {
+        let err = |e: prometheus::Error| Error::InvalidArgument(e.to_string());
+        let messages = CounterVec::new(
+            Opts::new("plexspaces_actor_messages_total", "messages handled"),
+            &["actor_type"],
+        )
+        .map_err(err)?;
+        let errors = CounterVec::new(
+            Opts::new("plexspaces_actor_errors_total", "handlers that failed"),
+            &["actor_type"],
+        )
+        .map_err(err)?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("plexspaces_actor_handler_seconds", "handler latency").buckets(
+                vec![1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0],
+            ),
+            &["actor_type"],
+        )
+        .map_err(err)?;
+        let mailbox = GaugeVec::new(
+            Opts::new("plexspaces_actor_mailbox_depth", "messages queued behind the last one handled"),
+            &["actor_type"],
+        )
+        .map_err(err)?;
+        registry.register(Box::new(messages.clone())).map_err(err)?;
+        registry.register(Box::new(errors.clone())).map_err(err)?;
+        registry.register(Box::new(latency.clone())).map_err(err)?;
+        registry.register(Box::new(mailbox.clone())).map_err(err)?;
+        Ok(Arc::new(MetricsFacet {
+            registry: registry.clone(),
+            messages,
+            errors,
+            latency,
+            mailbox,
+            labels: DashMap::new(),
+        }))
+    }
+
+    /// The registry the metrics live in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Prometheus text exposition of the registry.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_default()
+    }
+
+    /// Messages handled so far by actors of this type.
+    pub fn messages(&self, actor_type: &str) -> u64 {
+        self.messages.with_label_values(&[short_type(actor_type)]).get() as u64
+    }
+
+    /// Failed handlers so far for actors of this type.
+    pub fn errors(&self, actor_type: &str) -> u64 {
+        self.errors.with_label_values(&[short_type(actor_type)]).get() as u64
+    }
+
+    fn label(&self, actor_type: &'static str) -> String {
+        self.labels
+            .entry(actor_type)
+            .or_insert_with(|| short_type(actor_type).to_owned())
+            .clone()
+    }
+}
+
+/// `my_crate::module::Counter` -> `Counter` (generic arguments shortened too).
+pub fn short_type(type_name: &str) -> &str {
+    let base = type_name.split('<').next().unwrap_or(type_name);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+#[async_trait]
+impl Facet for MetricsFacet {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn priority(&self) -> i32 {
+        100
+    }
+
+    async fn after_message(&self, actor: &ActorInfo, msg: &MessageMeta, outcome: &MessageOutcome) {
+        let label = self.label(actor.actor_type);
+        let labels = [label.as_str()];
+        self.messages.with_label_values(&labels).inc();
+        if outcome.failed {
+            self.errors.with_label_values(&labels).inc();
+        }
+        self.latency
+            .with_label_values(&labels)
+            .observe(outcome.elapsed.as_secs_f64());
+        self.mailbox
+            .with_label_values(&labels)
+            .set(msg.mailbox_len as f64);
+    }
+}
+
+/// One `tracing` span per message, named `actor.message`, carrying the actor id, the message
+/// type and the correlation id.
+#[derive(Debug, Default)]
+pub struct TracingFacet;
+
+impl TracingFacet {
+    /// A shared instance.
+    pub fn new() -> Arc<Self> {
+        Arc::new(TracingFacet)
+    }
+}
+
+#[async_trait]
+impl Facet for TracingFacet {
+    fn name(&self) -> &'static str {
+        "tracing"
+    }
+
+    fn priority(&self) -> i32 {
+        200
+    }
+
+    fn message_span(&self, actor: &ActorInfo, msg: &MessageMeta) -> Option<tracing::Span> {
+        Some(tracing::info_span!(
+            "actor.message",
+            actor = %actor.id,
+            actor_type = short_type(actor.actor_type),
+            msg_type = %msg.msg_type,
+            correlation_id = %msg.correlation_id,
+        ))
+    }
+}

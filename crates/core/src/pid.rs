@@ -1,0 +1,644 @@
+//! Addresses: the untyped [`Pid`] and the typed [`ActorRef`], and the per-actor cell behind
+//! a local one. Both are the same type for a local and a remote actor; a local one holds the
+//! actor's cell, a remote one holds the id and the node's router.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use crate::actor::{Actor, Info, Request};
+use crate::envelope::Envelope;
+use crate::error::{Error, ExitReason, Result, SendError};
+use crate::facet::Facet;
+use crate::id::ActorId;
+use crate::transport::Router;
+
+/// How long `ask` waits when no timeout is given.
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Names one `monitor` call; `Down` carries it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MonitorRef(pub u64);
+
+static NEXT_MONITOR: AtomicU64 = AtomicU64::new(1);
+
+impl MonitorRef {
+    pub(crate) fn next() -> MonitorRef {
+        MonitorRef(NEXT_MONITOR.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A system message: handled before any queued user message.
+pub(crate) enum Signal {
+    /// Stop gracefully with this reason (runs `on_stop`).
+    Stop(ExitReason),
+    /// An exit signal from a linked actor, or `exit/2`.
+    Exit { from: Pid, reason: ExitReason },
+    /// A notification for `handle_info` (`Down`, event handler exits).
+    Info(Info),
+    /// Attach a facet at runtime.
+    AttachFacet(Arc<dyn Facet>),
+    /// Detach the facet with this name.
+    DetachFacet(String),
+}
+
+/// A user message in a typed mailbox.
+pub(crate) enum Mail<A: Actor> {
+    Cast(A::Msg),
+    Call(A::Msg, oneshot::Sender<Result<A::Reply>>),
+    Envelope(Box<EnvelopeMail>),
+}
+
+/// An envelope and, for an ask, where its encoded reply goes.
+pub(crate) struct EnvelopeMail {
+    pub env: Envelope,
+    pub reply: Option<oneshot::Sender<Result<Envelope>>>,
+}
+
+/// Who learns of an actor's death.
+pub(crate) enum Watcher {
+    Actor { pid: Pid, monitor: MonitorRef },
+    Waiter(oneshot::Sender<ExitReason>),
+}
+
+#[derive(Default)]
+pub(crate) struct CellState {
+    /// `Some` once the actor has terminated.
+    pub exit: Option<ExitReason>,
+    pub links: Vec<Pid>,
+    pub watchers: Vec<Watcher>,
+    pub names: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// The untyped part of an actor's cell, shared by every handle to it.
+pub(crate) struct CellCore {
+    pub id: ActorId,
+    pub actor_type: &'static str,
+    pub seq: u64,
+    sys_tx: flume::Sender<Signal>,
+    signal_flag: AtomicBool,
+    pub state: Mutex<CellState>,
+    abort: OnceLock<AbortHandle>,
+}
+
+impl CellCore {
+    pub(crate) fn new(
+        id: ActorId,
+        actor_type: &'static str,
+        seq: u64,
+        sys_tx: flume::Sender<Signal>,
+    ) -> Self {
+        CellCore {
+            id,
+            actor_type,
+            seq,
+            sys_tx,
+            signal_flag: AtomicBool::new(false),
+            state: Mutex::new(CellState::default()),
+            abort: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_abort(&self, handle: AbortHandle) {
+        let _ = self.abort.set(handle);
+    }
+
+    /// Queues a system signal. Signals to a dead actor are dropped.
+    pub(crate) fn signal(&self, signal: Signal) {
+        if self.sys_tx.send(signal).is_ok() {
+            self.signal_flag.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether signals arrived since the last call; clears the flag.
+    pub(crate) fn take_signal_flag(&self) -> bool {
+        if self.signal_flag.load(Ordering::Acquire) {
+            self.signal_flag.store(false, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.state.lock().exit.is_none()
+    }
+
+    pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
+        self.state.lock().exit.clone()
+    }
+
+    /// The error a caller sees when its request was never answered.
+    pub(crate) fn gone_error(&self) -> Error {
+        match self.exit_reason() {
+            None => Error::NoReply,
+            Some(ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc) => {
+                Error::NoProc(self.id.to_string())
+            }
+            Some(reason) => Error::ActorFailed(reason),
+        }
+    }
+
+    fn kill(&self) {
+        match self.abort.get() {
+            Some(handle) => handle.abort(),
+            None => self.signal(Signal::Stop(ExitReason::Killed)),
+        }
+    }
+}
+
+/// A local actor's cell, seen without its message type.
+pub(crate) trait DynCell: Send + Sync + 'static {
+    fn core(&self) -> &CellCore;
+    fn try_envelope(&self, mail: Box<EnvelopeMail>) -> Result<()>;
+    fn send_envelope(&self, mail: Box<EnvelopeMail>) -> BoxFuture<'_, Result<()>>;
+    fn mailbox_len(&self) -> usize;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// A local actor's cell: the untyped core plus its typed mailbox.
+pub(crate) struct ActorCell<A: Actor> {
+    pub core: CellCore,
+    pub mail_tx: flume::Sender<Mail<A>>,
+}
+
+impl<A: Actor> DynCell for ActorCell<A> {
+    fn core(&self) -> &CellCore {
+        &self.core
+    }
+
+    fn try_envelope(&self, mail: Box<EnvelopeMail>) -> Result<()> {
+        self.mail_tx
+            .try_send(Mail::Envelope(mail))
+            .map_err(|e| match e {
+                flume::TrySendError::Full(_) => Error::MailboxFull(self.core.id.to_string()),
+                flume::TrySendError::Disconnected(_) => Error::NoProc(self.core.id.to_string()),
+            })
+    }
+
+    fn send_envelope(&self, mail: Box<EnvelopeMail>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.mail_tx
+                .send_async(Mail::Envelope(mail))
+                .await
+                .map_err(|_| Error::NoProc(self.core.id.to_string()))
+        })
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.mail_tx.len()
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// A remote actor: its id and the router of the node holding this handle.
+pub(crate) struct RemoteActor {
+    pub id: ActorId,
+    pub router: Arc<Router>,
+}
+
+/// An untyped, location-transparent actor address (Erlang's pid): enough to link, monitor,
+/// stop, and send envelopes. Get a typed [`ActorRef`] for typed messages.
+#[derive(Clone)]
+pub struct Pid(PidInner);
+
+#[derive(Clone)]
+enum PidInner {
+    Local(Arc<dyn DynCell>),
+    Remote(Arc<RemoteActor>),
+}
+
+impl Pid {
+    pub(crate) fn local(cell: Arc<dyn DynCell>) -> Pid {
+        Pid(PidInner::Local(cell))
+    }
+
+    pub(crate) fn remote(id: ActorId, router: Arc<Router>) -> Pid {
+        Pid(PidInner::Remote(Arc::new(RemoteActor { id, router })))
+    }
+
+    pub(crate) fn router(&self) -> Option<Arc<Router>> {
+        match &self.0 {
+            PidInner::Local(_) => None,
+            PidInner::Remote(remote) => Some(remote.router.clone()),
+        }
+    }
+
+    pub(crate) fn cell(&self) -> Option<&Arc<dyn DynCell>> {
+        match &self.0 {
+            PidInner::Local(cell) => Some(cell),
+            PidInner::Remote(_) => None,
+        }
+    }
+
+    /// `name@node`.
+    pub fn id(&self) -> &ActorId {
+        match &self.0 {
+            PidInner::Local(cell) => &cell.core().id,
+            PidInner::Remote(remote) => &remote.id,
+        }
+    }
+
+    /// Whether the actor lives on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.0, PidInner::Local(_))
+    }
+
+    /// Whether the actor is alive. Always `true` for a remote actor (ask it, or monitor it).
+    pub fn is_alive(&self) -> bool {
+        match &self.0 {
+            PidInner::Local(cell) => cell.core().is_alive(),
+            PidInner::Remote(_) => true,
+        }
+    }
+
+    /// Queued user messages (0 for a remote actor).
+    pub fn mailbox_len(&self) -> usize {
+        match &self.0 {
+            PidInner::Local(cell) => cell.mailbox_len(),
+            PidInner::Remote(_) => 0,
+        }
+    }
+
+    /// The actor's Rust type name (`"remote"` for a remote actor).
+    pub fn actor_type(&self) -> &'static str {
+        match &self.0 {
+            PidInner::Local(cell) => cell.core().actor_type,
+            PidInner::Remote(_) => "remote",
+        }
+    }
+
+    /// Asks the actor to stop with `reason` after its current message (runs `on_stop`).
+    pub fn stop(&self, reason: ExitReason) {
+        self.signal(Signal::Stop(reason));
+    }
+
+    /// Kills the actor at once: `on_stop` does not run; links and monitors see `killed`.
+    pub fn kill(&self) {
+        match &self.0 {
+            PidInner::Local(cell) => cell.core().kill(),
+            PidInner::Remote(remote) => remote.router.send_kill(&remote.id),
+        }
+    }
+
+    /// Waits until the actor has terminated and returns why. A local actor only; a remote
+    /// one answers [`Error::Unsupported`] (monitor it from an actor instead).
+    pub async fn wait(&self) -> Result<ExitReason> {
+        let cell = match &self.0 {
+            PidInner::Local(cell) => cell,
+            PidInner::Remote(remote) => {
+                return Err(Error::Unsupported(format!(
+                    "wait on remote actor {}",
+                    remote.id
+                )))
+            }
+        };
+        let rx = {
+            let mut state = cell.core().state.lock();
+            if let Some(reason) = &state.exit {
+                return Ok(reason.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            state.watchers.push(Watcher::Waiter(tx));
+            rx
+        };
+        Ok(rx.await.unwrap_or(ExitReason::Killed))
+    }
+
+    /// Sends an envelope without waiting for a reply (waits for mailbox space).
+    pub async fn tell_envelope(&self, env: Envelope) -> Result<()> {
+        match &self.0 {
+            PidInner::Local(cell) => {
+                cell.send_envelope(Box::new(EnvelopeMail { env, reply: None }))
+                    .await
+            }
+            PidInner::Remote(remote) => remote.router.tell(&remote.id, env),
+        }
+    }
+
+    /// Sends an envelope if the mailbox has room, else fails with [`Error::MailboxFull`].
+    pub fn try_tell_envelope(&self, env: Envelope) -> Result<()> {
+        match &self.0 {
+            PidInner::Local(cell) => cell.try_envelope(Box::new(EnvelopeMail { env, reply: None })),
+            PidInner::Remote(remote) => remote.router.tell(&remote.id, env),
+        }
+    }
+
+    /// Sends an envelope and waits up to `timeout` for the encoded reply.
+    pub async fn ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
+        match &self.0 {
+            PidInner::Local(cell) => {
+                let work = async {
+                    let (tx, rx) = oneshot::channel();
+                    cell.send_envelope(Box::new(EnvelopeMail {
+                        env,
+                        reply: Some(tx),
+                    }))
+                    .await?;
+                    rx.await.unwrap_or_else(|_| Err(cell.core().gone_error()))
+                };
+                tokio::time::timeout(timeout, work)
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)))
+            }
+            PidInner::Remote(remote) => remote.router.ask(&remote.id, env, timeout).await,
+        }
+    }
+
+    /// Like [`Pid::ask_envelope`] but fails at once with [`Error::MailboxFull`] instead of
+    /// waiting for mailbox space (for front doors that answer "overloaded").
+    pub async fn try_ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
+        match &self.0 {
+            PidInner::Local(cell) => {
+                let (tx, rx) = oneshot::channel();
+                cell.try_envelope(Box::new(EnvelopeMail {
+                    env,
+                    reply: Some(tx),
+                }))?;
+                tokio::time::timeout(timeout, rx)
+                    .await
+                    .unwrap_or(Ok(Err(Error::Timeout(timeout))))
+                    .unwrap_or_else(|_| Err(cell.core().gone_error()))
+            }
+            PidInner::Remote(remote) => remote.router.ask(&remote.id, env, timeout).await,
+        }
+    }
+
+    /// The typed handle, if this is a local actor of type `A`, or a remote one (whose type
+    /// cannot be checked here).
+    pub fn typed<A: Actor>(&self) -> Option<ActorRef<A>> {
+        match &self.0 {
+            PidInner::Local(cell) => cell
+                .clone()
+                .as_any()
+                .downcast::<ActorCell<A>>()
+                .ok()
+                .map(|cell| ActorRef {
+                    inner: RefInner::Local(cell),
+                }),
+            PidInner::Remote(remote) => Some(ActorRef {
+                inner: RefInner::Remote(remote.clone()),
+            }),
+        }
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) {
+        match &self.0 {
+            PidInner::Local(cell) => cell.core().signal(signal),
+            PidInner::Remote(remote) => remote.router.send_signal(&remote.id, signal),
+        }
+    }
+
+    /// Same actor incarnation: for local actors the same cell (a restarted child with the
+    /// same id is a different pid), for remote ones the same id.
+    pub(crate) fn same(&self, other: &Pid) -> bool {
+        match (&self.0, &other.0) {
+            (PidInner::Local(a), PidInner::Local(b)) => {
+                std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+            }
+            _ => self.id() == other.id(),
+        }
+    }
+}
+
+impl PartialEq for Pid {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other)
+    }
+}
+
+impl Eq for Pid {}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pid({})", self.id())
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.id(), f)
+    }
+}
+
+/// A typed, location-transparent handle to an actor of type `A`. Cheap to clone.
+///
+/// Locally, messages move as `A::Msg` values through the actor's mailbox (no encoding).
+/// Remotely, they are encoded with `A::encode` and cross the node's transport.
+pub struct ActorRef<A: Actor> {
+    inner: RefInner<A>,
+}
+
+enum RefInner<A: Actor> {
+    Local(Arc<ActorCell<A>>),
+    Remote(Arc<RemoteActor>),
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        let inner = match &self.inner {
+            RefInner::Local(cell) => RefInner::Local(cell.clone()),
+            RefInner::Remote(remote) => RefInner::Remote(remote.clone()),
+        };
+        ActorRef { inner }
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRef({})", self.id())
+    }
+}
+
+impl<A: Actor> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.pid() == other.pid()
+    }
+}
+
+impl<A: Actor> ActorRef<A> {
+    pub(crate) fn from_cell(cell: Arc<ActorCell<A>>) -> Self {
+        ActorRef {
+            inner: RefInner::Local(cell),
+        }
+    }
+
+    pub(crate) fn remote(id: ActorId, router: Arc<Router>) -> Self {
+        ActorRef {
+            inner: RefInner::Remote(Arc::new(RemoteActor { id, router })),
+        }
+    }
+
+    /// `name@node`.
+    pub fn id(&self) -> &ActorId {
+        match &self.inner {
+            RefInner::Local(cell) => &cell.core.id,
+            RefInner::Remote(remote) => &remote.id,
+        }
+    }
+
+    /// The untyped address.
+    pub fn pid(&self) -> Pid {
+        match &self.inner {
+            RefInner::Local(cell) => Pid::local(cell.clone()),
+            RefInner::Remote(remote) => Pid(PidInner::Remote(remote.clone())),
+        }
+    }
+
+    /// Whether the actor lives on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.inner, RefInner::Local(_))
+    }
+
+    /// Whether the actor is alive (always `true` for a remote actor).
+    pub fn is_alive(&self) -> bool {
+        match &self.inner {
+            RefInner::Local(cell) => cell.core.is_alive(),
+            RefInner::Remote(_) => true,
+        }
+    }
+
+    /// Queued user messages (0 for a remote actor).
+    pub fn mailbox_len(&self) -> usize {
+        match &self.inner {
+            RefInner::Local(cell) => cell.mail_tx.len(),
+            RefInner::Remote(_) => 0,
+        }
+    }
+
+    /// Fire and forget. Waits for space in a full bounded mailbox; gives the message back if
+    /// the actor is gone.
+    pub async fn tell(&self, msg: impl Into<A::Msg>) -> Result<(), SendError<A::Msg>> {
+        let msg = msg.into();
+        match &self.inner {
+            RefInner::Local(cell) => cell
+                .mail_tx
+                .send_async(Mail::Cast(msg))
+                .await
+                .map_err(|e| SendError::Closed(unwrap_cast(e.into_inner()))),
+            RefInner::Remote(remote) => remote_tell::<A>(remote, msg),
+        }
+    }
+
+    /// Fire and forget without waiting: a full mailbox gives the message back at once.
+    pub fn try_tell(&self, msg: impl Into<A::Msg>) -> Result<(), SendError<A::Msg>> {
+        let msg = msg.into();
+        match &self.inner {
+            RefInner::Local(cell) => cell.mail_tx.try_send(Mail::Cast(msg)).map_err(|e| match e {
+                flume::TrySendError::Full(m) => SendError::Full(unwrap_cast(m)),
+                flume::TrySendError::Disconnected(m) => SendError::Closed(unwrap_cast(m)),
+            }),
+            RefInner::Remote(remote) => remote_tell::<A>(remote, msg),
+        }
+    }
+
+    /// Request/reply with the default timeout ([`DEFAULT_ASK_TIMEOUT`]).
+    pub async fn ask(&self, msg: impl Into<A::Msg>) -> Result<A::Reply> {
+        self.ask_timeout(msg, DEFAULT_ASK_TIMEOUT).await
+    }
+
+    /// Request/reply. After `timeout` the caller gets [`Error::Timeout`] and a late reply is
+    /// dropped (each ask has its own reply slot, so it can never reach another caller).
+    pub async fn ask_timeout(&self, msg: impl Into<A::Msg>, timeout: Duration) -> Result<A::Reply> {
+        let msg = msg.into();
+        match &self.inner {
+            RefInner::Local(cell) => {
+                let work = async {
+                    let (tx, rx) = oneshot::channel();
+                    if cell.mail_tx.send_async(Mail::Call(msg, tx)).await.is_err() {
+                        return Err(Error::NoProc(cell.core.id.to_string()));
+                    }
+                    rx.await.unwrap_or_else(|_| Err(cell.core.gone_error()))
+                };
+                tokio::time::timeout(timeout, work)
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)))
+            }
+            RefInner::Remote(remote) => {
+                let env = A::encode(&msg)?;
+                let reply = remote.router.ask(&remote.id, env, timeout).await?;
+                A::decode_reply(&reply)
+            }
+        }
+    }
+
+    /// A typed request whose reply type is the handler's own (see [`Request`]).
+    pub async fn request<M: Request<A>>(&self, msg: M) -> Result<M::Output> {
+        M::output(self.ask(msg).await?)
+    }
+
+    /// [`ActorRef::request`] with a timeout.
+    pub async fn request_timeout<M: Request<A>>(
+        &self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Output> {
+        M::output(self.ask_timeout(msg, timeout).await?)
+    }
+
+    /// Sends an envelope (the dynamic path: decoded by `A::decode` on arrival).
+    pub async fn tell_envelope(&self, env: Envelope) -> Result<()> {
+        self.pid().tell_envelope(env).await
+    }
+
+    /// Asks with an envelope; the reply comes back encoded by `A::encode_reply`.
+    pub async fn ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
+        self.pid().ask_envelope(env, timeout).await
+    }
+
+    /// Asks the actor to stop after its current message (runs `on_stop`).
+    pub fn stop(&self, reason: ExitReason) {
+        self.pid().stop(reason)
+    }
+
+    /// Kills the actor at once (no `on_stop`).
+    pub fn kill(&self) {
+        self.pid().kill()
+    }
+
+    /// Waits for the actor to terminate; returns why.
+    pub async fn wait(&self) -> Result<ExitReason> {
+        self.pid().wait().await
+    }
+
+    /// Attaches a facet to the running actor (applied before its next message).
+    pub fn attach_facet(&self, facet: Arc<dyn Facet>) {
+        self.pid().signal(Signal::AttachFacet(facet));
+    }
+
+    /// Detaches the facet named `name` from the running actor.
+    pub fn detach_facet(&self, name: &str) {
+        self.pid().signal(Signal::DetachFacet(name.to_owned()));
+    }
+}
+
+fn unwrap_cast<A: Actor>(mail: Mail<A>) -> A::Msg {
+    match mail {
+        Mail::Cast(msg) | Mail::Call(msg, _) => msg,
+        Mail::Envelope(_) => unreachable!("only casts are sent through this path"),
+    }
+}
+
+fn remote_tell<A: Actor>(remote: &RemoteActor, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+    match A::encode(&msg) {
+        Ok(env) => remote
+            .router
+            .tell(&remote.id, env)
+            .map_err(|e| SendError::Remote(msg, e)),
+        Err(e) => Err(SendError::Remote(msg, e)),
+    }
+}

@@ -1,0 +1,478 @@
+//! Spawning and the actor loop.
+//!
+//! One tokio task per actor. The loop takes system signals (stop, exit, down, facet changes)
+//! before user messages, runs one handler at a time, catches handler panics, and on the way
+//! out notifies links, monitors, the registry and process groups exactly once — also when
+//! the task is aborted by a kill, through [`ExitGuard`]'s `Drop`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::actor::{Actor, Info, ReplyHandle};
+use crate::context::Context;
+use crate::error::{BoxError, Error, ExitReason, Result};
+use crate::facet::{self, Facet, MessageKind, MessageMeta, MessageOutcome};
+use crate::id::ActorId;
+use crate::node::Node;
+use crate::pid::{ActorCell, ActorRef, CellCore, Mail, Pid, Signal, Watcher};
+
+/// Mailbox capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxConfig {
+    /// At most this many queued messages: `tell` waits for space, `try_tell` gives the
+    /// message back.
+    Bounded(usize),
+    /// No limit (Erlang's default). Memory is the limit.
+    Unbounded,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig::Bounded(1024)
+    }
+}
+
+/// How to spawn one actor.
+#[derive(Default, Clone)]
+pub struct SpawnOptions {
+    /// The name part of the id (`name@node`); generated when `None`.
+    pub name: Option<String>,
+    /// Mailbox capacity; the node's default when `None`.
+    pub mailbox: Option<MailboxConfig>,
+    /// Facets attached before `on_start`.
+    pub facets: Vec<Arc<dyn Facet>>,
+}
+
+impl SpawnOptions {
+    /// Options with this name.
+    pub fn named(name: impl Into<String>) -> Self {
+        SpawnOptions {
+            name: Some(name.into()),
+            ..SpawnOptions::default()
+        }
+    }
+
+    /// Sets the mailbox capacity.
+    pub fn mailbox(mut self, mailbox: MailboxConfig) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
+    /// Adds a facet.
+    pub fn facet(mut self, facet: Arc<dyn Facet>) -> Self {
+        self.facets.push(facet);
+        self
+    }
+}
+
+/// Spawns `actor`. With `parent`, the new actor is linked to it and treats an exit signal
+/// from it as an order to stop. With `started`, reports the outcome of `on_start`.
+pub(crate) fn spawn<A: Actor>(
+    node: &Node,
+    actor: A,
+    options: SpawnOptions,
+    parent: Option<Pid>,
+    started: Option<oneshot::Sender<Result<()>>>,
+) -> Result<ActorRef<A>> {
+    if node.is_shutting_down() {
+        return Err(Error::ShuttingDown);
+    }
+    let seq = node.next_seq();
+    let id = match &options.name {
+        Some(name) => ActorId::new(name, node.name())?,
+        None => ActorId::new(&format!("actor-{seq}"), node.name())?,
+    };
+    let (mail_tx, mail_rx) = match options.mailbox.unwrap_or(node.config().mailbox) {
+        MailboxConfig::Bounded(capacity) => flume::bounded(capacity.max(1)),
+        MailboxConfig::Unbounded => flume::unbounded(),
+    };
+    let (sys_tx, sys_rx) = flume::unbounded();
+    let cell = Arc::new(ActorCell::<A> {
+        core: CellCore::new(id, std::any::type_name::<A>(), seq, sys_tx),
+        mail_tx,
+    });
+    let pid = Pid::local(cell.clone());
+    node.insert_actor(&pid)?;
+    if let Some(parent) = &parent {
+        crate::context::link(&pid, parent);
+    }
+    let myself = ActorRef::from_cell(cell.clone());
+    let mut ctx = Context::new(myself, node.clone(), parent);
+    let mut facets = node.default_facets().to_vec();
+    facets.extend(options.facets);
+    let guard = ExitGuard {
+        cell: cell.clone(),
+        node: node.clone(),
+        reason: None,
+        mail_rx,
+    };
+    let task = node.runtime().spawn(async move {
+        let mut guard = guard;
+        for f in facets {
+            let info = ctx.info();
+            if let Err(e) = facet::attach(&mut ctx.facets, f, &info).await {
+                if let Some(tx) = started {
+                    let _ = tx.send(Err(Error::StartFailed(e.to_string())));
+                }
+                guard.reason = Some(ExitReason::error(format!("facet attach failed: {e}")));
+                return;
+            }
+        }
+        let reason = run(
+            actor,
+            &mut ctx,
+            &guard.cell.core,
+            &guard.mail_rx,
+            sys_rx,
+            started,
+        )
+        .await;
+        guard.reason = Some(reason);
+    });
+    cell.core.set_abort(task.abort_handle());
+    Ok(ActorRef::from_cell(cell))
+}
+
+/// Catches a panic in a handler future and turns it into an error.
+async fn guarded<T>(
+    fut: impl std::future::Future<Output = Result<T, BoxError>>,
+) -> Result<T, ExitReason> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ExitReason::error(e.to_string())),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(ExitReason::error(format!("panic: {text}")))
+        }
+    }
+}
+
+/// Yield to the scheduler after this many messages in a row, so a busy actor cannot starve
+/// others on its worker thread.
+const YIELD_EVERY: u32 = 128;
+
+async fn run<A: Actor>(
+    mut actor: A,
+    ctx: &mut Context<A>,
+    core: &CellCore,
+    mail_rx: &flume::Receiver<Mail<A>>,
+    sys_rx: flume::Receiver<Signal>,
+    started: Option<oneshot::Sender<Result<()>>>,
+) -> ExitReason {
+    if let Err(reason) = guarded(actor.on_start(ctx)).await {
+        if let Some(tx) = started {
+            let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
+        }
+        return reason;
+    }
+    if let Some(tx) = started {
+        let _ = tx.send(Ok(()));
+    }
+    let reason = 'run: loop {
+        let mut handled = 0u32;
+        loop {
+            if core.take_signal_flag() {
+                while let Ok(signal) = sys_rx.try_recv() {
+                    if let Some(reason) = on_signal(&mut actor, ctx, signal).await {
+                        break 'run reason;
+                    }
+                }
+            }
+            let mail = match mail_rx.try_recv() {
+                Ok(mail) => mail,
+                Err(_) => break,
+            };
+            if let Some(reason) = on_mail(&mut actor, ctx, mail).await {
+                break 'run reason;
+            }
+            handled += 1;
+            if handled == YIELD_EVERY {
+                handled = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+        // Idle: wait for either kind of message, system signals first.
+        tokio::select! {
+            biased;
+            signal = sys_rx.recv_async() => {
+                if let Ok(signal) = signal {
+                    if let Some(reason) = on_signal(&mut actor, ctx, signal).await {
+                        break 'run reason;
+                    }
+                }
+            }
+            mail = mail_rx.recv_async() => {
+                // The cell holds a sender, so the mailbox never disconnects while we run.
+                if let Ok(mail) = mail {
+                    if let Some(reason) = on_mail(&mut actor, ctx, mail).await {
+                        break 'run reason;
+                    }
+                }
+            }
+        }
+    };
+    if reason != ExitReason::Killed {
+        let _ = guarded(actor.on_stop(ctx, &reason).map(Ok)).await;
+    }
+    let info = ctx.info();
+    facet::deactivate_all(&mut ctx.facets, &info, &reason).await;
+    reason
+}
+
+async fn on_mail<A: Actor>(actor: &mut A, ctx: &mut Context<A>, mail: Mail<A>) -> Option<ExitReason> {
+    let (msg, reply, meta_type) = match mail {
+        Mail::Cast(msg) => (msg, None, None),
+        Mail::Call(msg, tx) => (msg, Some(ReplyHandle::typed(tx)), None),
+        Mail::Envelope(boxed) => {
+            let env_mail = *boxed;
+            let msg = match A::decode(&env_mail.env) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    tracing::debug!(actor = %ctx.id(), msg_type = %env_mail.env.msg_type, error = %e, "rejected envelope");
+                    if let Some(tx) = env_mail.reply {
+                        let _ = tx.send(Err(e));
+                    }
+                    return None;
+                }
+            };
+            let reply = env_mail.reply.map(|tx| {
+                ReplyHandle::encoded(tx, env_mail.env.msg_type.clone(), A::encode_reply)
+            });
+            let meta = Some((env_mail.env.msg_type, env_mail.env.correlation_id));
+            (msg, reply, meta)
+        }
+    };
+    if ctx.facets.is_empty() {
+        dispatch(actor, ctx, msg, reply).await
+    } else {
+        dispatch_with_facets(actor, ctx, msg, reply, meta_type).await
+    }
+}
+
+/// Runs one handler. On failure the caller (if any) gets `ActorFailed` and the actor stops.
+async fn dispatch<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    msg: A::Msg,
+    reply: Option<ReplyHandle<A::Reply>>,
+) -> Option<ExitReason> {
+    let outcome = match reply {
+        None => guarded(actor.handle_cast(msg, ctx)).await,
+        Some(reply) => {
+            ctx.reply = Some(reply);
+            match guarded(actor.handle_call(msg, ctx)).await {
+                Ok(Some(value)) => {
+                    if let Some(handle) = ctx.reply.take() {
+                        handle.send(value);
+                    }
+                    Ok(())
+                }
+                Ok(None) => {
+                    if let Some(handle) = ctx.reply.take() {
+                        handle.fail(Error::NoReply);
+                    }
+                    Ok(())
+                }
+                Err(reason) => {
+                    if let Some(handle) = ctx.reply.take() {
+                        handle.fail(Error::ActorFailed(reason.clone()));
+                    }
+                    Err(reason)
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => ctx.stop_request.take(),
+        Err(reason) => Some(reason),
+    }
+}
+
+async fn dispatch_with_facets<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    msg: A::Msg,
+    reply: Option<ReplyHandle<A::Reply>>,
+    envelope_meta: Option<(String, String)>,
+) -> Option<ExitReason> {
+    let kind = if reply.is_some() {
+        MessageKind::Call
+    } else {
+        MessageKind::Cast
+    };
+    let (msg_type, correlation_id) = match envelope_meta {
+        Some((msg_type, correlation_id)) => (msg_type, correlation_id),
+        None => (A::msg_name(&msg).to_owned(), String::new()),
+    };
+    let meta = MessageMeta {
+        msg_type,
+        correlation_id,
+        kind,
+        mailbox_len: ctx.myself().mailbox_len(),
+    };
+    let info = ctx.info();
+    let facets = ctx.facets.clone();
+    for f in &facets {
+        if let Err(e) = f.before_message(&info, &meta).await {
+            tracing::debug!(actor = %info.id, facet = f.name(), error = %e, "facet rejected message");
+            if let Some(reply) = reply {
+                reply.fail(e);
+            }
+            return None;
+        }
+    }
+    let span = facets.iter().find_map(|f| f.message_span(&info, &meta));
+    let started = Instant::now();
+    let result = match span {
+        Some(span) => dispatch(actor, ctx, msg, reply).instrument(span).await,
+        None => dispatch(actor, ctx, msg, reply).await,
+    };
+    let outcome = MessageOutcome {
+        elapsed: started.elapsed(),
+        failed: matches!(&result, Some(reason) if !reason.is_clean()),
+    };
+    for f in facets.iter().rev() {
+        f.after_message(&info, &meta, &outcome).await;
+    }
+    result
+}
+
+async fn on_signal<A: Actor>(actor: &mut A, ctx: &mut Context<A>, signal: Signal) -> Option<ExitReason> {
+    match signal {
+        Signal::Stop(reason) => Some(reason),
+        Signal::Exit { from, reason } => {
+            let from_parent = ctx.parent.as_ref().is_some_and(|p| p.same(&from));
+            if from_parent && (ctx.trap_exit || reason != ExitReason::Normal) {
+                // gen_server: an exit from the parent is an order to terminate.
+                return Some(reason);
+            }
+            if ctx.trap_exit {
+                let info = Info::Exit { from, reason };
+                return handle_info(actor, ctx, info).await;
+            }
+            if reason == ExitReason::Normal {
+                None
+            } else {
+                Some(reason)
+            }
+        }
+        Signal::Info(info) => {
+            if let Info::Down { monitor, .. } = &info {
+                if !ctx.take_monitor(*monitor) {
+                    return None;
+                }
+            }
+            handle_info(actor, ctx, info).await
+        }
+        Signal::AttachFacet(f) => {
+            let info = ctx.info();
+            if let Err(e) = facet::attach(&mut ctx.facets, f, &info).await {
+                tracing::warn!(actor = %info.id, error = %e, "facet attach failed");
+            }
+            None
+        }
+        Signal::DetachFacet(name) => {
+            let info = ctx.info();
+            facet::detach(&mut ctx.facets, &name, &info).await;
+            None
+        }
+    }
+}
+
+async fn handle_info<A: Actor>(actor: &mut A, ctx: &mut Context<A>, info: Info) -> Option<ExitReason> {
+    match guarded(actor.handle_info(info, ctx)).await {
+        Ok(()) => ctx.stop_request.take(),
+        Err(reason) => Some(reason),
+    }
+}
+
+/// Finishes an actor exactly once, however its task ends (returned, or aborted by a kill).
+struct ExitGuard<A: Actor> {
+    cell: Arc<ActorCell<A>>,
+    node: Node,
+    reason: Option<ExitReason>,
+    mail_rx: flume::Receiver<Mail<A>>,
+}
+
+impl<A: Actor> Drop for ExitGuard<A> {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or(ExitReason::Killed);
+        let id = self.cell.core.id.clone();
+        match &reason {
+            ExitReason::Normal | ExitReason::Shutdown => {
+                tracing::debug!(actor = %id, %reason, "actor stopped")
+            }
+            _ => tracing::info!(actor = %id, %reason, "actor exited"),
+        }
+        let pid = Pid::local(self.cell.clone());
+        terminate(&pid, &self.cell.core, &self.node, &reason);
+        // Calls that never reached the handler learn the actor is gone.
+        while let Ok(mail) = self.mail_rx.try_recv() {
+            match mail {
+                Mail::Call(_, tx) => {
+                    let _ = tx.send(Err(Error::NoProc(id.to_string())));
+                }
+                Mail::Envelope(env) => {
+                    if let Some(tx) = env.reply {
+                        let _ = tx.send(Err(Error::NoProc(id.to_string())));
+                    }
+                }
+                Mail::Cast(_) => {}
+            }
+        }
+    }
+}
+
+/// Marks the cell dead and tells everyone who needs to know, exactly once.
+fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
+    let (links, watchers, names, groups) = {
+        let mut state = core.state.lock();
+        if state.exit.is_some() {
+            return;
+        }
+        state.exit = Some(reason.clone());
+        (
+            std::mem::take(&mut state.links),
+            std::mem::take(&mut state.watchers),
+            std::mem::take(&mut state.names),
+            std::mem::take(&mut state.groups),
+        )
+    };
+    for name in &names {
+        node.unregister_if(name, pid);
+    }
+    for group in &groups {
+        node.groups().remove_member(group, pid);
+    }
+    node.remove_actor(pid);
+    for linked in links {
+        if let Some(cell) = linked.cell() {
+            cell.core().state.lock().links.retain(|l| !l.same(pid));
+        }
+        linked.signal(Signal::Exit {
+            from: pid.clone(),
+            reason: reason.clone(),
+        });
+    }
+    for watcher in watchers {
+        match watcher {
+            Watcher::Actor { pid: watcher, monitor } => watcher.signal(Signal::Info(Info::Down {
+                monitor,
+                id: core.id.clone(),
+                reason: reason.clone(),
+            })),
+            Watcher::Waiter(tx) => {
+                let _ = tx.send(reason.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! Supervision with Erlang's `supervisor` semantics.
+//!
+//! - Strategies: `one_for_one`, `one_for_all`, `rest_for_one`, `simple_one_for_one`.
+//! - Restart types: `permanent` (always restarted), `transient` (restarted only after an
+//!   exit other than `normal`/`shutdown`), `temporary` (never restarted; forgotten on exit).
+//! - Restart intensity: more than `max_restarts` restarts within `period` makes the
+//!   supervisor terminate its children and exit with `shutdown`, which its own supervisor
+//!   sees as a child exit (escalation).
+//! - Children start in order and stop in reverse order. Stopping a child sends it an exit
+//!   signal `shutdown` from its parent and waits for its shutdown policy: `brutal_kill`,
+//!   a timeout after which it is killed, or `infinity` (the default for supervisors).
+//! - A child that fails to start during the supervisor's own start makes the start fail,
+//!   after the children already started are stopped in reverse order.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::actor::{Actor, Info};
+use crate::context::Context;
+use crate::error::{BoxError, Error, ExitReason, Result};
+use crate::node::Node;
+use crate::pid::{ActorRef, BoxFuture, Pid, Signal};
+use crate::runtime::SpawnOptions;
+
+/// How a supervisor reacts when a child exits and must be restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Restart only that child.
+    OneForOne,
+    /// Stop all other children (reverse order), then restart all (in order).
+    OneForAll,
+    /// Stop the children started after it (reverse order), then restart it and them.
+    RestForOne,
+    /// One child template; children are added at runtime with arguments and restarted
+    /// individually.
+    SimpleOneForOne,
+}
+
+/// When a child is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Always.
+    Permanent,
+    /// Only after an abnormal exit (not `normal` or `shutdown`).
+    Transient,
+    /// Never; the child is forgotten when it exits.
+    Temporary,
+}
+
+impl Restart {
+    /// Whether a child with this restart type is restarted after exiting with `reason`.
+    pub fn restarts_after(self, reason: &ExitReason) -> bool {
+        match self {
+            Restart::Permanent => true,
+            Restart::Transient => !reason.is_clean(),
+            Restart::Temporary => false,
+        }
+    }
+}
+
+/// How a child is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Killed at once (`on_stop` does not run).
+    BrutalKill,
+    /// Asked to stop, and killed if still running after this long.
+    Timeout(Duration),
+    /// Asked to stop, and waited for (the default for supervisors).
+    Infinity,
+}
+
+/// Worker or supervisor (for reporting; both are actors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// A worker.
+    Worker,
+    /// A supervisor.
+    Supervisor,
+}
+
+/// Arguments for a `simple_one_for_one` child.
+pub type ChildArgs = Arc<dyn Any + Send + Sync>;
+
+/// What a child's start function gets.
+pub struct ChildStart {
+    /// The node to start on.
+    pub node: Node,
+    /// The supervisor, to link to as parent.
+    pub supervisor: Pid,
+    /// The actor name to use, if the spec names one.
+    pub name: Option<String>,
+    /// Arguments of a `simple_one_for_one` child.
+    pub args: Option<ChildArgs>,
+}
+
+type StartFn = Arc<dyn Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync>;
+
+/// How to start, restart and stop one child.
+#[derive(Clone)]
+pub struct ChildSpec {
+    id: String,
+    start: StartFn,
+    restart: Restart,
+    shutdown: Shutdown,
+    kind: ChildKind,
+    name: Option<String>,
+}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Result<Pid>> {
+    Box::pin(async move {
+        let options = SpawnOptions {
+            name: start.name,
+            ..SpawnOptions::default()
+        };
+        let actor_ref = start
+            .node
+            .start_linked(actor, options, Some(start.supervisor))
+            .await?;
+        Ok(actor_ref.pid())
+    })
+}
+
+impl ChildSpec {
+    /// A permanent worker made by `factory` each time it (re)starts; stopped with a 5 s
+    /// timeout.
+    pub fn worker<A, F>(id: impl Into<String>, factory: F) -> ChildSpec
+    where
+        A: Actor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(move |start| start_actor(start, factory())),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            kind: ChildKind::Worker,
+            name: None,
+        }
+    }
+
+    /// A `simple_one_for_one` template: each child is `factory(args)` with the arguments
+    /// given to `start_dynamic_child` (kept for its restarts).
+    pub fn worker_with_args<A, Args, F>(id: impl Into<String>, factory: F) -> ChildSpec
+    where
+        A: Actor,
+        Args: Clone + Send + Sync + 'static,
+        F: Fn(Args) -> A + Send + Sync + 'static,
+    {
+        let id = id.into();
+        let template = id.clone();
+        ChildSpec {
+            id,
+            start: Arc::new(move |start| {
+                let args = start
+                    .args
+                    .as_ref()
+                    .and_then(|a| a.downcast_ref::<Args>())
+                    .cloned();
+                match args {
+                    Some(args) => start_actor(start, factory(args)),
+                    None => {
+                        let error = Error::InvalidArgument(format!(
+                            "child template {template} expects arguments of type {}",
+                            std::any::type_name::<Args>()
+                        ));
+                        Box::pin(async move { Err(error) })
+                    }
+                }
+            }),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            kind: ChildKind::Worker,
+            name: None,
+        }
+    }
+
+    /// A child supervisor; stopped with `infinity`.
+    pub fn supervisor(id: impl Into<String>, spec: SupervisorSpec) -> ChildSpec {
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(move |start| start_actor(start, Supervisor::new(spec.clone()))),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            kind: ChildKind::Supervisor,
+            name: None,
+        }
+    }
+
+    /// A child started by a custom function, which must start the actor linked to
+    /// `ChildStart::supervisor` (for example with [`Node::start_linked`]).
+    pub fn from_fn<F>(id: impl Into<String>, kind: ChildKind, start: F) -> ChildSpec
+    where
+        F: Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync + 'static,
+    {
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(start),
+            restart: Restart::Permanent,
+            shutdown: match kind {
+                ChildKind::Worker => Shutdown::Timeout(Duration::from_secs(5)),
+                ChildKind::Supervisor => Shutdown::Infinity,
+            },
+            kind,
+            name: None,
+        }
+    }
+
+    /// Sets the restart type.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown policy.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Spawns the child as `name@node` (otherwise a generated name).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The child's id within its supervisor.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A supervisor's strategy, restart intensity and children.
+#[derive(Debug, Clone)]
+pub struct SupervisorSpec {
+    strategy: Strategy,
+    max_restarts: u32,
+    period: Duration,
+    children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// A spec with Erlang's default intensity: 1 restart in 5 seconds.
+    pub fn new(strategy: Strategy) -> Self {
+        SupervisorSpec {
+            strategy,
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+            children: Vec::new(),
+        }
+    }
+
+    /// More than `max_restarts` restarts within `period` makes the supervisor give up.
+    pub fn intensity(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.period = period;
+        self
+    }
+
+    /// Adds a child (started in the order added). For `simple_one_for_one`, the one child
+    /// template.
+    pub fn child(mut self, child: ChildSpec) -> Self {
+        self.children.push(child);
+        self
+    }
+}
+
+/// Counts restarts in a sliding window: more than `max` within `period` is too many.
+#[derive(Debug, Clone)]
+pub struct RestartIntensity {
+    max: u32,
+    period: Duration,
+    history: VecDeque<Instant>,
+}
+
+impl RestartIntensity {
+    /// A window allowing `max` restarts per `period`.
+    pub fn new(max: u32, period: Duration) -> Self {
+        RestartIntensity {
+            max,
+            period,
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Records a restart at `now`. `false` means the limit is exceeded: the restarts still
+    /// within the window (including this one) number more than `max`.
+    pub fn record(&mut self, now: Instant) -> bool {
+        while let Some(oldest) = self.history.front() {
+            if now.saturating_duration_since(*oldest) >= self.period {
+                self.history.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.history.push_back(now);
+        self.history.len() as u64 <= u64::from(self.max)
+    }
+}
+
+/// One child as a supervisor tracks it.
+struct Child {
+    spec: ChildSpec,
+    pid: Option<Pid>,
+    args: Option<ChildArgs>,
+}
+
+/// A child as reported by `which_children`.
+#[derive(Debug, Clone)]
+pub struct ChildInfo {
+    /// The child's id.
+    pub id: String,
+    /// Its address, if running.
+    pub pid: Option<Pid>,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
+    /// Its restart type.
+    pub restart: Restart,
+}
+
+/// Requests a supervisor serves.
+pub enum SupervisorMsg {
+    /// Adds and starts a child (not for `simple_one_for_one`).
+    StartChild(ChildSpec),
+    /// Starts a `simple_one_for_one` child with these arguments.
+    StartDynamic(ChildArgs),
+    /// Stops a child by id, keeping its spec.
+    TerminateChild(String),
+    /// Starts a stopped child again.
+    RestartChild(String),
+    /// Forgets a stopped child.
+    DeleteChild(String),
+    /// Lists the children.
+    WhichChildren,
+}
+
+/// What a supervisor answers.
+#[derive(Debug)]
+pub enum SupervisorReply {
+    /// The started child's address.
+    Started(Pid),
+    /// Done.
+    Done,
+    /// The children, in start order.
+    Children(Vec<ChildInfo>),
+}
+
+/// The supervisor actor. Spawn it like any actor, or as a child through
+/// [`ChildSpec::supervisor`].
+pub struct Supervisor {
+    strategy: Strategy,
+    intensity: RestartIntensity,
+    initial: Vec<ChildSpec>,
+    template: Option<ChildSpec>,
+    children: Vec<Child>,
+    dynamic_seq: u64,
+}
+
+impl Supervisor {
+    /// A supervisor that will start the children of `spec` when it starts.
+    pub fn new(spec: SupervisorSpec) -> Self {
+        let (template, initial) = if spec.strategy == Strategy::SimpleOneForOne {
+            (spec.children.first().cloned(), Vec::new())
+        } else {
+            (None, spec.children)
+        };
+        Supervisor {
+            strategy: spec.strategy,
+            intensity: RestartIntensity::new(spec.max_restarts, spec.period),
+            initial,
+            template,
+            children: Vec::new(),
+            dynamic_seq: 0,
+        }
+    }
+
+    async fn start_child_at(&mut self, ctx: &Context<Self>, at: usize) -> Result<Pid> {
+        let child = &self.children[at];
+        let start = ChildStart {
+            node: ctx.node().clone(),
+            supervisor: ctx.pid(),
+            name: child.spec.name.clone(),
+            args: child.args.clone(),
+        };
+        let pid = (child.spec.start)(start).await?;
+        self.children[at].pid = Some(pid.clone());
+        Ok(pid)
+    }
+
+    /// Stops one child per its shutdown policy and waits until it is gone.
+    async fn terminate_at(&mut self, ctx: &Context<Self>, at: usize) {
+        let Some(pid) = self.children[at].pid.take() else {
+            return;
+        };
+        // Unlink first, so its exit does not come back to us as a crash to handle.
+        crate::context::unlink(&ctx.pid(), &pid);
+        let exit = Signal::Exit {
+            from: ctx.pid(),
+            reason: ExitReason::Shutdown,
+        };
+        match self.children[at].spec.shutdown {
+            Shutdown::BrutalKill => {
+                pid.kill();
+                let _ = pid.wait().await;
+            }
+            Shutdown::Infinity => {
+                pid.signal(exit);
+                let _ = pid.wait().await;
+            }
+            Shutdown::Timeout(limit) => {
+                pid.signal(exit);
+                if tokio::time::timeout(limit, pid.wait()).await.is_err() {
+                    tracing::warn!(child = %pid, "child did not stop in time; killing it");
+                    pid.kill();
+                    let _ = pid.wait().await;
+                }
+            }
+        }
+    }
+
+    /// Stops the children from `from` to the end, last first.
+    async fn terminate_from(&mut self, ctx: &Context<Self>, from: usize) {
+        for at in (from..self.children.len()).rev() {
+            self.terminate_at(ctx, at).await;
+        }
+        // Temporary children stopped by the supervisor are forgotten.
+        let mut at = from;
+        while at < self.children.len() {
+            if self.children[at].spec.restart == Restart::Temporary {
+                self.children.remove(at);
+            } else {
+                at += 1;
+            }
+        }
+    }
+
+    /// Starts the stopped children from `from` on, in order. On failure, the index of the
+    /// child that failed.
+    async fn start_from(&mut self, ctx: &Context<Self>, from: usize) -> Result<(), usize> {
+        for at in from..self.children.len() {
+            if self.children[at].pid.is_none() {
+                if let Err(e) = self.start_child_at(ctx, at).await {
+                    tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
+                    return Err(at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts after child `at` exited, per strategy; gives up past the intensity.
+    async fn restart(&mut self, ctx: &mut Context<Self>, mut at: usize) {
+        loop {
+            if !self.intensity.record(Instant::now()) {
+                tracing::error!(supervisor = %ctx.id(), "restart intensity reached; shutting down");
+                self.terminate_from(ctx, 0).await;
+                ctx.stop(ExitReason::Shutdown);
+                return;
+            }
+            let result = match self.strategy {
+                Strategy::OneForOne | Strategy::SimpleOneForOne => {
+                    match self.start_child_at(ctx, at).await {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
+                            Err(at)
+                        }
+                    }
+                }
+                Strategy::OneForAll => {
+                    self.terminate_from(ctx, 0).await;
+                    self.start_from(ctx, 0).await
+                }
+                Strategy::RestForOne => {
+                    self.terminate_from(ctx, at + 1).await;
+                    self.start_from(ctx, at).await
+                }
+            };
+            match result {
+                Ok(()) => return,
+                Err(failed) => at = failed,
+            }
+        }
+    }
+
+    fn position(&self, pid: &Pid) -> Option<usize> {
+        self.children
+            .iter()
+            .position(|c| c.pid.as_ref().is_some_and(|p| p.same(pid)))
+    }
+
+    fn position_of_id(&self, id: &str) -> Result<usize> {
+        self.children
+            .iter()
+            .position(|c| c.spec.id == id)
+            .ok_or_else(|| Error::InvalidArgument(format!("no child {id:?}")))
+    }
+
+    async fn on_child_exit(&mut self, ctx: &mut Context<Self>, at: usize, reason: ExitReason) {
+        self.children[at].pid = None;
+        let restart = self.children[at].spec.restart;
+        let dynamic = self.strategy == Strategy::SimpleOneForOne;
+        if restart.restarts_after(&reason) {
+            tracing::info!(child = %self.children[at].spec.id, %reason, "restarting child");
+            self.restart(ctx, at).await;
+        } else if restart == Restart::Temporary || dynamic {
+            self.children.remove(at);
+        }
+    }
+
+    async fn serve(&mut self, ctx: &mut Context<Self>, msg: SupervisorMsg) -> Result<SupervisorReply> {
+        match msg {
+            SupervisorMsg::StartChild(spec) => {
+                if self.strategy == Strategy::SimpleOneForOne {
+                    return Err(Error::InvalidArgument(
+                        "simple_one_for_one takes start_dynamic_child".into(),
+                    ));
+                }
+                if self.children.iter().any(|c| c.spec.id == spec.id) {
+                    return Err(Error::NameTaken(spec.id.clone()));
+                }
+                self.children.push(Child {
+                    spec,
+                    pid: None,
+                    args: None,
+                });
+                let at = self.children.len() - 1;
+                match self.start_child_at(ctx, at).await {
+                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
+                    Err(e) => {
+                        self.children.remove(at);
+                        Err(e)
+                    }
+                }
+            }
+            SupervisorMsg::StartDynamic(args) => {
+                let template = self.template.clone().ok_or_else(|| {
+                    Error::InvalidArgument("not a simple_one_for_one supervisor".into())
+                })?;
+                self.dynamic_seq += 1;
+                let mut spec = template;
+                spec.id = format!("{}-{}", spec.id, self.dynamic_seq);
+                spec.name = None;
+                self.children.push(Child {
+                    spec,
+                    pid: None,
+                    args: Some(args),
+                });
+                let at = self.children.len() - 1;
+                match self.start_child_at(ctx, at).await {
+                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
+                    Err(e) => {
+                        self.children.remove(at);
+                        Err(e)
+                    }
+                }
+            }
+            SupervisorMsg::TerminateChild(id) => {
+                let at = self.position_of_id(&id)?;
+                self.terminate_at(ctx, at).await;
+                if self.children[at].spec.restart == Restart::Temporary
+                    || self.strategy == Strategy::SimpleOneForOne
+                {
+                    self.children.remove(at);
+                }
+                Ok(SupervisorReply::Done)
+            }
+            SupervisorMsg::RestartChild(id) => {
+                let at = self.position_of_id(&id)?;
+                if self.children[at].pid.is_some() {
+                    return Err(Error::InvalidArgument(format!("child {id:?} is running")));
+                }
+                Ok(SupervisorReply::Started(self.start_child_at(ctx, at).await?))
+            }
+            SupervisorMsg::DeleteChild(id) => {
+                let at = self.position_of_id(&id)?;
+                if self.children[at].pid.is_some() {
+                    return Err(Error::InvalidArgument(format!("child {id:?} is running")));
+                }
+                self.children.remove(at);
+                Ok(SupervisorReply::Done)
+            }
+            SupervisorMsg::WhichChildren => Ok(SupervisorReply::Children(
+                self.children
+                    .iter()
+                    .map(|c| ChildInfo {
+                        id: c.spec.id.clone(),
+                        pid: c.pid.clone(),
+                        kind: c.spec.kind,
+                        restart: c.spec.restart,
+                    })
+                    .collect(),
+            )),
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type Reply = Result<SupervisorReply>;
+
+    async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        ctx.trap_exit(true);
+        for spec in std::mem::take(&mut self.initial) {
+            self.children.push(Child {
+                spec,
+                pid: None,
+                args: None,
+            });
+            let at = self.children.len() - 1;
+            if let Err(e) = self.start_child_at(ctx, at).await {
+                let id = self.children[at].spec.id.clone();
+                self.terminate_from(ctx, 0).await;
+                return Err(format!("child {id} failed to start: {e}").into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, ctx: &mut Context<Self>, _reason: &ExitReason) {
+        self.terminate_from(ctx, 0).await;
+    }
+
+    async fn handle_call(
+        &mut self,
+        msg: SupervisorMsg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Self::Reply>, BoxError> {
+        Ok(Some(self.serve(ctx, msg).await))
+    }
+
+    async fn handle_info(&mut self, info: Info, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Info::Exit { from, reason } = info {
+            if let Some(at) = self.position(&from) {
+                self.on_child_exit(ctx, at, reason).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn msg_name(msg: &SupervisorMsg) -> &'static str {
+        match msg {
+            SupervisorMsg::StartChild(_) => "start_child",
+            SupervisorMsg::StartDynamic(_) => "start_dynamic_child",
+            SupervisorMsg::TerminateChild(_) => "terminate_child",
+            SupervisorMsg::RestartChild(_) => "restart_child",
+            SupervisorMsg::DeleteChild(_) => "delete_child",
+            SupervisorMsg::WhichChildren => "which_children",
+        }
+    }
+}
+
+/// How long supervisor requests wait (children may take their shutdown time).
+const SUPERVISOR_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn call(sup: &ActorRef<Supervisor>, msg: SupervisorMsg) -> Result<SupervisorReply> {
+    sup.ask_timeout(msg, SUPERVISOR_CALL_TIMEOUT).await?
+}
+
+fn started(reply: SupervisorReply) -> Result<Pid> {
+    match reply {
+        SupervisorReply::Started(pid) => Ok(pid),
+        other => Err(Error::InvalidArgument(format!("unexpected reply {other:?}"))),
+    }
+}
+
+pub(crate) async fn start_child(sup: &ActorRef<Supervisor>, spec: ChildSpec) -> Result<Pid> {
+    started(call(sup, SupervisorMsg::StartChild(spec)).await?)
+}
+
+pub(crate) async fn terminate_child(sup: &ActorRef<Supervisor>, id: &str) -> Result<()> {
+    call(sup, SupervisorMsg::TerminateChild(id.to_owned())).await.map(drop)
+}
+
+pub(crate) async fn delete_child(sup: &ActorRef<Supervisor>, id: &str) -> Result<()> {
+    call(sup, SupervisorMsg::DeleteChild(id.to_owned())).await.map(drop)
+}
+
+impl ActorRef<Supervisor> {
+    /// Adds and starts a child (`supervisor:start_child/2`).
+    pub async fn start_child(&self, spec: ChildSpec) -> Result<Pid> {
+        start_child(self, spec).await
+    }
+
+    /// Starts a `simple_one_for_one` child with `args` (must match the template's type).
+    pub async fn start_dynamic_child<Args: Clone + Send + Sync + 'static>(&self, args: Args) -> Result<Pid> {
+        started(call(self, SupervisorMsg::StartDynamic(Arc::new(args))).await?)
+    }
+
+    /// Stops a child, keeping its spec (`supervisor:terminate_child/2`).
+    pub async fn terminate_child(&self, id: &str) -> Result<()> {
+        terminate_child(self, id).await
+    }
+
+    /// Starts a stopped child again (`supervisor:restart_child/2`).
+    pub async fn restart_child(&self, id: &str) -> Result<Pid> {
+        started(call(self, SupervisorMsg::RestartChild(id.to_owned())).await?)
+    }
+
+    /// Forgets a stopped child (`supervisor:delete_child/2`).
+    pub async fn delete_child(&self, id: &str) -> Result<()> {
+        delete_child(self, id).await
+    }
+
+    /// The children in start order (`supervisor:which_children/1`).
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>> {
+        match call(self, SupervisorMsg::WhichChildren).await? {
+            SupervisorReply::Children(children) => Ok(children),
+            other => Err(Error::InvalidArgument(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
+
+/// A named supervision tree started and stopped as a unit on a node.
+#[derive(Debug, Clone)]
+pub struct Application {
+    name: String,
+    spec: SupervisorSpec,
+}
+
+impl Application {
+    /// An application whose top supervisor follows `spec`.
+    pub fn new(name: impl Into<String>, spec: SupervisorSpec) -> Self {
+        Application {
+            name: name.into(),
+            spec,
+        }
+    }
+
+    /// The application's name (also its child id under the root supervisor).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_child_spec(self) -> ChildSpec {
+        ChildSpec::supervisor(self.name.clone(), self.spec)
+            .named(format!("{}_sup", self.name))
+            .restart(Restart::Transient)
+    }
+}

@@ -1,0 +1,426 @@
+//! Node-to-node transport. A [`Transport`] moves opaque frames between named nodes; the
+//! [`Router`] encodes what actors do (tell, ask, reply, link, exit, monitor, down) into
+//! `plexspaces.v1.Frame` protobuf bytes and back. [`LoopbackNetwork`] joins nodes inside one
+//! process over channels, really encoding every frame, so location transparency is tested
+//! without sockets; a gRPC transport plugs into the same trait.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use plexspaces_proto::v1 as pb;
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::Info;
+use crate::envelope::Envelope;
+use crate::error::{Error, ExitReason, Result};
+use crate::id::ActorId;
+use crate::node::Node;
+use crate::pid::{BoxFuture, EnvelopeMail, MonitorRef, Pid, Signal, Watcher};
+
+/// Receives the frames addressed to one node.
+pub type Inbound = Arc<dyn Fn(Bytes) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Moves frames between nodes. Delivery between a pair of nodes is in order.
+pub trait Transport: Send + Sync + 'static {
+    /// Starts delivering frames addressed to `node` to `inbound`.
+    fn bind(&self, node: &str, inbound: Inbound) -> Result<()>;
+    /// Stops delivering to `node`.
+    fn unbind(&self, node: &str);
+    /// Queues `frame` for `node` without waiting.
+    fn send(&self, node: &str, frame: Bytes) -> Result<()>;
+}
+
+/// Nodes in one process joined by channels. Frames are real protobuf bytes.
+#[derive(Default)]
+pub struct LoopbackNetwork {
+    nodes: DashMap<String, mpsc::UnboundedSender<Bytes>>,
+}
+
+impl std::fmt::Debug for LoopbackNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackNetwork").field("nodes", &self.nodes.len()).finish()
+    }
+}
+
+impl LoopbackNetwork {
+    /// An empty network.
+    pub fn new() -> Arc<Self> {
+        Arc::new(LoopbackNetwork::default())
+    }
+}
+
+impl Transport for LoopbackNetwork {
+    fn bind(&self, node: &str, inbound: Inbound) -> Result<()> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        if self.nodes.contains_key(node) {
+            return Err(Error::NameTaken(format!("node {node}")));
+        }
+        self.nodes.insert(node.to_owned(), tx);
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                inbound(frame).await;
+            }
+        });
+        Ok(())
+    }
+
+    fn unbind(&self, node: &str) {
+        self.nodes.remove(node);
+    }
+
+    fn send(&self, node: &str, frame: Bytes) -> Result<()> {
+        let tx = self
+            .nodes
+            .get(node)
+            .ok_or_else(|| Error::Transport(format!("node {node} is not reachable")))?;
+        tx.send(frame)
+            .map_err(|_| Error::Transport(format!("node {node} is not reachable")))
+    }
+}
+
+/// One node's way out: encodes frames, tracks asks waiting for remote replies.
+pub(crate) struct Router {
+    node: Arc<str>,
+    transport: Option<Arc<dyn Transport>>,
+    pending: DashMap<String, oneshot::Sender<Result<Envelope>>>,
+    next_correlation: AtomicU64,
+}
+
+impl Router {
+    pub(crate) fn new(node: Arc<str>, transport: Option<Arc<dyn Transport>>) -> Self {
+        Router {
+            node,
+            transport,
+            pending: DashMap::new(),
+            next_correlation: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn has_transport(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    pub(crate) fn transport(&self) -> Option<&Arc<dyn Transport>> {
+        self.transport.as_ref()
+    }
+
+    fn send_frame(&self, node: &str, body: pb::frame::Body) -> Result<()> {
+        let transport = self.transport.as_ref().ok_or_else(|| {
+            Error::Transport(format!("node {} has no transport", self.node))
+        })?;
+        let frame = pb::Frame { body: Some(body) };
+        transport.send(node, Bytes::from(frame.encode_to_vec()))
+    }
+
+    pub(crate) fn tell(&self, to: &ActorId, env: Envelope) -> Result<()> {
+        self.send_frame(
+            to.node(),
+            pb::frame::Body::Tell(pb::Tell {
+                to: to.to_string(),
+                envelope: Some(env.into_proto()),
+            }),
+        )
+    }
+
+    pub(crate) async fn ask(&self, to: &ActorId, mut env: Envelope, timeout: Duration) -> Result<Envelope> {
+        let correlation = format!(
+            "{}-{}",
+            self.node,
+            self.next_correlation.fetch_add(1, Ordering::Relaxed)
+        );
+        env.correlation_id = correlation.clone();
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(correlation.clone(), tx);
+        let sent = self.send_frame(
+            to.node(),
+            pb::frame::Body::Ask(pb::Ask {
+                to: to.to_string(),
+                envelope: Some(env.into_proto()),
+                reply_node: self.node.to_string(),
+            }),
+        );
+        if let Err(e) = sent {
+            self.pending.remove(&correlation);
+            return Err(e);
+        }
+        let result = tokio::time::timeout(timeout, rx).await;
+        // Whatever happened, this correlation id is finished: a late reply finds no entry
+        // and is dropped.
+        self.pending.remove(&correlation);
+        match result {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Error::NoReply),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    pub(crate) fn send_signal(&self, to: &ActorId, signal: Signal) {
+        let body = match signal {
+            Signal::Stop(reason) => pb::frame::Body::Exit(pb::Exit {
+                from: String::new(),
+                to: to.to_string(),
+                reason: Some(reason.to_proto()),
+            }),
+            Signal::Exit { from, reason } => pb::frame::Body::Exit(pb::Exit {
+                from: from.id().to_string(),
+                to: to.to_string(),
+                reason: Some(reason.to_proto()),
+            }),
+            Signal::Info(Info::Down {
+                monitor,
+                id,
+                reason,
+            }) => pb::frame::Body::Down(pb::Down {
+                watcher: to.to_string(),
+                target: id.to_string(),
+                monitor_ref: monitor.0,
+                reason: Some(reason.to_proto()),
+            }),
+            Signal::Info(other) => {
+                tracing::debug!(to = %to, info = ?other, "notification not sent across nodes");
+                return;
+            }
+            Signal::AttachFacet(_) | Signal::DetachFacet(_) => {
+                tracing::warn!(to = %to, "facets cannot be attached across nodes");
+                return;
+            }
+        };
+        if let Err(e) = self.send_frame(to.node(), body) {
+            tracing::debug!(to = %to, error = %e, "signal not delivered");
+        }
+    }
+
+    pub(crate) fn send_kill(&self, to: &ActorId) {
+        let body = pb::frame::Body::Exit(pb::Exit {
+            from: String::new(),
+            to: to.to_string(),
+            reason: Some(pb::ExitReason {
+                kind: Some(pb::exit_reason::Kind::Kill(pb::Empty {})),
+            }),
+        });
+        if let Err(e) = self.send_frame(to.node(), body) {
+            tracing::debug!(to = %to, error = %e, "kill not delivered");
+        }
+    }
+
+    pub(crate) fn send_link(&self, from: &ActorId, to: &ActorId) {
+        let body = pb::frame::Body::Link(pb::Link {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+        if let Err(e) = self.send_frame(to.node(), body) {
+            tracing::debug!(to = %to, error = %e, "link not delivered");
+        }
+    }
+
+    pub(crate) fn send_unlink(&self, from: &ActorId, to: &ActorId) {
+        let body = pb::frame::Body::Unlink(pb::Unlink {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+        let _ = self.send_frame(to.node(), body);
+    }
+
+    pub(crate) fn send_monitor(&self, watcher: &ActorId, target: &ActorId, monitor: MonitorRef) {
+        let body = pb::frame::Body::Monitor(pb::Monitor {
+            watcher: watcher.to_string(),
+            target: target.to_string(),
+            monitor_ref: monitor.0,
+        });
+        if let Err(e) = self.send_frame(target.node(), body) {
+            tracing::debug!(to = %target, error = %e, "monitor not delivered");
+        }
+    }
+
+    pub(crate) fn send_demonitor(&self, watcher: &ActorId, target: &ActorId, monitor: MonitorRef) {
+        let body = pb::frame::Body::Demonitor(pb::Demonitor {
+            watcher: watcher.to_string(),
+            target: target.to_string(),
+            monitor_ref: monitor.0,
+        });
+        let _ = self.send_frame(target.node(), body);
+    }
+
+    fn complete(&self, correlation: &str, result: Result<Envelope>) {
+        if let Some((_, tx)) = self.pending.remove(correlation) {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// The function a transport calls with each frame for `node`.
+pub(crate) fn inbound_handler(node: &Node) -> Inbound {
+    let node = node.downgrade();
+    Arc::new(move |bytes: Bytes| {
+        let node = node.clone();
+        Box::pin(async move {
+            let Some(node) = node.upgrade() else { return };
+            match pb::Frame::decode(bytes) {
+                Ok(frame) => on_frame(&node, frame).await,
+                Err(e) => tracing::warn!(node = %node.name(), error = %e, "undecodable frame dropped"),
+            }
+        })
+    })
+}
+
+fn parse_id(text: &str) -> Option<ActorId> {
+    ActorId::parse(text).ok()
+}
+
+fn remote_error(e: &Error) -> pb::RemoteError {
+    pb::RemoteError {
+        kind: e.kind().to_owned(),
+        message: e.to_string(),
+    }
+}
+
+async fn on_frame(node: &Node, frame: pb::Frame) {
+    let router = node.router().clone();
+    let Some(body) = frame.body else { return };
+    match body {
+        pb::frame::Body::Tell(tell) => {
+            let (Some(to), Some(env)) = (parse_id(&tell.to), tell.envelope) else { return };
+            if let Some(pid) = node.lookup(&to) {
+                if let Err(e) = pid.tell_envelope(Envelope::from_proto(env)).await {
+                    tracing::debug!(to = %to, error = %e, "remote tell not delivered");
+                }
+            }
+        }
+        pb::frame::Body::Ask(ask) => {
+            let env = ask.envelope.map(Envelope::from_proto).unwrap_or_default();
+            let correlation = env.correlation_id.clone();
+            let reply_node = ask.reply_node;
+            let reply = move |router: &Router, result: Result<Envelope>| {
+                let result = match result {
+                    Ok(env) => pb::reply_result::Result::Ok(env.into_proto()),
+                    Err(e) => pb::reply_result::Result::Error(remote_error(&e)),
+                };
+                let body = pb::frame::Body::Reply(pb::Reply {
+                    correlation_id: correlation.clone(),
+                    result: Some(pb::ReplyResult { result: Some(result) }),
+                });
+                if let Err(e) = router.send_frame(&reply_node, body) {
+                    tracing::debug!(error = %e, "remote reply not delivered");
+                }
+            };
+            let target = parse_id(&ask.to).and_then(|id| node.lookup(&id));
+            let Some(pid) = target else {
+                reply(&router, Err(Error::NoProc(ask.to)));
+                return;
+            };
+            let Some(cell) = pid.cell().cloned() else { return };
+            let (tx, rx) = oneshot::channel();
+            if let Err(e) = cell
+                .send_envelope(Box::new(EnvelopeMail {
+                    env,
+                    reply: Some(tx),
+                }))
+                .await
+            {
+                reply(&router, Err(e));
+                return;
+            }
+            // Wait for the reply off the inbound loop, so one slow actor does not hold up
+            // frames for others.
+            tokio::spawn(async move {
+                let result = rx.await.unwrap_or_else(|_| Err(cell.core().gone_error()));
+                reply(&router, result);
+            });
+        }
+        pb::frame::Body::Reply(reply) => {
+            let result = match reply.result.and_then(|r| r.result) {
+                Some(pb::reply_result::Result::Ok(env)) => Ok(Envelope::from_proto(env)),
+                Some(pb::reply_result::Result::Error(e)) => Err(Error::from_remote(&e.kind, &e.message)),
+                None => Err(Error::NoReply),
+            };
+            router.complete(&reply.correlation_id, result);
+        }
+        pb::frame::Body::Link(link) => {
+            let (Some(from), Some(to)) = (parse_id(&link.from), parse_id(&link.to)) else { return };
+            let remote = Pid::remote(from, router.clone());
+            match node.lookup(&to) {
+                Some(local) => crate::context::link(&local, &remote),
+                None => router.send_signal(
+                    remote.id(),
+                    Signal::Exit {
+                        from: Pid::remote(to, router.clone()),
+                        reason: ExitReason::NoProc,
+                    },
+                ),
+            }
+        }
+        pb::frame::Body::Unlink(unlink) => {
+            let (Some(from), Some(to)) = (parse_id(&unlink.from), parse_id(&unlink.to)) else { return };
+            if let Some(local) = node.lookup(&to) {
+                if let Some(cell) = local.cell() {
+                    cell.core().state.lock().links.retain(|l| l.id() != &from);
+                }
+            }
+        }
+        pb::frame::Body::Exit(exit) => {
+            let Some(to) = parse_id(&exit.to) else { return };
+            let Some(local) = node.lookup(&to) else { return };
+            let kill = matches!(
+                exit.reason.as_ref().and_then(|r| r.kind.as_ref()),
+                Some(pb::exit_reason::Kind::Kill(_))
+            );
+            let reason = ExitReason::from_proto(exit.reason);
+            if kill {
+                local.kill();
+            } else if exit.from.is_empty() {
+                local.stop(reason);
+            } else if let Some(from) = parse_id(&exit.from) {
+                // The sender's link entry on this side is gone with it.
+                if let Some(cell) = local.cell() {
+                    cell.core().state.lock().links.retain(|l| l.id() != &from);
+                }
+                local.signal(Signal::Exit {
+                    from: Pid::remote(from, router.clone()),
+                    reason,
+                });
+            }
+        }
+        pb::frame::Body::Monitor(monitor) => {
+            let (Some(watcher), Some(target)) = (parse_id(&monitor.watcher), parse_id(&monitor.target)) else {
+                return;
+            };
+            let watcher = Pid::remote(watcher, router.clone());
+            let monitor_ref = MonitorRef(monitor.monitor_ref);
+            match node.lookup(&target) {
+                Some(local) => crate::context::add_watcher(&local, watcher, monitor_ref),
+                None => watcher.signal(Signal::Info(Info::Down {
+                    monitor: monitor_ref,
+                    id: target,
+                    reason: ExitReason::NoProc,
+                })),
+            }
+        }
+        pb::frame::Body::Demonitor(demonitor) => {
+            let (Some(watcher), Some(target)) = (parse_id(&demonitor.watcher), parse_id(&demonitor.target)) else {
+                return;
+            };
+            if let Some(local) = node.lookup(&target) {
+                if let Some(cell) = local.cell() {
+                    let monitor_ref = MonitorRef(demonitor.monitor_ref);
+                    cell.core().state.lock().watchers.retain(|w| {
+                        !matches!(w, Watcher::Actor { pid, monitor } if *monitor == monitor_ref && pid.id() == &watcher)
+                    });
+                }
+            }
+        }
+        pb::frame::Body::Down(down) => {
+            let (Some(watcher), Some(target)) = (parse_id(&down.watcher), parse_id(&down.target)) else { return };
+            if let Some(local) = node.lookup(&watcher) {
+                local.signal(Signal::Info(Info::Down {
+                    monitor: MonitorRef(down.monitor_ref),
+                    id: target,
+                    reason: ExitReason::from_proto(down.reason),
+                }));
+            }
+        }
+    }
+}
