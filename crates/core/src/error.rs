@@ -204,7 +204,7 @@ impl fmt::Display for ExitReason {
 }
 
 /// A message that could not be sent, handed back to the caller.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum SendError<M> {
     /// The actor is not alive.
     #[error("actor is not alive")]
@@ -215,6 +215,16 @@ pub enum SendError<M> {
     /// The message could not cross to a remote actor.
     #[error("remote send failed: {1}")]
     Remote(M, Error),
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed(_) => f.write_str("SendError::Closed(..)"),
+            SendError::Full(_) => f.write_str("SendError::Full(..)"),
+            SendError::Remote(_, e) => write!(f, "SendError::Remote(.., {e:?})"),
+        }
+    }
 }
 
 impl<M> SendError<M> {

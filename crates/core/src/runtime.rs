@@ -6,6 +6,7 @@
 //! the task is aborted by a kill, through [`ExitGuard`]'s `Drop`.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -155,6 +156,8 @@ async fn guarded<T>(
         }
     }
 }
+
+static NEXT_LOCAL_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Yield to the scheduler after this many messages in a row, so a busy actor cannot starve
 /// others on its worker thread.
@@ -309,10 +312,14 @@ async fn dispatch_with_facets<A: Actor>(
     } else {
         MessageKind::Cast
     };
-    let (msg_type, correlation_id) = match envelope_meta {
+    let (msg_type, mut correlation_id) = match envelope_meta {
         Some((msg_type, correlation_id)) => (msg_type, correlation_id),
         None => (A::msg_name(&msg).to_owned(), String::new()),
     };
+    if correlation_id.is_empty() {
+        // Local messages carry none; give each one an id so its span can be found.
+        correlation_id = format!("{}#{}", ctx.id(), NEXT_LOCAL_ID.fetch_add(1, Ordering::Relaxed));
+    }
     let meta = MessageMeta {
         msg_type,
         correlation_id,

@@ -342,8 +342,20 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
         pb::frame::Body::Link(link) => {
             let (Some(from), Some(to)) = (parse_id(&link.from), parse_id(&link.to)) else { return };
             let remote = Pid::remote(from, router.clone());
-            match node.lookup(&to) {
-                Some(local) => crate::context::link(&local, &remote),
+            // Only this side's half of the link: the sender already holds its own.
+            let linked = node.lookup(&to).and_then(|local| {
+                let cell = local.cell()?;
+                let mut state = cell.core().state.lock();
+                if state.exit.is_some() {
+                    return None;
+                }
+                if !state.links.iter().any(|l| l.same(&remote)) {
+                    state.links.push(remote.clone());
+                }
+                Some(())
+            });
+            match linked {
+                Some(()) => {}
                 None => router.send_signal(
                     remote.id(),
                     Signal::Exit {

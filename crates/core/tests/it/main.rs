@@ -1,0 +1,9 @@
+//! Integration tests of the actor runtime (one binary keeps link time down).
+
+mod actors;
+mod behaviors;
+mod common;
+mod facets;
+mod links;
+mod remote;
+mod supervision;
