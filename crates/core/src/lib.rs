@@ -37,8 +37,8 @@
 //! # async fn main() -> Result<(), plexspaces_core::Error> {
 //! let node = Node::builder("node1").build().await?;
 //! let counter = node.spawn_named("counter", Counter(0))?;
-//! counter.tell(2).await.expect("alive");
-//! assert_eq!(counter.ask(3).await?, 5);
+//! counter.tell(2u64).await.expect("alive");
+//! assert_eq!(counter.ask(3u64).await?, 5);
 //! assert_eq!(counter.id().to_string(), "counter@node1");
 //! node.shutdown().await;
 //! # Ok(())
