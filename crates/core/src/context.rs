@@ -12,9 +12,9 @@ use crate::error::{ExitReason, Result};
 use crate::facet::{self, ActorInfo, Facet};
 use crate::id::ActorId;
 use crate::node::Node;
+use crate::pid::Signal;
 use crate::pid::{ActorRef, MonitorRef, Pid, Watcher};
 use crate::runtime::{self, SpawnOptions};
-use crate::pid::Signal;
 
 /// A running actor's view of the runtime: its own address, its node, children, links,
 /// monitors, timers, the reply handle of the current call, and its facets.
@@ -125,7 +125,11 @@ impl<A: Actor> Context<A> {
     }
 
     /// [`Context::spawn_link`] with options.
-    pub fn spawn_link_with<B: Actor>(&self, actor: B, options: SpawnOptions) -> Result<ActorRef<B>> {
+    pub fn spawn_link_with<B: Actor>(
+        &self,
+        actor: B,
+        options: SpawnOptions,
+    ) -> Result<ActorRef<B>> {
         runtime::spawn(&self.node, actor, options, Some(self.pid()), None)
     }
 

@@ -132,7 +132,13 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         }
     }
 
-    async fn add(&mut self, id: String, mut handler: Box<dyn EventHandler<E>>, owner: Option<Pid>, handoff: Handoff) -> Result<()> {
+    async fn add(
+        &mut self,
+        id: String,
+        mut handler: Box<dyn EventHandler<E>>,
+        owner: Option<Pid>,
+        handoff: Handoff,
+    ) -> Result<()> {
         if self.handlers.iter().any(|h| h.id == id) {
             return Err(Error::NameTaken(id));
         }
@@ -160,19 +166,36 @@ impl<E: Send + Sync + 'static> Actor for EventManager<E> {
     type Msg = EventMsg<E>;
     type Reply = Result<EventReply>;
 
-    async fn handle_call(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> Result<Option<Self::Reply>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Self::Reply>, BoxError> {
         let reply = match msg {
             EventMsg::Notify(event) => {
                 self.deliver(ctx, &event).await;
                 Ok(EventReply::Done)
             }
-            EventMsg::Add { id, handler, owner } => self.add(id, handler, owner, None).await.map(|_| EventReply::Done),
-            EventMsg::Remove(id) => self.remove(&id, &ExitReason::Normal).await.map(|_| EventReply::Done),
-            EventMsg::Swap { old, id, handler } => match self.remove(&old, &ExitReason::Normal).await {
-                Ok((handoff, owner)) => self.add(id, handler, owner, handoff).await.map(|_| EventReply::Done),
-                Err(e) => Err(e),
-            },
-            EventMsg::Which => Ok(EventReply::Handlers(self.handlers.iter().map(|h| h.id.clone()).collect())),
+            EventMsg::Add { id, handler, owner } => self
+                .add(id, handler, owner, None)
+                .await
+                .map(|_| EventReply::Done),
+            EventMsg::Remove(id) => self
+                .remove(&id, &ExitReason::Normal)
+                .await
+                .map(|_| EventReply::Done),
+            EventMsg::Swap { old, id, handler } => {
+                match self.remove(&old, &ExitReason::Normal).await {
+                    Ok((handoff, owner)) => self
+                        .add(id, handler, owner, handoff)
+                        .await
+                        .map(|_| EventReply::Done),
+                    Err(e) => Err(e),
+                }
+            }
+            EventMsg::Which => Ok(EventReply::Handlers(
+                self.handlers.iter().map(|h| h.id.clone()).collect(),
+            )),
         };
         Ok(Some(reply))
     }
@@ -214,11 +237,21 @@ impl<E: Send + Sync + 'static> ActorRef<EventManager<E>> {
 
     /// Adds a handler owned by `owner`, which gets [`Info::EventHandlerExit`] if the handler
     /// fails (`gen_event:add_sup_handler`).
-    pub async fn add_sup_handler(&self, id: &str, handler: impl EventHandler<E>, owner: &Pid) -> Result<()> {
+    pub async fn add_sup_handler(
+        &self,
+        id: &str,
+        handler: impl EventHandler<E>,
+        owner: &Pid,
+    ) -> Result<()> {
         self.add(id, Box::new(handler), Some(owner.clone())).await
     }
 
-    async fn add(&self, id: &str, handler: Box<dyn EventHandler<E>>, owner: Option<Pid>) -> Result<()> {
+    async fn add(
+        &self,
+        id: &str,
+        handler: Box<dyn EventHandler<E>>,
+        owner: Option<Pid>,
+    ) -> Result<()> {
         self.ask(EventMsg::Add {
             id: id.to_owned(),
             handler,
@@ -234,7 +267,12 @@ impl<E: Send + Sync + 'static> ActorRef<EventManager<E>> {
     }
 
     /// Replaces `old` with `handler` under `id`, handing over state (`gen_event:swap_handler`).
-    pub async fn swap_handler(&self, old: &str, id: &str, handler: impl EventHandler<E>) -> Result<()> {
+    pub async fn swap_handler(
+        &self,
+        old: &str,
+        id: &str,
+        handler: impl EventHandler<E>,
+    ) -> Result<()> {
         self.ask(EventMsg::Swap {
             old: old.to_owned(),
             id: id.to_owned(),

@@ -148,7 +148,11 @@ pub(crate) async fn detach(chain: &mut Vec<Arc<dyn Facet>>, name: &str, info: &A
     }
 }
 
-pub(crate) async fn deactivate_all(chain: &mut Vec<Arc<dyn Facet>>, info: &ActorInfo, reason: &ExitReason) {
+pub(crate) async fn deactivate_all(
+    chain: &mut Vec<Arc<dyn Facet>>,
+    info: &ActorInfo,
+    reason: &ExitReason,
+) {
     for facet in chain.iter().rev() {
         facet.on_deactivate(info, reason).await;
     }
@@ -181,13 +185,18 @@ impl MetricsFacet {
         .map_err(err)?;
         let latency = HistogramVec::new(
             HistogramOpts::new("plexspaces_actor_handler_seconds", "handler latency").buckets(
-                vec![1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0],
+                vec![
+                    1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0,
+                ],
             ),
             &["actor_type"],
         )
         .map_err(err)?;
         let mailbox = GaugeVec::new(
-            Opts::new("plexspaces_actor_mailbox_depth", "messages queued behind the last one handled"),
+            Opts::new(
+                "plexspaces_actor_mailbox_depth",
+                "messages queued behind the last one handled",
+            ),
             &["actor_type"],
         )
         .map_err(err)?;
@@ -220,12 +229,16 @@ impl MetricsFacet {
 
     /// Messages handled so far by actors of this type.
     pub fn messages(&self, actor_type: &str) -> u64 {
-        self.messages.with_label_values(&[short_type(actor_type)]).get() as u64
+        self.messages
+            .with_label_values(&[short_type(actor_type)])
+            .get() as u64
     }
 
     /// Failed handlers so far for actors of this type.
     pub fn errors(&self, actor_type: &str) -> u64 {
-        self.errors.with_label_values(&[short_type(actor_type)]).get() as u64
+        self.errors
+            .with_label_values(&[short_type(actor_type)])
+            .get() as u64
     }
 
     fn label(&self, actor_type: &'static str) -> String {

@@ -179,7 +179,11 @@ impl<F: GenFsm> FsmActor<F> {
         Ok(())
     }
 
-    async fn apply(&mut self, ctx: &mut Context<Self>, t: Transition<F>) -> Result<Option<F::Reply>, BoxError> {
+    async fn apply(
+        &mut self,
+        ctx: &mut Context<Self>,
+        t: Transition<F>,
+    ) -> Result<Option<F::Reply>, BoxError> {
         if let Some(reason) = t.stop {
             ctx.stop(reason);
         }
@@ -196,7 +200,9 @@ impl<F: GenFsm> FsmActor<F> {
     }
 
     fn current(&self) -> Result<F::State, BoxError> {
-        self.state.clone().ok_or_else(|| "state machine has no state".into())
+        self.state
+            .clone()
+            .ok_or_else(|| "state machine has no state".into())
     }
 }
 

@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(id.node(), "node1");
         assert_eq!(id.to_string(), "counter@node1");
         for bad in ["counter", "@node", "counter@", "a@b@c", ""] {
-            assert!(matches!(ActorId::parse(bad), Err(Error::InvalidId(_))), "{bad}");
+            assert!(
+                matches!(ActorId::parse(bad), Err(Error::InvalidId(_))),
+                "{bad}"
+            );
         }
     }
 }

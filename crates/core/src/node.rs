@@ -98,7 +98,8 @@ impl NodeBuilder {
         if let Some(transport) = &self.transport {
             transport.bind(node.name(), crate::transport::inbound_handler(&node))?;
         }
-        let root_spec = SupervisorSpec::new(Strategy::OneForOne).intensity(1000, Duration::from_secs(1));
+        let root_spec =
+            SupervisorSpec::new(Strategy::OneForOne).intensity(1000, Duration::from_secs(1));
         let (tx, rx) = oneshot::channel();
         let root = runtime::spawn(
             &node,
@@ -228,7 +229,9 @@ impl Node {
     ) -> Result<ActorRef<A>> {
         let (tx, rx) = oneshot::channel();
         let actor_ref = runtime::spawn(self, actor, options, parent, Some(tx))?;
-        rx.await.unwrap_or_else(|_| Err(Error::StartFailed("actor was killed while starting".into())))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::StartFailed("actor was killed while starting".into()))
+        })?;
         Ok(actor_ref)
     }
 
@@ -272,7 +275,9 @@ impl Node {
     /// [`Error::InvalidArgument`].
     pub fn actor_ref<A: Actor>(&self, id: &ActorId) -> Result<ActorRef<A>> {
         if id.node() == self.name() {
-            let pid = self.lookup(id).ok_or_else(|| Error::NoProc(id.to_string()))?;
+            let pid = self
+                .lookup(id)
+                .ok_or_else(|| Error::NoProc(id.to_string()))?;
             pid.typed::<A>().ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "{id} is a {}, not a {}",
@@ -370,7 +375,11 @@ impl Node {
 
     /// All registered names.
     pub fn registered(&self) -> Vec<String> {
-        self.inner.registry.iter().map(|e| e.key().clone()).collect()
+        self.inner
+            .registry
+            .iter()
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// Process groups (Erlang's `pg`).
@@ -380,7 +389,10 @@ impl Node {
 
     /// Makes `service` available to every actor through `Context::service`.
     pub fn insert_service<T: Any + Send + Sync>(&self, service: Arc<T>) {
-        self.inner.services.write().insert(TypeId::of::<T>(), service);
+        self.inner
+            .services
+            .write()
+            .insert(TypeId::of::<T>(), service);
     }
 
     /// A node-wide service of type `T`.
@@ -438,7 +450,7 @@ impl Node {
                 Some((seq, pid))
             })
             .collect();
-        rest.sort_by(|a, b| b.0.cmp(&a.0));
+        rest.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, pid) in rest {
             stop_and_wait(&pid, ExitReason::Shutdown, Some(timeout)).await;
         }
@@ -450,7 +462,11 @@ impl Node {
 }
 
 /// Stops `pid` with `reason` and waits until it is gone; after `timeout` it is killed.
-pub(crate) async fn stop_and_wait(pid: &Pid, reason: ExitReason, timeout: Option<Duration>) -> ExitReason {
+pub(crate) async fn stop_and_wait(
+    pid: &Pid,
+    reason: ExitReason,
+    timeout: Option<Duration>,
+) -> ExitReason {
     pid.stop(reason);
     match timeout {
         None => pid.wait().await.unwrap_or(ExitReason::Killed),

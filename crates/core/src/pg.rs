@@ -15,7 +15,9 @@ pub struct ProcessGroups {
 
 impl std::fmt::Debug for ProcessGroups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessGroups").field("groups", &self.groups.len()).finish()
+        f.debug_struct("ProcessGroups")
+            .field("groups", &self.groups.len())
+            .finish()
     }
 }
 
@@ -53,13 +55,17 @@ impl ProcessGroups {
             members.retain(|m| !m.same(pid));
             removed = members.len() != before;
         }
-        self.groups.remove_if(group, |_, members| members.is_empty());
+        self.groups
+            .remove_if(group, |_, members| members.is_empty());
         removed
     }
 
     /// The members of `group`, in join order.
     pub fn members(&self, group: &str) -> Vec<Pid> {
-        self.groups.get(group).map(|m| m.clone()).unwrap_or_default()
+        self.groups
+            .get(group)
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// Names of all non-empty groups.

@@ -382,14 +382,15 @@ impl Pid {
     /// cannot be checked here).
     pub fn typed<A: Actor>(&self) -> Option<ActorRef<A>> {
         match &self.0 {
-            PidInner::Local(cell) => cell
-                .clone()
-                .as_any()
-                .downcast::<ActorCell<A>>()
-                .ok()
-                .map(|cell| ActorRef {
-                    inner: RefInner::Local(cell),
-                }),
+            PidInner::Local(cell) => {
+                cell.clone()
+                    .as_any()
+                    .downcast::<ActorCell<A>>()
+                    .ok()
+                    .map(|cell| ActorRef {
+                        inner: RefInner::Local(cell),
+                    })
+            }
             PidInner::Remote(remote) => Some(ActorRef {
                 inner: RefInner::Remote(remote.clone()),
             }),

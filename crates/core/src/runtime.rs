@@ -231,7 +231,11 @@ async fn run<A: Actor>(
     reason
 }
 
-async fn on_mail<A: Actor>(actor: &mut A, ctx: &mut Context<A>, mail: Mail<A>) -> Option<ExitReason> {
+async fn on_mail<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mail: Mail<A>,
+) -> Option<ExitReason> {
     let (msg, reply, meta_type) = match mail {
         Mail::Cast(msg) => (msg, None, None),
         Mail::Call(msg, tx) => (msg, Some(ReplyHandle::typed(tx)), None),
@@ -247,9 +251,9 @@ async fn on_mail<A: Actor>(actor: &mut A, ctx: &mut Context<A>, mail: Mail<A>) -
                     return None;
                 }
             };
-            let reply = env_mail.reply.map(|tx| {
-                ReplyHandle::encoded(tx, env_mail.env.msg_type.clone(), A::encode_reply)
-            });
+            let reply = env_mail
+                .reply
+                .map(|tx| ReplyHandle::encoded(tx, env_mail.env.msg_type.clone(), A::encode_reply));
             let meta = Some((env_mail.env.msg_type, env_mail.env.correlation_id));
             (msg, reply, meta)
         }
@@ -318,7 +322,11 @@ async fn dispatch_with_facets<A: Actor>(
     };
     if correlation_id.is_empty() {
         // Local messages carry none; give each one an id so its span can be found.
-        correlation_id = format!("{}#{}", ctx.id(), NEXT_LOCAL_ID.fetch_add(1, Ordering::Relaxed));
+        correlation_id = format!(
+            "{}#{}",
+            ctx.id(),
+            NEXT_LOCAL_ID.fetch_add(1, Ordering::Relaxed)
+        );
     }
     let meta = MessageMeta {
         msg_type,
@@ -353,7 +361,11 @@ async fn dispatch_with_facets<A: Actor>(
     result
 }
 
-async fn on_signal<A: Actor>(actor: &mut A, ctx: &mut Context<A>, signal: Signal) -> Option<ExitReason> {
+async fn on_signal<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    signal: Signal,
+) -> Option<ExitReason> {
     match signal {
         Signal::Stop(reason) => Some(reason),
         Signal::Exit { from, reason } => {
@@ -395,7 +407,11 @@ async fn on_signal<A: Actor>(actor: &mut A, ctx: &mut Context<A>, signal: Signal
     }
 }
 
-async fn handle_info<A: Actor>(actor: &mut A, ctx: &mut Context<A>, info: Info) -> Option<ExitReason> {
+async fn handle_info<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    info: Info,
+) -> Option<ExitReason> {
     match guarded(actor.handle_info(info, ctx)).await {
         Ok(()) => ctx.stop_request.take(),
         Err(reason) => Some(reason),
@@ -472,7 +488,10 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
     }
     for watcher in watchers {
         match watcher {
-            Watcher::Actor { pid: watcher, monitor } => watcher.signal(Signal::Info(Info::Down {
+            Watcher::Actor {
+                pid: watcher,
+                monitor,
+            } => watcher.signal(Signal::Info(Info::Down {
                 monitor,
                 id: core.id.clone(),
                 reason: reason.clone(),

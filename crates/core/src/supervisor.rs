@@ -522,7 +522,11 @@ impl Supervisor {
         }
     }
 
-    async fn serve(&mut self, ctx: &mut Context<Self>, msg: SupervisorMsg) -> Result<SupervisorReply> {
+    async fn serve(
+        &mut self,
+        ctx: &mut Context<Self>,
+        msg: SupervisorMsg,
+    ) -> Result<SupervisorReply> {
         match msg {
             SupervisorMsg::StartChild(spec) => {
                 if self.strategy == Strategy::SimpleOneForOne {
@@ -584,7 +588,9 @@ impl Supervisor {
                 if self.children[at].pid.is_some() {
                     return Err(Error::InvalidArgument(format!("child {id:?} is running")));
                 }
-                Ok(SupervisorReply::Started(self.start_child_at(ctx, at).await?))
+                Ok(SupervisorReply::Started(
+                    self.start_child_at(ctx, at).await?,
+                ))
             }
             SupervisorMsg::DeleteChild(id) => {
                 let at = self.position_of_id(&id)?;
@@ -674,7 +680,9 @@ async fn call(sup: &ActorRef<Supervisor>, msg: SupervisorMsg) -> Result<Supervis
 fn started(reply: SupervisorReply) -> Result<Pid> {
     match reply {
         SupervisorReply::Started(pid) => Ok(pid),
-        other => Err(Error::InvalidArgument(format!("unexpected reply {other:?}"))),
+        other => Err(Error::InvalidArgument(format!(
+            "unexpected reply {other:?}"
+        ))),
     }
 }
 
@@ -683,11 +691,15 @@ pub(crate) async fn start_child(sup: &ActorRef<Supervisor>, spec: ChildSpec) -> 
 }
 
 pub(crate) async fn terminate_child(sup: &ActorRef<Supervisor>, id: &str) -> Result<()> {
-    call(sup, SupervisorMsg::TerminateChild(id.to_owned())).await.map(drop)
+    call(sup, SupervisorMsg::TerminateChild(id.to_owned()))
+        .await
+        .map(drop)
 }
 
 pub(crate) async fn delete_child(sup: &ActorRef<Supervisor>, id: &str) -> Result<()> {
-    call(sup, SupervisorMsg::DeleteChild(id.to_owned())).await.map(drop)
+    call(sup, SupervisorMsg::DeleteChild(id.to_owned()))
+        .await
+        .map(drop)
 }
 
 impl ActorRef<Supervisor> {
@@ -697,7 +709,10 @@ impl ActorRef<Supervisor> {
     }
 
     /// Starts a `simple_one_for_one` child with `args` (must match the template's type).
-    pub async fn start_dynamic_child<Args: Clone + Send + Sync + 'static>(&self, args: Args) -> Result<Pid> {
+    pub async fn start_dynamic_child<Args: Clone + Send + Sync + 'static>(
+        &self,
+        args: Args,
+    ) -> Result<Pid> {
         started(call(self, SupervisorMsg::StartDynamic(Arc::new(args))).await?)
     }
 
@@ -720,7 +735,9 @@ impl ActorRef<Supervisor> {
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>> {
         match call(self, SupervisorMsg::WhichChildren).await? {
             SupervisorReply::Children(children) => Ok(children),
-            other => Err(Error::InvalidArgument(format!("unexpected reply {other:?}"))),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
         }
     }
 }

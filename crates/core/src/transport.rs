@@ -42,7 +42,9 @@ pub struct LoopbackNetwork {
 
 impl std::fmt::Debug for LoopbackNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoopbackNetwork").field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("LoopbackNetwork")
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
@@ -109,9 +111,10 @@ impl Router {
     }
 
     fn send_frame(&self, node: &str, body: pb::frame::Body) -> Result<()> {
-        let transport = self.transport.as_ref().ok_or_else(|| {
-            Error::Transport(format!("node {} has no transport", self.node))
-        })?;
+        let transport = self
+            .transport
+            .as_ref()
+            .ok_or_else(|| Error::Transport(format!("node {} has no transport", self.node)))?;
         let frame = pb::Frame { body: Some(body) };
         transport.send(node, Bytes::from(frame.encode_to_vec()))
     }
@@ -126,7 +129,12 @@ impl Router {
         )
     }
 
-    pub(crate) async fn ask(&self, to: &ActorId, mut env: Envelope, timeout: Duration) -> Result<Envelope> {
+    pub(crate) async fn ask(
+        &self,
+        to: &ActorId,
+        mut env: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope> {
         let correlation = format!(
             "{}-{}",
             self.node,
@@ -261,7 +269,9 @@ pub(crate) fn inbound_handler(node: &Node) -> Inbound {
             let Some(node) = node.upgrade() else { return };
             match pb::Frame::decode(bytes) {
                 Ok(frame) => on_frame(&node, frame).await,
-                Err(e) => tracing::warn!(node = %node.name(), error = %e, "undecodable frame dropped"),
+                Err(e) => {
+                    tracing::warn!(node = %node.name(), error = %e, "undecodable frame dropped")
+                }
             }
         })
     })
@@ -283,7 +293,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
     let Some(body) = frame.body else { return };
     match body {
         pb::frame::Body::Tell(tell) => {
-            let (Some(to), Some(env)) = (parse_id(&tell.to), tell.envelope) else { return };
+            let (Some(to), Some(env)) = (parse_id(&tell.to), tell.envelope) else {
+                return;
+            };
             if let Some(pid) = node.lookup(&to) {
                 if let Err(e) = pid.tell_envelope(Envelope::from_proto(env)).await {
                     tracing::debug!(to = %to, error = %e, "remote tell not delivered");
@@ -301,7 +313,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
                 };
                 let body = pb::frame::Body::Reply(pb::Reply {
                     correlation_id: correlation.clone(),
-                    result: Some(pb::ReplyResult { result: Some(result) }),
+                    result: Some(pb::ReplyResult {
+                        result: Some(result),
+                    }),
                 });
                 if let Err(e) = router.send_frame(&reply_node, body) {
                     tracing::debug!(error = %e, "remote reply not delivered");
@@ -312,7 +326,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
                 reply(&router, Err(Error::NoProc(ask.to)));
                 return;
             };
-            let Some(cell) = pid.cell().cloned() else { return };
+            let Some(cell) = pid.cell().cloned() else {
+                return;
+            };
             let (tx, rx) = oneshot::channel();
             if let Err(e) = cell
                 .send_envelope(Box::new(EnvelopeMail {
@@ -334,13 +350,17 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
         pb::frame::Body::Reply(reply) => {
             let result = match reply.result.and_then(|r| r.result) {
                 Some(pb::reply_result::Result::Ok(env)) => Ok(Envelope::from_proto(env)),
-                Some(pb::reply_result::Result::Error(e)) => Err(Error::from_remote(&e.kind, &e.message)),
+                Some(pb::reply_result::Result::Error(e)) => {
+                    Err(Error::from_remote(&e.kind, &e.message))
+                }
                 None => Err(Error::NoReply),
             };
             router.complete(&reply.correlation_id, result);
         }
         pb::frame::Body::Link(link) => {
-            let (Some(from), Some(to)) = (parse_id(&link.from), parse_id(&link.to)) else { return };
+            let (Some(from), Some(to)) = (parse_id(&link.from), parse_id(&link.to)) else {
+                return;
+            };
             let remote = Pid::remote(from, router.clone());
             // Only this side's half of the link: the sender already holds its own.
             let linked = node.lookup(&to).and_then(|local| {
@@ -366,7 +386,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
             }
         }
         pb::frame::Body::Unlink(unlink) => {
-            let (Some(from), Some(to)) = (parse_id(&unlink.from), parse_id(&unlink.to)) else { return };
+            let (Some(from), Some(to)) = (parse_id(&unlink.from), parse_id(&unlink.to)) else {
+                return;
+            };
             if let Some(local) = node.lookup(&to) {
                 if let Some(cell) = local.cell() {
                     cell.core().state.lock().links.retain(|l| l.id() != &from);
@@ -375,7 +397,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
         }
         pb::frame::Body::Exit(exit) => {
             let Some(to) = parse_id(&exit.to) else { return };
-            let Some(local) = node.lookup(&to) else { return };
+            let Some(local) = node.lookup(&to) else {
+                return;
+            };
             let kill = matches!(
                 exit.reason.as_ref().and_then(|r| r.kind.as_ref()),
                 Some(pb::exit_reason::Kind::Kill(_))
@@ -397,7 +421,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
             }
         }
         pb::frame::Body::Monitor(monitor) => {
-            let (Some(watcher), Some(target)) = (parse_id(&monitor.watcher), parse_id(&monitor.target)) else {
+            let (Some(watcher), Some(target)) =
+                (parse_id(&monitor.watcher), parse_id(&monitor.target))
+            else {
                 return;
             };
             let watcher = Pid::remote(watcher, router.clone());
@@ -412,7 +438,9 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
             }
         }
         pb::frame::Body::Demonitor(demonitor) => {
-            let (Some(watcher), Some(target)) = (parse_id(&demonitor.watcher), parse_id(&demonitor.target)) else {
+            let (Some(watcher), Some(target)) =
+                (parse_id(&demonitor.watcher), parse_id(&demonitor.target))
+            else {
                 return;
             };
             if let Some(local) = node.lookup(&target) {
@@ -425,7 +453,10 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
             }
         }
         pb::frame::Body::Down(down) => {
-            let (Some(watcher), Some(target)) = (parse_id(&down.watcher), parse_id(&down.target)) else { return };
+            let (Some(watcher), Some(target)) = (parse_id(&down.watcher), parse_id(&down.target))
+            else {
+                return;
+            };
             if let Some(local) = node.lookup(&watcher) {
                 local.signal(Signal::Info(Info::Down {
                     monitor: MonitorRef(down.monitor_ref),

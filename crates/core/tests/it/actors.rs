@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexspaces_core::{
-    Actor, ActorId, BoxError, Context, Envelope, Error, ExitReason, MailboxConfig, Node, ReplyHandle,
-    SendError, SpawnOptions,
+    Actor, ActorId, BoxError, Context, Envelope, Error, ExitReason, MailboxConfig, Node,
+    ReplyHandle, SendError, SpawnOptions,
 };
 use tokio::sync::Notify;
 
@@ -43,8 +43,13 @@ impl Actor for Adder {
     type Msg = AddMsg;
     type Reply = i64;
 
-    async fn handle_call(&mut self, msg: AddMsg, ctx: &mut Context<Self>) -> Result<Option<i64>, BoxError> {
-        self.handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    async fn handle_call(
+        &mut self,
+        msg: AddMsg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<i64>, BoxError> {
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match msg {
             AddMsg::Add(n) => {
                 self.total += n;
@@ -143,16 +148,28 @@ async fn unknown_msg_type_and_bad_payload_get_typed_errors_and_the_actor_lives()
     let node = Node::builder("n1").build().await.unwrap();
     let adder = node.spawn(Adder::new()).unwrap();
     let t = Duration::from_secs(5);
-    let err = adder.ask_envelope(Envelope::json("multiply", &3).unwrap(), t).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownMsgType { ref msg_type, .. } if msg_type == "multiply"), "{err:?}");
     let err = adder
-        .ask_envelope(Envelope::new("add", &b"not json"[..], "application/json"), t)
+        .ask_envelope(Envelope::json("multiply", &3).unwrap(), t)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownMsgType { ref msg_type, .. } if msg_type == "multiply"),
+        "{err:?}"
+    );
+    let err = adder
+        .ask_envelope(
+            Envelope::new("add", &b"not json"[..], "application/json"),
+            t,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     assert_eq!(err.kind(), "decode");
     // Still alive, and the envelope path reaches the same handler as a typed message.
-    let reply = adder.ask_envelope(Envelope::json("add", &5).unwrap(), t).await.unwrap();
+    let reply = adder
+        .ask_envelope(Envelope::json("add", &5).unwrap(), t)
+        .await
+        .unwrap();
     assert_eq!(reply.msg_type, "add");
     assert_eq!(reply.decode_json::<i64>().unwrap(), 5);
     assert_eq!(adder.ask(AddMsg::Add(1)).await.unwrap(), 6);
@@ -180,15 +197,30 @@ async fn full_mailbox_try_tell_gives_the_message_back_and_tell_waits_for_space()
     let gate = adder.gate.clone();
     let handled = adder.handled.clone();
     let adder = node
-        .spawn_with(adder, SpawnOptions::default().mailbox(MailboxConfig::Bounded(2)))
+        .spawn_with(
+            adder,
+            SpawnOptions::default().mailbox(MailboxConfig::Bounded(2)),
+        )
         .unwrap();
     adder.tell(AddMsg::Hold).await.unwrap();
-    until("the handler holds", || handled.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
-    adder.try_tell(AddMsg::Add(1)).map_err(|_| "first fits").unwrap();
-    adder.try_tell(AddMsg::Add(2)).map_err(|_| "second fits").unwrap();
+    until("the handler holds", || {
+        handled.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    adder
+        .try_tell(AddMsg::Add(1))
+        .map_err(|_| "first fits")
+        .unwrap();
+    adder
+        .try_tell(AddMsg::Add(2))
+        .map_err(|_| "second fits")
+        .unwrap();
     match adder.try_tell(AddMsg::Add(3)) {
         Err(SendError::Full(AddMsg::Add(3))) => {}
-        other => panic!("expected Full with the message back, got {:?}", other.is_ok()),
+        other => panic!(
+            "expected Full with the message back, got {:?}",
+            other.is_ok()
+        ),
     }
     assert_eq!(adder.mailbox_len(), 2);
     // `tell` waits for space instead of failing.
@@ -197,10 +229,17 @@ async fn full_mailbox_try_tell_gives_the_message_back_and_tell_waits_for_space()
         tokio::spawn(async move { adder.tell(AddMsg::Add(3)).await.is_ok() })
     };
     tokio::task::yield_now().await;
-    assert!(!blocked.is_finished(), "tell must wait while the mailbox is full");
+    assert!(
+        !blocked.is_finished(),
+        "tell must wait while the mailbox is full"
+    );
     gate.notify_one();
     assert!(blocked.await.unwrap());
-    assert_eq!(adder.ask(AddMsg::Add(0)).await.unwrap(), 6, "nothing accepted was lost");
+    assert_eq!(
+        adder.ask(AddMsg::Add(0)).await.unwrap(),
+        6,
+        "nothing accepted was lost"
+    );
     node.shutdown().await;
 }
 
@@ -212,7 +251,10 @@ async fn a_stop_signal_overtakes_queued_user_messages() {
     let handled = adder.handled.clone();
     let adder = node.spawn(adder).unwrap();
     adder.tell(AddMsg::Hold).await.unwrap();
-    until("the handler holds", || handled.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+    until("the handler holds", || {
+        handled.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
     for i in 0..5 {
         adder.tell(AddMsg::Add(i)).await.unwrap();
     }
@@ -225,7 +267,11 @@ async fn a_stop_signal_overtakes_queued_user_messages() {
     adder.stop(ExitReason::Shutdown);
     gate.notify_one();
     assert_eq!(adder.wait().await.unwrap(), ExitReason::Shutdown);
-    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 1, "queued messages were not run");
+    assert_eq!(
+        handled.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "queued messages were not run"
+    );
     assert!(matches!(queued_ask.await.unwrap(), Err(Error::NoProc(_))));
 }
 
@@ -235,16 +281,25 @@ async fn handler_error_and_panic_stop_the_actor_with_a_reason_and_fail_the_calle
     let log = Log::default();
     let a = node.spawn(Worker::new("a", &log)).unwrap();
     let err = a.ask(Cmd::Fail).await.unwrap_err();
-    assert!(matches!(&err, Error::ActorFailed(ExitReason::Error(text)) if text.contains("failed on purpose")), "{err:?}");
+    assert!(
+        matches!(&err, Error::ActorFailed(ExitReason::Error(text)) if text.contains("failed on purpose")),
+        "{err:?}"
+    );
     assert!(matches!(a.wait().await.unwrap(), ExitReason::Error(_)));
     let b = node.spawn(Worker::new("b", &log)).unwrap();
     let err = b.ask(Cmd::Panic).await.unwrap_err();
-    assert!(matches!(&err, Error::ActorFailed(ExitReason::Error(text)) if text.contains("panic")), "{err:?}");
+    assert!(
+        matches!(&err, Error::ActorFailed(ExitReason::Error(text)) if text.contains("panic")),
+        "{err:?}"
+    );
     assert!(!b.is_alive() || matches!(b.wait().await.unwrap(), ExitReason::Error(_)));
     // on_stop ran for both; a tell to a dead actor gives the message back.
     assert_eq!(log.count("stop:a"), 1);
     assert_eq!(log.count("stop:b"), 1);
-    assert!(matches!(a.tell(Cmd::Ping).await, Err(SendError::Closed(Cmd::Ping))));
+    assert!(matches!(
+        a.tell(Cmd::Ping).await,
+        Err(SendError::Closed(Cmd::Ping))
+    ));
     assert!(matches!(a.ask(Cmd::Ping).await, Err(Error::NoProc(_))));
     node.shutdown().await;
 }
@@ -255,11 +310,20 @@ async fn start_waits_for_on_start_and_reports_its_failure() {
     let log = Log::default();
     let mut bad = Worker::new("bad", &log);
     bad.fail_start = true;
-    let err = node.start(bad, SpawnOptions::named("bad")).await.unwrap_err();
+    let err = node
+        .start(bad, SpawnOptions::named("bad"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::StartFailed(_)), "{err:?}");
     assert_eq!(log.entries(), vec!["failstart:bad"]);
-    until("the failed actor is gone", || node.lookup(&ActorId::parse("bad@n1").unwrap()).is_none()).await;
-    let good = node.start(Worker::new("good", &log), SpawnOptions::named("good")).await.unwrap();
+    until("the failed actor is gone", || {
+        node.lookup(&ActorId::parse("bad@n1").unwrap()).is_none()
+    })
+    .await;
+    let good = node
+        .start(Worker::new("good", &log), SpawnOptions::named("good"))
+        .await
+        .unwrap();
     assert_eq!(good.ask(Cmd::Ping).await.unwrap(), "good");
     node.shutdown().await;
 }
@@ -269,8 +333,14 @@ async fn ids_are_unique_while_alive_and_reusable_after_death() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let first = node.spawn_named("solo", Worker::new("x", &log)).unwrap();
-    assert!(matches!(node.spawn_named("solo", Worker::new("y", &log)), Err(Error::NameTaken(_))));
-    assert!(matches!(node.spawn_named("bad@name", Worker::new("y", &log)), Err(Error::InvalidId(_))));
+    assert!(matches!(
+        node.spawn_named("solo", Worker::new("y", &log)),
+        Err(Error::NameTaken(_))
+    ));
+    assert!(matches!(
+        node.spawn_named("bad@name", Worker::new("y", &log)),
+        Err(Error::InvalidId(_))
+    ));
     first.stop(ExitReason::Normal);
     first.wait().await.unwrap();
     let second = node.spawn_named("solo", Worker::new("z", &log)).unwrap();
@@ -286,7 +356,10 @@ async fn registry_names_are_freed_when_the_actor_dies() {
     let a = node.spawn(Worker::new("a", &log)).unwrap();
     let b = node.spawn(Worker::new("b", &log)).unwrap();
     node.register("db", &a.pid()).unwrap();
-    assert!(matches!(node.register("db", &b.pid()), Err(Error::NameTaken(_))));
+    assert!(matches!(
+        node.register("db", &b.pid()),
+        Err(Error::NameTaken(_))
+    ));
     assert_eq!(node.whereis("db").unwrap(), a.pid());
     let typed = node.whereis_ref::<Worker>("db").unwrap();
     assert_eq!(typed.ask(Cmd::Ping).await.unwrap(), "a");
@@ -296,7 +369,10 @@ async fn registry_names_are_freed_when_the_actor_dies() {
     node.register("db", &b.pid()).unwrap();
     assert!(node.unregister("db"));
     assert!(node.whereis("db").is_none());
-    assert!(matches!(node.register("dead", &a.pid()), Err(Error::NoProc(_))));
+    assert!(matches!(
+        node.register("dead", &a.pid()),
+        Err(Error::NoProc(_))
+    ));
     node.shutdown().await;
 }
 
@@ -309,8 +385,15 @@ async fn process_groups_join_leave_broadcast_and_dead_members_leave() {
         groups.join("workers", &a.pid()).unwrap();
         groups.join("workers", &a.pid()).unwrap();
     }
-    assert_eq!(groups.members("workers").len(), 3, "joining twice is a no-op");
-    assert_eq!(groups.broadcast_envelope("workers", &Envelope::json("add", &10).unwrap()), 3);
+    assert_eq!(
+        groups.members("workers").len(),
+        3,
+        "joining twice is a no-op"
+    );
+    assert_eq!(
+        groups.broadcast_envelope("workers", &Envelope::json("add", &10).unwrap()),
+        3
+    );
     for a in &adders {
         assert_eq!(a.ask(AddMsg::Add(0)).await.unwrap(), 10);
     }
@@ -347,7 +430,11 @@ impl Actor for Ticker {
         Ok(())
     }
 
-    async fn handle_call(&mut self, msg: Tick, ctx: &mut Context<Self>) -> Result<Option<(u32, u32)>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Tick,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<(u32, u32)>, BoxError> {
         match msg {
             Tick::Once => self.once += 1,
             Tick::Every => {
@@ -379,11 +466,23 @@ async fn timers_fire_on_the_paused_clock_and_cancel() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(9_900)).await;
-    assert_eq!(ticker.ask(Tick::Count).await.unwrap(), (0, 3), "before 10 s: no one-shot, 3 ticks");
+    assert_eq!(
+        ticker.ask(Tick::Count).await.unwrap(),
+        (0, 3),
+        "before 10 s: no one-shot, 3 ticks"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(ticker.ask(Tick::Count).await.unwrap(), (1, 3), "the cancelled 5 s timer never fired");
+    assert_eq!(
+        ticker.ask(Tick::Count).await.unwrap(),
+        (1, 3),
+        "the cancelled 5 s timer never fired"
+    );
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(ticker.ask(Tick::Count).await.unwrap(), (1, 4), "interval cancelled after 4 ticks");
+    assert_eq!(
+        ticker.ask(Tick::Count).await.unwrap(),
+        (1, 4),
+        "interval cancelled after 4 ticks"
+    );
     node.shutdown().await;
 }
 
@@ -392,11 +491,16 @@ async fn shutdown_stops_actors_in_reverse_start_order() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     for name in ["a", "b", "c"] {
-        node.start(Worker::new(name, &log), SpawnOptions::named(name)).await.unwrap();
+        node.start(Worker::new(name, &log), SpawnOptions::named(name))
+            .await
+            .unwrap();
     }
     log.clear();
     node.shutdown().await;
     assert_eq!(log.entries(), vec!["stop:c", "stop:b", "stop:a"]);
     assert_eq!(node.actor_count(), 0);
-    assert!(matches!(node.spawn(Worker::new("late", &log)), Err(Error::ShuttingDown)));
+    assert!(matches!(
+        node.spawn(Worker::new("late", &log)),
+        Err(Error::ShuttingDown)
+    ));
 }

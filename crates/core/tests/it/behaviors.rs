@@ -72,7 +72,13 @@ async fn fsm_state_timeout_fires_only_if_still_in_the_state() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let lock = node
-        .start(FsmActor::new(CodeLock { code: 1234, log: log.clone() }), SpawnOptions::default())
+        .start(
+            FsmActor::new(CodeLock {
+                code: 1234,
+                log: log.clone(),
+            }),
+            SpawnOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(lock.state().await.unwrap(), Door::Locked);
@@ -84,7 +90,11 @@ async fn fsm_state_timeout_fires_only_if_still_in_the_state() {
     tokio::time::sleep(Duration::from_millis(9_990)).await;
     assert_eq!(lock.state().await.unwrap(), Door::Open, "not before 10 s");
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(lock.state().await.unwrap(), Door::Locked, "the state timeout fired");
+    assert_eq!(
+        lock.state().await.unwrap(),
+        Door::Locked,
+        "the state timeout fired"
+    );
 
     // Open again, then leave the state early: the old timeout must not fire later.
     lock.call_event(1234).await.unwrap();
@@ -92,13 +102,21 @@ async fn fsm_state_timeout_fires_only_if_still_in_the_state() {
     lock.call_event(0).await.unwrap();
     lock.call_event(1234).await.unwrap();
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(lock.state().await.unwrap(), Door::Open, "the first timeout was cancelled");
+    assert_eq!(
+        lock.state().await.unwrap(),
+        Door::Open,
+        "the first timeout was cancelled"
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(lock.state().await.unwrap(), Door::Locked);
     assert_eq!(log.count("timeout:Open"), 2);
     assert_eq!(
         log.entries()[..3],
-        ["enter:Locked:from:None", "enter:Open:from:Some(Locked)", "timeout:Open"]
+        [
+            "enter:Locked:from:None",
+            "enter:Open:from:Some(Locked)",
+            "timeout:Open"
+        ]
     );
     node.shutdown().await;
 }
@@ -116,7 +134,8 @@ impl EventHandler<u32> for Recorder {
     async fn init(&mut self, handoff: Handoff) -> Result<(), BoxError> {
         if let Some(count) = handoff.and_then(|h| h.downcast::<u32>().ok()) {
             self.seen = *count;
-            self.log.push(format!("{}:handoff:{}", self.name, self.seen));
+            self.log
+                .push(format!("{}:handoff:{}", self.name, self.seen));
         }
         Ok(())
     }
@@ -153,14 +172,29 @@ async fn gen_event_notify_sync_notify_swap_and_remove() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let manager = node.spawn(EventManager::<u32>::new()).unwrap();
-    manager.add_handler("a", recorder("a", &log, None)).await.unwrap();
-    manager.add_handler("b", recorder("b", &log, None)).await.unwrap();
-    assert!(manager.add_handler("a", recorder("a2", &log, None)).await.is_err(), "ids are unique");
+    manager
+        .add_handler("a", recorder("a", &log, None))
+        .await
+        .unwrap();
+    manager
+        .add_handler("b", recorder("b", &log, None))
+        .await
+        .unwrap();
+    assert!(
+        manager
+            .add_handler("a", recorder("a2", &log, None))
+            .await
+            .is_err(),
+        "ids are unique"
+    );
     manager.notify(1).await.unwrap();
     manager.sync_notify(2).await.unwrap();
     assert_eq!(log.entries(), vec!["a:1", "b:1", "a:2", "b:2"]);
     log.clear();
-    manager.swap_handler("a", "c", recorder("c", &log, None)).await.unwrap();
+    manager
+        .swap_handler("a", "c", recorder("c", &log, None))
+        .await
+        .unwrap();
     assert_eq!(manager.which_handlers().await.unwrap(), vec!["b", "c"]);
     assert_eq!(log.entries(), vec!["a:terminate:normal", "c:handoff:2"]);
     manager.delete_handler("b").await.unwrap();
@@ -173,7 +207,9 @@ async fn gen_event_notify_sync_notify_swap_and_remove() {
 async fn a_failing_handler_is_removed_the_manager_lives_and_the_owner_is_told() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
-    let owner = node.spawn_named("owner", Worker::new("owner", &log)).unwrap();
+    let owner = node
+        .spawn_named("owner", Worker::new("owner", &log))
+        .unwrap();
     let manager = node.spawn(EventManager::<u32>::new()).unwrap();
     manager
         .add_sup_handler("flaky", recorder("flaky", &log, Some(7)), &owner.pid())
@@ -183,17 +219,40 @@ async fn a_failing_handler_is_removed_the_manager_lives_and_the_owner_is_told() 
         .add_sup_handler("panicky", recorder("panicky", &log, Some(13)), &owner.pid())
         .await
         .unwrap();
-    manager.add_handler("steady", recorder("steady", &log, None)).await.unwrap();
+    manager
+        .add_handler("steady", recorder("steady", &log, None))
+        .await
+        .unwrap();
     manager.sync_notify(7).await.unwrap();
     manager.sync_notify(13).await.unwrap();
     manager.sync_notify(8).await.unwrap();
     assert_eq!(manager.which_handlers().await.unwrap(), vec!["steady"]);
-    until("owner told twice", || log.entries().iter().filter(|e| e.starts_with("handler-exit")).count() == 2).await;
+    until("owner told twice", || {
+        log.entries()
+            .iter()
+            .filter(|e| e.starts_with("handler-exit"))
+            .count()
+            == 2
+    })
+    .await;
     let entries = log.entries();
-    assert!(entries.contains(&"handler-exit:owner:flaky:error: bad event".to_string()), "{entries:?}");
-    assert!(entries.iter().any(|e| e.starts_with("handler-exit:owner:panicky:error")), "{entries:?}");
-    assert!(entries.contains(&"steady:7".to_string()) && entries.contains(&"steady:13".to_string()));
-    assert!(entries.contains(&"panicky:7".to_string()), "handlers before the failure saw events");
+    assert!(
+        entries.contains(&"handler-exit:owner:flaky:error: bad event".to_string()),
+        "{entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with("handler-exit:owner:panicky:error")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&"steady:7".to_string()) && entries.contains(&"steady:13".to_string())
+    );
+    assert!(
+        entries.contains(&"panicky:7".to_string()),
+        "handlers before the failure saw events"
+    );
     assert!(manager.is_alive() && owner.is_alive());
     node.shutdown().await;
 }

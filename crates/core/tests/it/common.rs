@@ -80,11 +80,16 @@ impl Actor for Worker {
         self.log.push(format!("stop:{}", self.name));
         if let Some(delay) = self.stop_delay {
             tokio::time::sleep(delay).await;
-            self.log.push(format!("stopped-late:{}:{reason}", self.name));
+            self.log
+                .push(format!("stopped-late:{}:{reason}", self.name));
         }
     }
 
-    async fn handle_call(&mut self, cmd: Cmd, ctx: &mut Context<Self>) -> Result<Option<String>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        cmd: Cmd,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<String>, BoxError> {
         match cmd {
             Cmd::Ping => Ok(Some(self.name.clone())),
             Cmd::Fail => Err(format!("{} failed on purpose", self.name).into()),
@@ -102,9 +107,13 @@ impl Actor for Worker {
 
     async fn handle_info(&mut self, info: Info, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let entry = match info {
-            Info::Exit { from, reason } => format!("exit:{}:{}:{reason}", self.name, from.id().name()),
+            Info::Exit { from, reason } => {
+                format!("exit:{}:{}:{reason}", self.name, from.id().name())
+            }
             Info::Down { id, reason, .. } => format!("down:{}:{}:{reason}", self.name, id.name()),
-            Info::EventHandlerExit { handler, reason, .. } => {
+            Info::EventHandlerExit {
+                handler, reason, ..
+            } => {
                 format!("handler-exit:{}:{handler}:{reason}", self.name)
             }
         };
@@ -131,7 +140,11 @@ impl Actor for Echo {
     type Msg = String;
     type Reply = String;
 
-    async fn handle_call(&mut self, msg: String, _ctx: &mut Context<Self>) -> Result<Option<String>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: String,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Option<String>, BoxError> {
         if msg == "crash" {
             return Err("echo crashed".into());
         }
@@ -153,7 +166,10 @@ impl Actor for Echo {
         plexspaces_core::Envelope::json("echo", msg)
     }
 
-    fn encode_reply(request_type: &str, reply: &String) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+    fn encode_reply(
+        request_type: &str,
+        reply: &String,
+    ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
         plexspaces_core::Envelope::json(request_type, reply)
     }
 

@@ -40,7 +40,11 @@ impl Facet for Probe {
         Ok(())
     }
 
-    async fn before_message(&self, _actor: &ActorInfo, msg: &MessageMeta) -> plexspaces_core::Result<()> {
+    async fn before_message(
+        &self,
+        _actor: &ActorInfo,
+        msg: &MessageMeta,
+    ) -> plexspaces_core::Result<()> {
         self.log.push(format!("{}:before", self.name));
         if self.name == "guard" && msg.msg_type == "forbidden" {
             return Err(Error::Rejected {
@@ -51,8 +55,14 @@ impl Facet for Probe {
         Ok(())
     }
 
-    async fn after_message(&self, _actor: &ActorInfo, _msg: &MessageMeta, outcome: &MessageOutcome) {
-        self.log.push(format!("{}:after:{}", self.name, outcome.failed));
+    async fn after_message(
+        &self,
+        _actor: &ActorInfo,
+        _msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) {
+        self.log
+            .push(format!("{}:after:{}", self.name, outcome.failed));
     }
 
     async fn on_deactivate(&self, _actor: &ActorInfo, reason: &ExitReason) {
@@ -80,7 +90,9 @@ async fn facets_run_in_priority_order_around_messages_and_lifecycle() {
     let options = SpawnOptions::default()
         .facet(probe("inner", 1, &log))
         .facet(probe("outer", 10, &log));
-    let w = node.spawn_with(Worker::new("w", &worker_log), options).unwrap();
+    let w = node
+        .spawn_with(Worker::new("w", &worker_log), options)
+        .unwrap();
     w.ask(Cmd::Ping).await.unwrap();
     w.stop(ExitReason::Shutdown);
     w.wait().await.unwrap();
@@ -111,10 +123,21 @@ async fn a_facet_can_refuse_a_message_without_stopping_the_actor_and_can_be_atta
     assert!(log.entries().is_empty());
     w.attach_facet(probe("guard", 0, &log));
     w.ask(Cmd::Ping).await.unwrap();
-    assert_eq!(log.entries(), vec!["guard:attach", "guard:activate", "guard:before", "guard:after:false"]);
+    assert_eq!(
+        log.entries(),
+        vec![
+            "guard:attach",
+            "guard:activate",
+            "guard:before",
+            "guard:after:false"
+        ]
+    );
     w.detach_facet("guard");
     w.ask(Cmd::Ping).await.unwrap();
-    assert_eq!(log.entries().last().map(String::as_str), Some("guard:detach"));
+    assert_eq!(
+        log.entries().last().map(String::as_str),
+        Some("guard:detach")
+    );
     node.shutdown().await;
 }
 
@@ -123,15 +146,24 @@ async fn a_refused_message_gets_a_typed_error_and_the_actor_keeps_serving() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let echo = node
-        .spawn_with(crate::common::Echo, SpawnOptions::default().facet(probe("guard", 0, &log)))
+        .spawn_with(
+            crate::common::Echo,
+            SpawnOptions::default().facet(probe("guard", 0, &log)),
+        )
         .unwrap();
     let t = std::time::Duration::from_secs(1);
     let err = echo
         .ask_envelope(Envelope::json("forbidden", &"x").unwrap(), t)
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Rejected { facet, .. } if facet == "guard"), "{err:?}");
-    let reply = echo.ask_envelope(Envelope::json("fine", &"x").unwrap(), t).await.unwrap();
+    assert!(
+        matches!(&err, Error::Rejected { facet, .. } if facet == "guard"),
+        "{err:?}"
+    );
+    let reply = echo
+        .ask_envelope(Envelope::json("fine", &"x").unwrap(), t)
+        .await
+        .unwrap();
     assert_eq!(reply.decode_json::<String>().unwrap(), "echo:x");
     assert!(echo.is_alive());
     node.shutdown().await;
@@ -141,7 +173,11 @@ async fn a_refused_message_gets_a_typed_error_and_the_actor_keeps_serving() {
 async fn metrics_facet_counts_messages_errors_and_renders_prometheus_text() {
     let registry = prometheus::Registry::new();
     let metrics = MetricsFacet::new(&registry).unwrap();
-    let node = Node::builder("n1").facet(metrics.clone()).build().await.unwrap();
+    let node = Node::builder("n1")
+        .facet(metrics.clone())
+        .build()
+        .await
+        .unwrap();
     let log = Log::default();
     let w = node.spawn(Worker::new("w", &log)).unwrap();
     for _ in 0..5 {
@@ -152,15 +188,23 @@ async fn metrics_facet_counts_messages_errors_and_renders_prometheus_text() {
     assert_eq!(metrics.messages("Worker"), 6);
     assert_eq!(metrics.errors("Worker"), 1);
     let text = metrics.render();
-    assert!(text.contains("plexspaces_actor_messages_total{actor_type=\"Worker\"} 6"), "{text}");
-    assert!(text.contains("plexspaces_actor_handler_seconds_count{actor_type=\"Worker\"} 6"), "{text}");
+    assert!(
+        text.contains("plexspaces_actor_messages_total{actor_type=\"Worker\"} 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plexspaces_actor_handler_seconds_count{actor_type=\"Worker\"} 6"),
+        "{text}"
+    );
     assert!(text.contains("plexspaces_actor_mailbox_depth"), "{text}");
     node.shutdown().await;
 }
 
 /// Collects the fields of `actor.message` spans.
 #[derive(Clone, Default)]
-struct SpanCollector(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct SpanCollector(Arc<Mutex<Vec<SpanFields>>>);
+
+type SpanFields = Vec<(String, String)>;
 
 struct FieldVisitor<'a>(&'a mut Vec<(String, String)>);
 
@@ -174,7 +218,12 @@ impl Visit for FieldVisitor<'_> {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanCollector {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, _id: &tracing::span::Id, _ctx: LayerContext<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: LayerContext<'_, S>,
+    ) {
         if attrs.metadata().name() == "actor.message" {
             let mut fields = Vec::new();
             attrs.record(&mut FieldVisitor(&mut fields));
@@ -188,7 +237,10 @@ fn tracing_facet_opens_one_span_per_message_with_the_correlation_id() {
     let collector = SpanCollector::default();
     let subscriber = tracing_subscriber::registry().with(collector.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let node = Node::builder("n1").build().await.unwrap();
         let w = node
@@ -197,18 +249,28 @@ fn tracing_facet_opens_one_span_per_message_with_the_correlation_id() {
                 SpawnOptions::named("echo").facet(TracingFacet::new()),
             )
             .unwrap();
-        let env = Envelope::json("echo", &"hi").unwrap().with_correlation_id("req-42");
-        w.ask_envelope(env, std::time::Duration::from_secs(1)).await.unwrap();
+        let env = Envelope::json("echo", &"hi")
+            .unwrap()
+            .with_correlation_id("req-42");
+        w.ask_envelope(env, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
         w.ask("local".to_string()).await.unwrap();
         node.shutdown().await;
     });
     let spans = collector.0.lock().clone();
     assert_eq!(spans.len(), 2, "{spans:?}");
     let field = |span: &Vec<(String, String)>, name: &str| {
-        span.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+        span.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     };
     assert_eq!(field(&spans[0], "correlation_id"), "req-42");
     assert_eq!(field(&spans[0], "msg_type"), "echo");
     assert_eq!(field(&spans[0], "actor"), "echo@n1");
-    assert!(!field(&spans[1], "correlation_id").is_empty(), "local messages get a generated id");
+    assert!(
+        !field(&spans[1], "correlation_id").is_empty(),
+        "local messages get a generated id"
+    );
 }

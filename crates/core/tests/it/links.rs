@@ -24,7 +24,11 @@ impl Actor for Watcher {
     type Msg = W;
     type Reply = ();
 
-    async fn handle_call(&mut self, msg: W, ctx: &mut Context<Self>) -> Result<Option<()>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: W,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<()>, BoxError> {
         match msg {
             W::Link(p) => ctx.link(&p),
             W::Unlink(p) => ctx.unlink(&p),
@@ -46,9 +50,18 @@ impl Actor for Watcher {
 
     async fn handle_info(&mut self, info: Info, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
         match info {
-            Info::Exit { from, reason } => self.log.push(format!("exit:{}:{reason}", from.id().name())),
-            Info::Down { monitor, id, reason } => {
-                assert!(self.monitors.iter().any(|(m, _)| *m == monitor), "down for a known monitor");
+            Info::Exit { from, reason } => {
+                self.log.push(format!("exit:{}:{reason}", from.id().name()))
+            }
+            Info::Down {
+                monitor,
+                id,
+                reason,
+            } => {
+                assert!(
+                    self.monitors.iter().any(|(m, _)| *m == monitor),
+                    "down for a known monitor"
+                );
                 self.log.push(format!("down:{}:{reason}", id.name()))
             }
             Info::EventHandlerExit { .. } => {}
@@ -77,7 +90,10 @@ async fn an_abnormal_exit_kills_linked_actors_with_the_same_reason() {
     w.ask(W::Link(target.pid())).await.unwrap();
     let _ = target.ask(Cmd::Fail).await;
     let reason = w.wait().await.unwrap();
-    assert!(matches!(&reason, ExitReason::Error(t) if t.contains("failed on purpose")), "{reason:?}");
+    assert!(
+        matches!(&reason, ExitReason::Error(t) if t.contains("failed on purpose")),
+        "{reason:?}"
+    );
     node.shutdown().await;
 }
 
@@ -91,14 +107,21 @@ async fn a_normal_exit_does_not_kill_linked_actors_and_killed_does() {
     t1.ask(Cmd::Stop(ExitReason::Normal)).await.unwrap();
     t1.wait().await.unwrap();
     w.ask(W::Ping).await.unwrap();
-    assert!(w.is_alive(), "normal exits are ignored by non-trapping links");
+    assert!(
+        w.is_alive(),
+        "normal exits are ignored by non-trapping links"
+    );
 
     let t2 = node.spawn(Worker::new("t2", &log)).unwrap();
     w.ask(W::Link(t2.pid())).await.unwrap();
     t2.kill();
     assert_eq!(t2.wait().await.unwrap(), ExitReason::Killed);
     assert_eq!(w.wait().await.unwrap(), ExitReason::Killed);
-    assert_eq!(log.count("stop:t2"), 0, "a killed actor does not run on_stop");
+    assert_eq!(
+        log.count("stop:t2"),
+        0,
+        "a killed actor does not run on_stop"
+    );
     node.shutdown().await;
 }
 
@@ -114,10 +137,23 @@ async fn trap_exit_turns_exit_signals_into_messages() {
     w.ask(W::Link(n.pid())).await.unwrap();
     let _ = t.ask(Cmd::Panic).await;
     n.ask(Cmd::Stop(ExitReason::Normal)).await.unwrap();
-    until("both exits trapped", || log.entries().iter().filter(|e| e.starts_with("exit:")).count() == 2).await;
+    until("both exits trapped", || {
+        log.entries()
+            .iter()
+            .filter(|e| e.starts_with("exit:"))
+            .count()
+            == 2
+    })
+    .await;
     let entries = log.entries();
-    assert!(entries.iter().any(|e| e.starts_with("exit:t:error: panic")), "{entries:?}");
-    assert!(entries.contains(&"exit:n:normal".to_string()), "{entries:?}");
+    assert!(
+        entries.iter().any(|e| e.starts_with("exit:t:error: panic")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&"exit:n:normal".to_string()),
+        "{entries:?}"
+    );
     assert!(w.is_alive());
     node.shutdown().await;
 }
@@ -153,7 +189,10 @@ async fn linking_to_a_dead_actor_delivers_noproc() {
     t.wait().await.unwrap();
     w.ask(W::Trap).await.unwrap();
     w.ask(W::Link(t.pid())).await.unwrap();
-    until("noproc exit", || log.entries().contains(&"exit:t:noproc".to_string())).await;
+    until("noproc exit", || {
+        log.entries().contains(&"exit:t:noproc".to_string())
+    })
+    .await;
     node.shutdown().await;
 }
 
@@ -166,18 +205,28 @@ async fn monitors_deliver_down_once_noproc_for_dead_and_nothing_after_demonitor(
     let b = node.spawn_named("b", Worker::new("b", &log)).unwrap();
     w.ask(W::Monitor(a.pid())).await.unwrap();
     a.ask(Cmd::Stop(ExitReason::Shutdown)).await.unwrap();
-    until("down for a", || log.entries().contains(&"down:a:shutdown".to_string())).await;
+    until("down for a", || {
+        log.entries().contains(&"down:a:shutdown".to_string())
+    })
+    .await;
 
     // Already dead: Down with noproc at once.
     w.ask(W::Monitor(a.pid())).await.unwrap();
-    until("noproc down", || log.entries().contains(&"down:a:noproc".to_string())).await;
+    until("noproc down", || {
+        log.entries().contains(&"down:a:noproc".to_string())
+    })
+    .await;
 
     w.ask(W::Monitor(b.pid())).await.unwrap();
     w.ask(W::DemonitorAll).await.unwrap();
     b.kill();
     b.wait().await.unwrap();
     w.ask(W::Ping).await.unwrap();
-    assert!(!log.entries().iter().any(|e| e.starts_with("down:b")), "{:?}", log.entries());
+    assert!(
+        !log.entries().iter().any(|e| e.starts_with("down:b")),
+        "{:?}",
+        log.entries()
+    );
     assert!(w.is_alive(), "a monitor never kills the watcher");
     node.shutdown().await;
 }
@@ -188,14 +237,28 @@ async fn exit_signal_from_a_context() {
     let log = Log::default();
     let w = watcher(&node, "w", &log);
     let t = node.spawn(Worker::new("t", &log)).unwrap();
-    w.ask(W::Exit(t.pid(), ExitReason::error("told to die"))).await.unwrap();
+    w.ask(W::Exit(t.pid(), ExitReason::error("told to die")))
+        .await
+        .unwrap();
     assert_eq!(t.wait().await.unwrap(), ExitReason::error("told to die"));
     let trapper = node.spawn(Worker::new("trapper", &log)).unwrap();
     trapper.ask(Cmd::Trap).await.unwrap();
-    w.ask(W::Exit(trapper.pid(), ExitReason::Shutdown)).await.unwrap();
-    until("trapped", || log.entries().contains(&"exit:trapper:w:shutdown".to_string())).await;
-    w.ask(W::Exit(trapper.pid(), ExitReason::Killed)).await.unwrap();
-    assert_eq!(trapper.wait().await.unwrap(), ExitReason::Killed, "kill cannot be trapped");
+    w.ask(W::Exit(trapper.pid(), ExitReason::Shutdown))
+        .await
+        .unwrap();
+    until("trapped", || {
+        log.entries()
+            .contains(&"exit:trapper:w:shutdown".to_string())
+    })
+    .await;
+    w.ask(W::Exit(trapper.pid(), ExitReason::Killed))
+        .await
+        .unwrap();
+    assert_eq!(
+        trapper.wait().await.unwrap(),
+        ExitReason::Killed,
+        "kill cannot be trapped"
+    );
     node.shutdown().await;
 }
 
@@ -207,7 +270,11 @@ impl Actor for Parent {
     type Msg = ();
     type Reply = Pid;
 
-    async fn handle_call(&mut self, _: (), ctx: &mut Context<Self>) -> Result<Option<Pid>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        _: (),
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Pid>, BoxError> {
         let child = ctx.spawn_link(Worker::new("child", &self.log))?;
         Ok(Some(child.pid()))
     }

@@ -4,15 +4,19 @@
 use std::time::Duration;
 
 use plexspaces_core::{
-    Actor, ActorId, ActorRef, BoxError, Context, Error, ExitReason, Info, LoopbackNetwork, MonitorRef,
-    Node, Pid,
+    Actor, ActorId, ActorRef, BoxError, Context, Error, ExitReason, Info, LoopbackNetwork,
+    MonitorRef, Node, Pid,
 };
 
 use crate::common::{until, Echo, Log};
 
 async fn two_nodes() -> (Node, Node) {
     let net = LoopbackNetwork::new();
-    let a = Node::builder("alpha").transport(net.clone()).build().await.unwrap();
+    let a = Node::builder("alpha")
+        .transport(net.clone())
+        .build()
+        .await
+        .unwrap();
     let b = Node::builder("beta").transport(net).build().await.unwrap();
     (a, b)
 }
@@ -38,11 +42,23 @@ async fn tell_and_ask_through_the_same_actor_ref_api_across_nodes() {
 async fn remote_errors_come_back_typed() {
     let (alpha, beta) = two_nodes().await;
     alpha.spawn_named("echo", Echo).unwrap();
-    let missing: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("nobody@alpha").unwrap()).unwrap();
-    assert!(matches!(missing.ask("x".to_string()).await, Err(Error::NoProc(_))));
-    let nowhere: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("echo@gamma").unwrap()).unwrap();
-    assert!(matches!(nowhere.ask("x".to_string()).await, Err(Error::Transport(_))));
-    let echo: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    let missing: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("nobody@alpha").unwrap())
+        .unwrap();
+    assert!(matches!(
+        missing.ask("x".to_string()).await,
+        Err(Error::NoProc(_))
+    ));
+    let nowhere: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@gamma").unwrap())
+        .unwrap();
+    assert!(matches!(
+        nowhere.ask("x".to_string()).await,
+        Err(Error::Transport(_))
+    ));
+    let echo: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@alpha").unwrap())
+        .unwrap();
     let err = echo.ask("crash".to_string()).await.unwrap_err();
     assert_eq!(err.kind(), "actor_failed", "{err:?}");
     alpha.shutdown().await;
@@ -53,7 +69,9 @@ async fn remote_errors_come_back_typed() {
 async fn a_remote_ask_timeout_drops_the_late_reply() {
     let (alpha, beta) = two_nodes().await;
     alpha.spawn_named("echo", Echo).unwrap();
-    let echo: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    let echo: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@alpha").unwrap())
+        .unwrap();
     let err = echo
         .ask_timeout("slow:300".to_string(), Duration::from_millis(50))
         .await
@@ -80,7 +98,11 @@ impl Actor for Observer {
     type Msg = Obs;
     type Reply = Option<MonitorRef>;
 
-    async fn handle_call(&mut self, msg: Obs, ctx: &mut Context<Self>) -> Result<Option<Option<MonitorRef>>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Obs,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Option<MonitorRef>>, BoxError> {
         Ok(Some(match msg {
             Obs::Link(p) => {
                 ctx.link(&p);
@@ -109,27 +131,41 @@ async fn monitors_and_links_work_across_nodes() {
     let (alpha, beta) = two_nodes().await;
     let log = Log::default();
     let echo = alpha.spawn_named("echo", Echo).unwrap();
-    let observer = beta.spawn_named("obs", Observer { log: log.clone() }).unwrap();
+    let observer = beta
+        .spawn_named("obs", Observer { log: log.clone() })
+        .unwrap();
     let remote_echo = beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap();
-    observer.ask(Obs::Monitor(remote_echo.clone())).await.unwrap();
+    observer
+        .ask(Obs::Monitor(remote_echo.clone()))
+        .await
+        .unwrap();
     observer.ask(Obs::Trap).await.unwrap();
     observer.ask(Obs::Link(remote_echo)).await.unwrap();
     // Crash it through beta: frames from beta to alpha are ordered, so the monitor and link
     // frames land before the crash.
     let _ = echo;
-    let via_beta: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    let via_beta: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@alpha").unwrap())
+        .unwrap();
     let _ = via_beta.ask("crash".to_string()).await;
     until("down and exit arrive on beta", || log.entries().len() == 2).await;
     let mut entries = log.entries();
     entries.sort();
     assert_eq!(
         entries,
-        vec!["down:echo@alpha:error: echo crashed", "exit:echo@alpha:error: echo crashed"]
+        vec![
+            "down:echo@alpha:error: echo crashed",
+            "exit:echo@alpha:error: echo crashed"
+        ]
     );
     // Monitoring something that is not there gives noproc.
     let ghost = beta.pid(&ActorId::parse("ghost@alpha").unwrap()).unwrap();
     observer.ask(Obs::Monitor(ghost)).await.unwrap();
-    until("noproc down", || log.entries().contains(&"down:ghost@alpha:noproc".to_string())).await;
+    until("noproc down", || {
+        log.entries()
+            .contains(&"down:ghost@alpha:noproc".to_string())
+    })
+    .await;
     alpha.shutdown().await;
     beta.shutdown().await;
 }
@@ -143,7 +179,9 @@ async fn a_remote_crash_kills_a_linked_non_trapping_actor() {
     let remote_echo = beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap();
     observer.ask(Obs::Link(remote_echo)).await.unwrap();
     // Make sure the link frame was handled: a round trip on the same ordered channel.
-    let echo: ActorRef<Echo> = beta.actor_ref(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    let echo: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@alpha").unwrap())
+        .unwrap();
     let _ = echo.ask("crash".to_string()).await;
     let reason = observer.wait().await.unwrap();
     assert_eq!(reason, ExitReason::error("echo crashed"));

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use plexspaces_core::{
-    ActorRef, Application, ChildSpec, Error, ExitReason, Node, Pid, Restart, Shutdown, SpawnOptions,
-    Strategy, Supervisor, SupervisorSpec,
+    ActorRef, Application, ChildSpec, Error, ExitReason, Node, Pid, Restart, Shutdown,
+    SpawnOptions, Strategy, Supervisor, SupervisorSpec,
 };
 use proptest::prelude::*;
 
@@ -25,7 +25,9 @@ fn slow_worker(name: &'static str, log: &Log, stop_delay: Duration) -> ChildSpec
 }
 
 async fn start_sup(node: &Node, spec: SupervisorSpec) -> ActorRef<Supervisor> {
-    node.start(Supervisor::new(spec), SpawnOptions::default()).await.unwrap()
+    node.start(Supervisor::new(spec), SpawnOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn child(sup: &ActorRef<Supervisor>, id: &str) -> Option<Pid> {
@@ -121,7 +123,10 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
     let old_b = crash(&sup, "b", Cmd::Fail).await;
     restarted(&sup, "b", &old_b).await;
     until("b and c restarted", || log.entries().len() == 4).await;
-    assert_eq!(log.entries(), vec!["stop:b", "stop:c", "start:b", "start:c"]);
+    assert_eq!(
+        log.entries(),
+        vec!["stop:b", "stop:c", "start:b", "start:c"]
+    );
     assert_eq!(child(&sup, "a").await, a, "a is untouched");
     node.shutdown().await;
 }
@@ -136,7 +141,11 @@ async fn transient_children_restart_only_after_abnormal_exits() {
     let sup = start_sup(&node, spec).await;
     let old = crash(&sup, "t", Cmd::Fail).await;
     let current = restarted(&sup, "t", &old).await;
-    let _ = current.typed::<Worker>().unwrap().ask(Cmd::Stop(ExitReason::Normal)).await;
+    let _ = current
+        .typed::<Worker>()
+        .unwrap()
+        .ask(Cmd::Stop(ExitReason::Normal))
+        .await;
     current.wait().await.unwrap();
     sup.which_children().await.unwrap();
     let infos = sup.which_children().await.unwrap();
@@ -144,9 +153,16 @@ async fn transient_children_restart_only_after_abnormal_exits() {
     assert!(infos[0].pid.is_none(), "not restarted after a normal exit");
     sup.restart_child("t").await.unwrap();
     let current = child(&sup, "t").await.unwrap();
-    let _ = current.typed::<Worker>().unwrap().ask(Cmd::Stop(ExitReason::Shutdown)).await;
+    let _ = current
+        .typed::<Worker>()
+        .unwrap()
+        .ask(Cmd::Stop(ExitReason::Shutdown))
+        .await;
     current.wait().await.unwrap();
-    assert!(child(&sup, "t").await.is_none(), "not restarted after shutdown");
+    assert!(
+        child(&sup, "t").await.is_none(),
+        "not restarted after shutdown"
+    );
     assert_eq!(log.count("start:t"), 3);
     node.shutdown().await;
 }
@@ -162,11 +178,25 @@ async fn temporary_children_are_never_restarted_and_permanent_ones_always() {
     let sup = start_sup(&node, spec).await;
     crash(&sup, "tmp", Cmd::Fail).await;
     let old = child(&sup, "perm").await.unwrap();
-    let _ = old.typed::<Worker>().unwrap().ask(Cmd::Stop(ExitReason::Normal)).await;
+    let _ = old
+        .typed::<Worker>()
+        .unwrap()
+        .ask(Cmd::Stop(ExitReason::Normal))
+        .await;
     old.wait().await.unwrap();
     restarted(&sup, "perm", &old).await;
-    let ids: Vec<String> = sup.which_children().await.unwrap().into_iter().map(|c| c.id).collect();
-    assert_eq!(ids, vec!["perm"], "a temporary child is forgotten when it exits");
+    let ids: Vec<String> = sup
+        .which_children()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["perm"],
+        "a temporary child is forgotten when it exits"
+    );
     assert_eq!(log.count("start:tmp"), 1);
     assert_eq!(log.count("start:perm"), 2);
     node.shutdown().await;
@@ -186,10 +216,16 @@ async fn simple_one_for_one_starts_children_with_arguments_and_restarts_them_wit
     assert!(sup.which_children().await.unwrap().is_empty());
     let x = sup.start_dynamic_child("x".to_string()).await.unwrap();
     let y = sup.start_dynamic_child("y".to_string()).await.unwrap();
-    assert_eq!(x.typed::<Worker>().unwrap().ask(Cmd::Ping).await.unwrap(), "x");
+    assert_eq!(
+        x.typed::<Worker>().unwrap().ask(Cmd::Ping).await.unwrap(),
+        "x"
+    );
     let err = sup.start_dynamic_child(42u32).await.unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    assert!(matches!(sup.start_child(worker("z", &log)).await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        sup.start_child(worker("z", &log)).await,
+        Err(Error::InvalidArgument(_))
+    ));
     let _ = x.typed::<Worker>().unwrap().ask(Cmd::Fail).await;
     until("x restarted", || log.count("start:x") == 2).await;
     assert_eq!(log.count("start:y"), 1);
@@ -197,7 +233,16 @@ async fn simple_one_for_one_starts_children_with_arguments_and_restarts_them_wit
     let children = sup.which_children().await.unwrap();
     assert_eq!(children.len(), 2);
     let new_x = children[0].pid.clone().unwrap();
-    assert_eq!(new_x.typed::<Worker>().unwrap().ask(Cmd::Ping).await.unwrap(), "x", "same arguments");
+    assert_eq!(
+        new_x
+            .typed::<Worker>()
+            .unwrap()
+            .ask(Cmd::Ping)
+            .await
+            .unwrap(),
+        "x",
+        "same arguments"
+    );
     node.shutdown().await;
 }
 
@@ -218,7 +263,11 @@ async fn exceeding_restart_intensity_stops_children_and_the_supervisor() {
     log.clear();
     let _ = crash(&sup, "b", Cmd::Fail).await;
     assert_eq!(sup.wait().await.unwrap(), ExitReason::Shutdown);
-    assert_eq!(log.entries(), vec!["stop:b", "stop:a"], "children stopped, none restarted");
+    assert_eq!(
+        log.entries(),
+        vec!["stop:b", "stop:a"],
+        "children stopped, none restarted"
+    );
     node.shutdown().await;
 }
 
@@ -234,16 +283,31 @@ async fn intensity_escalates_to_the_parent_supervisor() {
         .child(worker("sibling", &log))
         .child(ChildSpec::supervisor("inner", inner));
     let top = start_sup(&node, outer).await;
-    let inner_ref = child(&top, "inner").await.unwrap().typed::<Supervisor>().unwrap();
+    let inner_ref = child(&top, "inner")
+        .await
+        .unwrap()
+        .typed::<Supervisor>()
+        .unwrap();
     let sibling = child(&top, "sibling").await;
     log.clear();
     let w = child(&inner_ref, "w").await.unwrap();
     let _ = w.typed::<Worker>().unwrap().ask(Cmd::Fail).await;
-    assert_eq!(inner_ref.wait().await.unwrap(), ExitReason::Shutdown, "inner gave up");
+    assert_eq!(
+        inner_ref.wait().await.unwrap(),
+        ExitReason::Shutdown,
+        "inner gave up"
+    );
     let new_inner = restarted(&top, "inner", &inner_ref.pid()).await;
-    until("worker restarted under the new inner", || log.count("start:w") == 1).await;
+    until("worker restarted under the new inner", || {
+        log.count("start:w") == 1
+    })
+    .await;
     assert!(new_inner.is_alive());
-    assert_eq!(child(&top, "sibling").await, sibling, "one_for_one at the top");
+    assert_eq!(
+        child(&top, "sibling").await,
+        sibling,
+        "one_for_one at the top"
+    );
     node.shutdown().await;
 }
 
@@ -252,8 +316,14 @@ async fn a_child_that_ignores_shutdown_is_killed_after_its_timeout() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let spec = SupervisorSpec::new(Strategy::OneForOne)
-        .child(slow_worker("slow", &log, Duration::from_secs(30)).shutdown(Shutdown::Timeout(Duration::from_secs(2))))
-        .child(slow_worker("patient", &log, Duration::from_secs(1)).shutdown(Shutdown::Timeout(Duration::from_secs(2))))
+        .child(
+            slow_worker("slow", &log, Duration::from_secs(30))
+                .shutdown(Shutdown::Timeout(Duration::from_secs(2))),
+        )
+        .child(
+            slow_worker("patient", &log, Duration::from_secs(1))
+                .shutdown(Shutdown::Timeout(Duration::from_secs(2))),
+        )
         .child(slow_worker("brutal", &log, Duration::from_secs(1)).shutdown(Shutdown::BrutalKill));
     let sup = start_sup(&node, spec).await;
     let slow = child(&sup, "slow").await.unwrap();
@@ -272,7 +342,10 @@ async fn a_child_that_ignores_shutdown_is_killed_after_its_timeout() {
         "brutal never ran on_stop; slow was cut off"
     );
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4), "{elapsed:?} on the paused clock");
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4),
+        "{elapsed:?} on the paused clock"
+    );
     node.shutdown().await;
 }
 
@@ -290,9 +363,18 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
             w
         }))
         .child(worker("never", &log));
-    let err = node.start(Supervisor::new(spec), SpawnOptions::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::StartFailed(text) if text.contains("bad")), "{err:?}");
-    assert_eq!(log.entries(), vec!["start:a", "start:b", "failstart:bad", "stop:b", "stop:a"]);
+    let err = node
+        .start(Supervisor::new(spec), SpawnOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::StartFailed(text) if text.contains("bad")),
+        "{err:?}"
+    );
+    assert_eq!(
+        log.entries(),
+        vec!["start:a", "start:b", "failstart:bad", "stop:b", "stop:a"]
+    );
     node.shutdown().await;
 }
 
@@ -302,16 +384,28 @@ async fn dynamic_children_terminate_restart_and_delete() {
     let log = Log::default();
     let sup = start_sup(&node, SupervisorSpec::new(Strategy::OneForOne)).await;
     sup.start_child(worker("a", &log)).await.unwrap();
-    assert!(matches!(sup.start_child(worker("a", &log)).await, Err(Error::NameTaken(_))));
+    assert!(matches!(
+        sup.start_child(worker("a", &log)).await,
+        Err(Error::NameTaken(_))
+    ));
     sup.terminate_child("a").await.unwrap();
     assert!(child(&sup, "a").await.is_none());
-    assert!(matches!(sup.delete_child("nope").await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        sup.delete_child("nope").await,
+        Err(Error::InvalidArgument(_))
+    ));
     sup.restart_child("a").await.unwrap();
-    assert!(matches!(sup.delete_child("a").await, Err(Error::InvalidArgument(_))), "running");
+    assert!(
+        matches!(sup.delete_child("a").await, Err(Error::InvalidArgument(_))),
+        "running"
+    );
     sup.terminate_child("a").await.unwrap();
     sup.delete_child("a").await.unwrap();
     assert!(sup.which_children().await.unwrap().is_empty());
-    assert_eq!(log.entries(), vec!["start:a", "stop:a", "start:a", "stop:a"]);
+    assert_eq!(
+        log.entries(),
+        vec!["start:a", "stop:a", "start:a", "stop:a"]
+    );
     node.shutdown().await;
 }
 
@@ -321,12 +415,20 @@ async fn applications_start_and_stop_as_units_and_node_shutdown_stops_them_in_re
     let log = Log::default();
     for app in ["web", "db", "cache"] {
         let spec = SupervisorSpec::new(Strategy::OneForOne).child(worker(app, &log));
-        node.start_application(Application::new(app, spec)).await.unwrap();
+        node.start_application(Application::new(app, spec))
+            .await
+            .unwrap();
     }
-    assert!(node.whereis("web_sup").is_none(), "the app supervisor is named, not registered");
+    assert!(
+        node.whereis("web_sup").is_none(),
+        "the app supervisor is named, not registered"
+    );
     assert!(node.lookup(&"web_sup@n1".parse().unwrap()).is_some());
     node.stop_application("db").await.unwrap();
-    assert_eq!(log.entries(), vec!["start:web", "start:db", "start:cache", "stop:db"]);
+    assert_eq!(
+        log.entries(),
+        vec!["start:web", "start:db", "start:cache", "stop:db"]
+    );
     assert!(node.stop_application("db").await.is_err(), "already gone");
     log.clear();
     node.shutdown().await;
