@@ -86,10 +86,16 @@ fn result_ok_type(ret: &ReturnType) -> syn::Result<(Type, bool)> {
 
 fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
     if block.trait_.is_some() {
-        return Err(syn::Error::new(block.span(), "#[actor] goes on an inherent impl block"));
+        return Err(syn::Error::new(
+            block.span(),
+            "#[actor] goes on an inherent impl block",
+        ));
     }
     if !block.generics.params.is_empty() {
-        return Err(syn::Error::new(block.generics.span(), "#[actor] does not support generic actors"));
+        return Err(syn::Error::new(
+            block.generics.span(),
+            "#[actor] does not support generic actors",
+        ));
     }
     let self_ty = block.self_ty.clone();
     let type_name = match self_ty.as_ref() {
@@ -107,7 +113,11 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
     let mut handlers = Vec::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
-        let Some(pos) = method.attrs.iter().position(|a| a.path().is_ident("handler")) else {
+        let Some(pos) = method
+            .attrs
+            .iter()
+            .position(|a| a.path().is_ident("handler"))
+        else {
             continue;
         };
         let attr = method.attrs.remove(pos);
@@ -141,7 +151,10 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
             }
         }
         if !receiver {
-            return Err(syn::Error::new(method.sig.span(), "handlers take &mut self"));
+            return Err(syn::Error::new(
+                method.sig.span(),
+                "handlers take &mut self",
+            ));
         }
         let message = message.ok_or_else(|| {
             syn::Error::new(
@@ -162,7 +175,10 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
         });
     }
     if handlers.is_empty() {
-        return Err(syn::Error::new(block.span(), "#[actor] needs at least one #[handler] method"));
+        return Err(syn::Error::new(
+            block.span(),
+            "#[actor] needs at least one #[handler] method",
+        ));
     }
 
     let m = quote!(::plexspaces::__macro);

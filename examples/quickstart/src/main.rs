@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
 
     // The same handler through an envelope, as HTTP, gRPC or another node would send it.
     let env = Envelope::json("get", &serde_json::json!(null))?;
-    let reply = counter.ask_envelope(env, std::time::Duration::from_secs(5)).await?;
+    let reply = counter
+        .ask_envelope(env, std::time::Duration::from_secs(5))
+        .await?;
     let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
     assert_eq!(body["count"], 5, "the envelope path sees the same state");
 
