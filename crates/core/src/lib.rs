@@ -73,7 +73,7 @@ pub use fsm::{FsmActor, GenFsm, Transition};
 pub use id::ActorId;
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use pg::ProcessGroups;
-pub use pid::{ActorRef, MonitorRef, Pid, DEFAULT_ASK_TIMEOUT};
+pub use pid::{ActorRef, Lifecycle, MonitorRef, Pid, DEFAULT_ASK_TIMEOUT};
 pub use runtime::{MailboxConfig, SpawnOptions};
 pub use supervisor::{
     Application, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec,

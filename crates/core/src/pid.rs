@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -35,6 +35,37 @@ static NEXT_MONITOR: AtomicU64 = AtomicU64::new(1);
 impl MonitorRef {
     pub(crate) fn next() -> MonitorRef {
         MonitorRef(NEXT_MONITOR.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Where an actor is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Lifecycle {
+    /// Spawned; `on_start` has not finished.
+    Creating = 0,
+    /// Handling messages.
+    Active = 1,
+    /// Deactivated but still addressable (a virtual actor between activations).
+    Inactive = 2,
+    /// Leaving: `on_stop` and facet deactivation are running.
+    Stopping = 3,
+    /// Gone after a clean exit (`normal`, `shutdown`, `noproc`).
+    Terminated = 4,
+    /// Gone after a failure (`error`, `killed`).
+    Failed = 5,
+}
+
+impl Lifecycle {
+    fn from_u8(value: u8) -> Lifecycle {
+        match value {
+            0 => Lifecycle::Creating,
+            1 => Lifecycle::Active,
+            2 => Lifecycle::Inactive,
+            3 => Lifecycle::Stopping,
+            4 => Lifecycle::Terminated,
+            _ => Lifecycle::Failed,
+        }
     }
 }
 
@@ -88,6 +119,7 @@ pub(crate) struct CellCore {
     pub seq: u64,
     sys_tx: flume::Sender<Signal>,
     signal_flag: AtomicBool,
+    lifecycle: AtomicU8,
     pub state: Mutex<CellState>,
     abort: OnceLock<AbortHandle>,
 }
@@ -105,9 +137,18 @@ impl CellCore {
             seq,
             sys_tx,
             signal_flag: AtomicBool::new(false),
+            lifecycle: AtomicU8::new(Lifecycle::Creating as u8),
             state: Mutex::new(CellState::default()),
             abort: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn set_lifecycle(&self, state: Lifecycle) {
+        self.lifecycle.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        Lifecycle::from_u8(self.lifecycle.load(Ordering::Acquire))
     }
 
     pub(crate) fn set_abort(&self, handle: AbortHandle) {
@@ -263,6 +304,14 @@ impl Pid {
         match &self.0 {
             PidInner::Local(cell) => cell.core().is_alive(),
             PidInner::Remote(_) => true,
+        }
+    }
+
+    /// Where the actor is in its life (`Active` for a remote actor: ask it to know more).
+    pub fn lifecycle(&self) -> Lifecycle {
+        match &self.0 {
+            PidInner::Local(cell) => cell.core().lifecycle(),
+            PidInner::Remote(_) => Lifecycle::Active,
         }
     }
 

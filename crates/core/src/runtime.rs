@@ -20,7 +20,7 @@ use crate::error::{BoxError, Error, ExitReason, Result};
 use crate::facet::{self, Facet, MessageKind, MessageMeta, MessageOutcome};
 use crate::id::ActorId;
 use crate::node::Node;
-use crate::pid::{ActorCell, ActorRef, CellCore, Mail, Pid, Signal, Watcher};
+use crate::pid::{ActorCell, ActorRef, CellCore, Lifecycle, Mail, Pid, Signal, Watcher};
 
 /// Mailbox capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +177,7 @@ async fn run<A: Actor>(
         }
         return reason;
     }
+    core.set_lifecycle(Lifecycle::Active);
     if let Some(tx) = started {
         let _ = tx.send(Ok(()));
     }
@@ -223,6 +224,7 @@ async fn run<A: Actor>(
             }
         }
     };
+    core.set_lifecycle(Lifecycle::Stopping);
     if reason != ExitReason::Killed {
         let _ = guarded(actor.on_stop(ctx, &reason).map(Ok)).await;
     }
@@ -463,6 +465,10 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
             return;
         }
         state.exit = Some(reason.clone());
+        core.set_lifecycle(match reason {
+            ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc => Lifecycle::Terminated,
+            ExitReason::Killed | ExitReason::Error(_) => Lifecycle::Failed,
+        });
         (
             std::mem::take(&mut state.links),
             std::mem::take(&mut state.watchers),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexspaces_core::Lifecycle;
 use plexspaces_core::{
     Actor, ActorId, BoxError, Context, Envelope, Error, ExitReason, MailboxConfig, Node,
     ReplyHandle, SendError, SpawnOptions,
@@ -301,6 +302,37 @@ async fn handler_error_and_panic_stop_the_actor_with_a_reason_and_fail_the_calle
         Err(SendError::Closed(Cmd::Ping))
     ));
     assert!(matches!(a.ask(Cmd::Ping).await, Err(Error::NoProc(_))));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn lifecycle_goes_creating_active_stopping_then_terminated_or_failed() {
+    let node = Node::builder("n1").build().await.unwrap();
+    let adder = Adder::new();
+    let gate = adder.gate.clone();
+    let handled = adder.handled.clone();
+    let adder = node.spawn(adder).unwrap();
+    let pid = adder.pid();
+    assert!(matches!(
+        pid.lifecycle(),
+        Lifecycle::Creating | Lifecycle::Active
+    ));
+    adder.ask(AddMsg::Add(1)).await.unwrap();
+    assert_eq!(pid.lifecycle(), Lifecycle::Active);
+    adder.tell(AddMsg::Hold).await.unwrap();
+    until("the handler holds", || {
+        handled.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    adder.stop(ExitReason::Normal);
+    gate.notify_one();
+    adder.wait().await.unwrap();
+    assert_eq!(pid.lifecycle(), Lifecycle::Terminated);
+    let log = Log::default();
+    let w = node.spawn(Worker::new("w", &log)).unwrap();
+    let _ = w.ask(Cmd::Fail).await;
+    w.wait().await.unwrap();
+    assert_eq!(w.pid().lifecycle(), Lifecycle::Failed);
     node.shutdown().await;
 }
 
