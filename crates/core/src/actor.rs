@@ -76,6 +76,21 @@ pub trait Actor: Sized + Send + 'static {
         async { Ok(()) }
     }
 
+    /// The actor's state as bytes, for facets that checkpoint (durability). `None`: this
+    /// actor has no snapshot form, so recovery replays its whole history.
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Replaces the actor's state with a snapshot taken by [`Actor::snapshot`].
+    fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
+        let _ = snapshot;
+        Err(Error::Unsupported(format!(
+            "actor type {} cannot restore a snapshot",
+            std::any::type_name::<Self>()
+        )))
+    }
+
     /// A short name for `msg`, for metrics and traces.
     fn msg_name(msg: &Self::Msg) -> &'static str {
         let _ = msg;
@@ -219,6 +234,15 @@ impl<R> ReplyHandle<R> {
                 });
                 tx.send(env).is_ok()
             }
+        }
+    }
+
+    /// Answers with a reply that is already encoded (a recorded reply): a typed caller gets
+    /// it decoded with `decode`.
+    pub(crate) fn send_envelope(self, env: Envelope, decode: fn(&Envelope) -> Result<R>) -> bool {
+        match self.inner {
+            ReplyInner::Typed(tx) => tx.send(decode(&env)).is_ok(),
+            ReplyInner::Encoded { tx, .. } => tx.send(Ok(env)).is_ok(),
         }
     }
 

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
 
+use crate::envelope::Envelope;
 use crate::error::{Error, ExitReason, Result};
 use crate::id::ActorId;
 
@@ -40,6 +41,11 @@ pub enum MessageKind {
 /// Facts about one message, as facets see it.
 #[derive(Debug, Clone)]
 pub struct MessageMeta {
+    /// The message as an envelope, present only when an attached facet asks for it
+    /// ([`Facet::needs_payload`]): a local message is then encoded with the actor's codec.
+    pub payload: Option<Envelope>,
+    /// Whether this message is being replayed during recovery (see [`Facet::recover`]).
+    pub replaying: bool,
     /// The envelope's `msg_type`, or `Actor::msg_name` for a local message.
     pub msg_type: String,
     /// The envelope's correlation id; empty for a local message.
@@ -53,10 +59,32 @@ pub struct MessageMeta {
 /// How handling one message went.
 #[derive(Debug, Clone)]
 pub struct MessageOutcome {
+    /// The encoded reply of a call, present only when a facet needs payloads. Facets see it
+    /// before the caller does: a reply never leaves before every `after_message` returned.
+    pub reply: Option<Envelope>,
     /// Time spent in the handler.
     pub elapsed: Duration,
     /// Whether the handler failed (the actor is stopping).
     pub failed: bool,
+}
+
+/// What `before_message` decides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intercept {
+    /// Run the handler.
+    Continue,
+    /// Do not run the handler; answer the caller with this reply (for example the recorded
+    /// reply of a duplicate request).
+    Reply(Envelope),
+}
+
+/// State to rebuild an actor from: a snapshot and the messages to replay after it.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Restored with [`crate::Actor::restore`] before the replay.
+    pub snapshot: Option<Vec<u8>>,
+    /// Replayed through the actor's own handlers (decoded with its codec), in order.
+    pub replay: Vec<Envelope>,
 }
 
 /// A capability attached to an actor. Every hook has a default that does nothing.
@@ -82,9 +110,33 @@ pub trait Facet: Send + Sync + Any {
         Ok(())
     }
 
-    /// Before the handler. An error refuses the message.
-    async fn before_message(&self, actor: &ActorInfo, msg: &MessageMeta) -> Result<()> {
+    /// Whether this facet needs each message and reply as an envelope (a journal does).
+    fn needs_payload(&self) -> bool {
+        false
+    }
+
+    /// State to rebuild the actor from, taken once after activation and before `on_start`.
+    async fn recover(&self, actor: &ActorInfo) -> Result<Option<Recovery>> {
+        let _ = actor;
+        Ok(None)
+    }
+
+    /// Before the handler. An error refuses the message; `Intercept::Reply` answers it
+    /// without running the handler.
+    async fn before_message(&self, actor: &ActorInfo, msg: &MessageMeta) -> Result<Intercept> {
         let _ = (actor, msg);
+        Ok(Intercept::Continue)
+    }
+
+    /// Whether the actor's state should be snapshotted now (asked after each message).
+    fn checkpoint_due(&self, actor: &ActorInfo) -> bool {
+        let _ = actor;
+        false
+    }
+
+    /// Stores a snapshot taken with [`crate::Actor::snapshot`] after `checkpoint_due`.
+    async fn save_checkpoint(&self, actor: &ActorInfo, snapshot: Vec<u8>) -> Result<()> {
+        let _ = (actor, snapshot);
         Ok(())
     }
 

@@ -16,11 +16,14 @@ use tracing::Instrument;
 
 use crate::actor::{Actor, Info, ReplyHandle};
 use crate::context::Context;
+use crate::envelope::Envelope;
 use crate::error::{BoxError, Error, ExitReason, Result};
-use crate::facet::{self, Facet, MessageKind, MessageMeta, MessageOutcome};
+use crate::facet::{self, ActorInfo, Facet, Intercept, MessageKind, MessageMeta, MessageOutcome};
 use crate::id::ActorId;
 use crate::node::Node;
-use crate::pid::{ActorCell, ActorRef, CellCore, Lifecycle, Mail, Pid, Signal, Watcher};
+use crate::pid::{
+    ActorCell, ActorRef, CellCore, EnvelopeMail, Lifecycle, Mail, Pid, Signal, Watcher,
+};
 
 /// Mailbox capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +174,11 @@ async fn run<A: Actor>(
     sys_rx: flume::Receiver<Signal>,
     started: Option<oneshot::Sender<Result<()>>>,
 ) -> ExitReason {
-    if let Err(reason) = guarded(actor.on_start(ctx)).await {
+    let started_ok = match recover(&mut actor, ctx).await {
+        Ok(()) => guarded(actor.on_start(ctx)).await,
+        Err(reason) => Err(reason),
+    };
+    if let Err(reason) = started_ok {
         if let Some(tx) = started {
             let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
         }
@@ -238,88 +245,113 @@ async fn on_mail<A: Actor>(
     ctx: &mut Context<A>,
     mail: Mail<A>,
 ) -> Option<ExitReason> {
-    let (msg, reply, meta_type) = match mail {
+    let (msg, reply, env) = match mail {
         Mail::Cast(msg) => (msg, None, None),
         Mail::Call(msg, tx) => (msg, Some(ReplyHandle::typed(tx)), None),
         Mail::Envelope(boxed) => {
-            let env_mail = *boxed;
-            let msg = match A::decode(&env_mail.env) {
+            let EnvelopeMail { env, reply } = *boxed;
+            let msg = match A::decode(&env) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    tracing::debug!(actor = %ctx.id(), msg_type = %env_mail.env.msg_type, error = %e, "rejected envelope");
-                    if let Some(tx) = env_mail.reply {
+                    tracing::debug!(actor = %ctx.id(), msg_type = %env.msg_type, error = %e, "rejected envelope");
+                    if let Some(tx) = reply {
                         let _ = tx.send(Err(e));
                     }
                     return None;
                 }
             };
-            let reply = env_mail
-                .reply
-                .map(|tx| ReplyHandle::encoded(tx, env_mail.env.msg_type.clone(), A::encode_reply));
-            let meta = Some((env_mail.env.msg_type, env_mail.env.correlation_id));
-            (msg, reply, meta)
+            let reply =
+                reply.map(|tx| ReplyHandle::encoded(tx, env.msg_type.clone(), A::encode_reply));
+            (msg, reply, Some(env))
         }
     };
     if ctx.facets.is_empty() {
-        dispatch(actor, ctx, msg, reply).await
+        let is_call = reply.is_some();
+        ctx.reply = reply;
+        let result = invoke(actor, ctx, msg, is_call).await;
+        complete(ctx, result)
     } else {
-        dispatch_with_facets(actor, ctx, msg, reply, meta_type).await
+        let kind = if reply.is_some() {
+            MessageKind::Call
+        } else {
+            MessageKind::Cast
+        };
+        ctx.reply = reply;
+        dispatch_with_facets(actor, ctx, msg, kind, env, false).await
     }
 }
 
-/// Runs one handler. On failure the caller (if any) gets `ActorFailed` and the actor stops.
-async fn dispatch<A: Actor>(
+/// What a handler did.
+enum Invoked<R> {
+    Cast,
+    Call(Option<R>),
+}
+
+/// Runs one handler, catching panics. For a call, `ctx.reply` holds the caller's handle.
+async fn invoke<A: Actor>(
     actor: &mut A,
     ctx: &mut Context<A>,
     msg: A::Msg,
-    reply: Option<ReplyHandle<A::Reply>>,
-) -> Option<ExitReason> {
-    let outcome = match reply {
-        None => guarded(actor.handle_cast(msg, ctx)).await,
-        Some(reply) => {
-            ctx.reply = Some(reply);
-            match guarded(actor.handle_call(msg, ctx)).await {
-                Ok(Some(value)) => {
-                    if let Some(handle) = ctx.reply.take() {
-                        handle.send(value);
-                    }
-                    Ok(())
-                }
-                Ok(None) => {
-                    if let Some(handle) = ctx.reply.take() {
-                        handle.fail(Error::NoReply);
-                    }
-                    Ok(())
-                }
-                Err(reason) => {
-                    if let Some(handle) = ctx.reply.take() {
-                        handle.fail(Error::ActorFailed(reason.clone()));
-                    }
-                    Err(reason)
-                }
-            }
-        }
-    };
-    match outcome {
-        Ok(()) => ctx.stop_request.take(),
-        Err(reason) => Some(reason),
+    is_call: bool,
+) -> Result<Invoked<A::Reply>, ExitReason> {
+    if is_call {
+        guarded(actor.handle_call(msg, ctx))
+            .await
+            .map(Invoked::Call)
+    } else {
+        guarded(actor.handle_cast(msg, ctx))
+            .await
+            .map(|()| Invoked::Cast)
     }
 }
 
+/// Answers the caller and says whether the actor stops. On failure the caller gets
+/// `ActorFailed` and the actor stops with the reason.
+fn complete<A: Actor>(
+    ctx: &mut Context<A>,
+    result: Result<Invoked<A::Reply>, ExitReason>,
+) -> Option<ExitReason> {
+    match result {
+        Ok(Invoked::Cast) => {}
+        Ok(Invoked::Call(Some(value))) => {
+            if let Some(handle) = ctx.reply.take() {
+                handle.send(value);
+            }
+        }
+        Ok(Invoked::Call(None)) => {
+            if let Some(handle) = ctx.reply.take() {
+                handle.fail(Error::NoReply);
+            }
+        }
+        Err(reason) => {
+            if let Some(handle) = ctx.reply.take() {
+                handle.fail(Error::ActorFailed(reason.clone()));
+            }
+            return Some(reason);
+        }
+    }
+    ctx.stop_request.take()
+}
+
+/// The header that records whether a journaled message was a call or a cast, so replay
+/// runs the same handler.
+pub const KIND_HEADER: &str = "plexspaces-kind";
+
+/// The facet path: before hooks (which may refuse or answer), the handler in the first
+/// span a facet offers, after hooks (which see the encoded reply before the caller does),
+/// then a checkpoint if one is due.
 async fn dispatch_with_facets<A: Actor>(
     actor: &mut A,
     ctx: &mut Context<A>,
     msg: A::Msg,
-    reply: Option<ReplyHandle<A::Reply>>,
-    envelope_meta: Option<(String, String)>,
+    kind: MessageKind,
+    env: Option<Envelope>,
+    replaying: bool,
 ) -> Option<ExitReason> {
-    let kind = if reply.is_some() {
-        MessageKind::Call
-    } else {
-        MessageKind::Cast
-    };
-    let (msg_type, mut correlation_id) = match envelope_meta {
-        Some((msg_type, correlation_id)) => (msg_type, correlation_id),
+    let facets = ctx.facets.clone();
+    let needs_payload = facets.iter().any(|f| f.needs_payload());
+    let (msg_type, mut correlation_id) = match &env {
+        Some(env) => (env.msg_type.clone(), env.correlation_id.clone()),
         None => (A::msg_name(&msg).to_owned(), String::new()),
     };
     if correlation_id.is_empty() {
@@ -330,37 +362,135 @@ async fn dispatch_with_facets<A: Actor>(
             NEXT_LOCAL_ID.fetch_add(1, Ordering::Relaxed)
         );
     }
+    let payload = if needs_payload {
+        let encoded = match env {
+            Some(env) => Ok(env),
+            None => A::encode(&msg),
+        };
+        match encoded {
+            Ok(mut env) => {
+                let kind = match kind {
+                    MessageKind::Call => "call",
+                    MessageKind::Cast => "cast",
+                };
+                env.headers.insert(KIND_HEADER.to_owned(), kind.to_owned());
+                Some(env)
+            }
+            Err(e) => {
+                tracing::warn!(actor = %ctx.id(), error = %e, "message refused: a facet needs it encoded");
+                if let Some(reply) = ctx.reply.take() {
+                    reply.fail(e);
+                }
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     let meta = MessageMeta {
+        payload,
+        replaying,
         msg_type,
         correlation_id,
         kind,
         mailbox_len: ctx.myself().mailbox_len(),
     };
     let info = ctx.info();
-    let facets = ctx.facets.clone();
     for f in &facets {
-        if let Err(e) = f.before_message(&info, &meta).await {
-            tracing::debug!(actor = %info.id, facet = f.name(), error = %e, "facet rejected message");
-            if let Some(reply) = reply {
-                reply.fail(e);
+        match f.before_message(&info, &meta).await {
+            Ok(Intercept::Continue) => {}
+            Ok(Intercept::Reply(env)) => {
+                if let Some(reply) = ctx.reply.take() {
+                    reply.send_envelope(env, A::decode_reply);
+                }
+                return None;
             }
-            return None;
+            Err(e) => {
+                tracing::debug!(actor = %info.id, facet = f.name(), error = %e, "facet refused message");
+                if let Some(reply) = ctx.reply.take() {
+                    reply.fail(e);
+                }
+                return None;
+            }
         }
     }
     let span = facets.iter().find_map(|f| f.message_span(&info, &meta));
     let started = Instant::now();
+    let is_call = kind == MessageKind::Call;
     let result = match span {
-        Some(span) => dispatch(actor, ctx, msg, reply).instrument(span).await,
-        None => dispatch(actor, ctx, msg, reply).await,
+        Some(span) => invoke(actor, ctx, msg, is_call).instrument(span).await,
+        None => invoke(actor, ctx, msg, is_call).await,
+    };
+    let reply = match (&result, needs_payload) {
+        (Ok(Invoked::Call(Some(value))), true) => A::encode_reply(&meta.msg_type, value)
+            .map_err(
+                |e| tracing::warn!(actor = %info.id, error = %e, "reply not encodable for facets"),
+            )
+            .ok(),
+        _ => None,
     };
     let outcome = MessageOutcome {
+        reply,
         elapsed: started.elapsed(),
-        failed: matches!(&result, Some(reason) if !reason.is_clean()),
+        failed: result.is_err(),
     };
     for f in facets.iter().rev() {
         f.after_message(&info, &meta, &outcome).await;
     }
-    result
+    if result.is_ok() && !replaying {
+        checkpoint(actor, &facets, &info).await;
+    }
+    complete(ctx, result)
+}
+
+/// Takes a snapshot for every facet that wants one now.
+async fn checkpoint<A: Actor>(actor: &mut A, facets: &[Arc<dyn Facet>], info: &ActorInfo) {
+    let due: Vec<&Arc<dyn Facet>> = facets.iter().filter(|f| f.checkpoint_due(info)).collect();
+    if due.is_empty() {
+        return;
+    }
+    match actor.snapshot() {
+        Ok(Some(snapshot)) => {
+            for f in due {
+                if let Err(e) = f.save_checkpoint(info, snapshot.clone()).await {
+                    tracing::warn!(actor = %info.id, facet = f.name(), error = %e, "checkpoint failed");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(actor = %info.id, error = %e, "snapshot failed"),
+    }
+}
+
+/// Rebuilds the actor from what its facets recovered: snapshot, then replay through its own
+/// handlers (replies are discarded).
+async fn recover<A: Actor>(actor: &mut A, ctx: &mut Context<A>) -> Result<(), ExitReason> {
+    let facets = ctx.facets.clone();
+    let info = ctx.info();
+    for f in &facets {
+        let recovery = f.recover(&info).await.map_err(|e| {
+            ExitReason::error(format!("recovery by facet {} failed: {e}", f.name()))
+        })?;
+        let Some(recovery) = recovery else { continue };
+        if let Some(snapshot) = &recovery.snapshot {
+            actor
+                .restore(snapshot)
+                .map_err(|e| ExitReason::error(format!("snapshot restore failed: {e}")))?;
+        }
+        for env in recovery.replay {
+            let msg = A::decode(&env)
+                .map_err(|e| ExitReason::error(format!("replay decode failed: {e}")))?;
+            let kind = match env.headers.get(KIND_HEADER).map(String::as_str) {
+                Some("call") => MessageKind::Call,
+                _ => MessageKind::Cast,
+            };
+            if let Some(reason) = dispatch_with_facets(actor, ctx, msg, kind, Some(env), true).await
+            {
+                return Err(reason);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn on_signal<A: Actor>(

@@ -41,12 +41,40 @@ struct Handler {
 
 /// Turns an impl block with `#[handler("name")]` methods into an actor. See the crate docs.
 #[proc_macro_attribute]
-pub fn actor(_attr: TokenStream, item: TokenStream) -> TokenStream {
+pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut block = parse_macro_input!(item as ItemImpl);
-    match expand(&mut block) {
+    let options = match parse_options(attr.into()) {
+        Ok(options) => options,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    match expand(&mut block, &options) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }
+}
+
+#[derive(Default)]
+struct Options {
+    /// `#[actor(snapshot)]`: the actor's state snapshots as JSON (`Self: Serialize +
+    /// Deserialize`), so durability can checkpoint it.
+    snapshot: bool,
+}
+
+fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
+    let mut options = Options::default();
+    if attr.is_empty() {
+        return Ok(options);
+    }
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("snapshot") {
+            options.snapshot = true;
+            Ok(())
+        } else {
+            Err(meta.error("unknown #[actor] option; expected `snapshot`"))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(options)
 }
 
 fn camel(name: &str) -> String {
@@ -84,7 +112,7 @@ fn result_ok_type(ret: &ReturnType) -> syn::Result<(Type, bool)> {
     Ok(((**ty).clone(), false))
 }
 
-fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
+fn expand(block: &mut ItemImpl, options: &Options) -> syn::Result<TokenStream2> {
     if block.trait_.is_some() {
         return Err(syn::Error::new(
             block.span(),
@@ -255,6 +283,25 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
         quote!(#name => env.decode_json::<#t>().map(#reply_enum::#v))
     });
     let type_str = type_name.to_string();
+    let snapshot = if options.snapshot {
+        quote! {
+            fn snapshot(&self) -> #m::Result<::core::option::Option<::std::vec::Vec<u8>>> {
+                #m::serde_json::to_vec(self)
+                    .map(::core::option::Option::Some)
+                    .map_err(|e| #m::Error::Encode(e.to_string()))
+            }
+
+            fn restore(&mut self, snapshot: &[u8]) -> #m::Result<()> {
+                *self = #m::serde_json::from_slice(snapshot).map_err(|e| #m::Error::Decode {
+                    msg_type: "snapshot".to_owned(),
+                    detail: e.to_string(),
+                })?;
+                ::core::result::Result::Ok(())
+            }
+        }
+    } else {
+        quote!()
+    };
 
     Ok(quote! {
         #block
@@ -280,6 +327,8 @@ fn expand(block: &mut ItemImpl) -> syn::Result<TokenStream2> {
             ) -> ::core::result::Result<::core::option::Option<#reply_enum>, #m::BoxError> {
                 match msg { #(#calls)* }
             }
+
+            #snapshot
 
             fn msg_name(msg: &#msg_enum) -> &'static str {
                 match msg { #(#names),* }

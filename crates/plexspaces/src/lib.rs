@@ -49,4 +49,5 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __macro {
     pub use plexspaces_core::{Actor, BoxError, Context, Envelope, Error, Request, Result};
+    pub use serde_json;
 }

@@ -6,7 +6,7 @@ use plexspaces::prelude::*;
 use plexspaces::LoopbackNetwork;
 use serde::{Deserialize, Serialize};
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Account {
     balance: i64,
 }
@@ -29,7 +29,7 @@ struct Receipt {
     balance: i64,
 }
 
-#[actor]
+#[actor(snapshot)]
 impl Account {
     #[handler("deposit")]
     async fn deposit(&mut self, msg: Deposit) -> Result<Receipt, BoxError> {
@@ -170,4 +170,17 @@ async fn macro_actors_work_across_nodes_through_the_generated_codec() {
     assert_eq!(remote.request(Balance).await.unwrap(), 10);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn snapshot_option_round_trips_state_as_json() {
+    let mut account = Account { balance: 42 };
+    let bytes = Actor::snapshot(&account)
+        .unwrap()
+        .expect("snapshot enabled");
+    account.balance = 0;
+    Actor::restore(&mut account, &bytes).unwrap();
+    assert_eq!(account.balance, 42);
+    assert!(Actor::restore(&mut account, b"garbage").is_err());
+    assert_eq!(account.balance, 42, "a bad snapshot changes nothing");
 }
