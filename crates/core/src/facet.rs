@@ -140,9 +140,17 @@ pub trait Facet: Send + Sync + Any {
         Ok(())
     }
 
-    /// After the handler.
-    async fn after_message(&self, actor: &ActorInfo, msg: &MessageMeta, outcome: &MessageOutcome) {
+    /// After the handler, before the caller gets the reply. An error (say, the journal
+    /// could not make the message durable) fails the caller with it instead of replying,
+    /// and stops the actor: its state may be ahead of what the facet could record.
+    async fn after_message(
+        &self,
+        actor: &ActorInfo,
+        msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) -> Result<()> {
         let _ = (actor, msg, outcome);
+        Ok(())
     }
 
     /// The span the handler runs in (the first facet that returns one wins).
@@ -317,7 +325,12 @@ impl Facet for MetricsFacet {
         100
     }
 
-    async fn after_message(&self, actor: &ActorInfo, msg: &MessageMeta, outcome: &MessageOutcome) {
+    async fn after_message(
+        &self,
+        actor: &ActorInfo,
+        msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) -> Result<()> {
         let label = self.label(actor.actor_type);
         let labels = [label.as_str()];
         self.messages.with_label_values(&labels).inc();
@@ -330,6 +343,7 @@ impl Facet for MetricsFacet {
         self.mailbox
             .with_label_values(&labels)
             .set(msg.mailbox_len as f64);
+        Ok(())
     }
 }
 

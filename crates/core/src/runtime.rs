@@ -434,8 +434,22 @@ async fn dispatch_with_facets<A: Actor>(
         elapsed: started.elapsed(),
         failed: result.is_err(),
     };
+    let mut refused = None;
     for f in facets.iter().rev() {
-        f.after_message(&info, &meta, &outcome).await;
+        if let Err(e) = f.after_message(&info, &meta, &outcome).await {
+            tracing::warn!(actor = %info.id, facet = f.name(), error = %e, "facet failed after the handler");
+            refused.get_or_insert(e);
+        }
+    }
+    if let Some(e) = refused {
+        if let Some(reply) = ctx.reply.take() {
+            reply.fail(e.clone());
+        }
+        return Some(
+            result
+                .err()
+                .unwrap_or_else(|| ExitReason::error(format!("facet failed: {e}"))),
+        );
     }
     if result.is_ok() && !replaying {
         checkpoint(actor, &facets, &info).await;

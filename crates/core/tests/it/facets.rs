@@ -60,9 +60,13 @@ impl Facet for Probe {
         _actor: &ActorInfo,
         _msg: &MessageMeta,
         outcome: &MessageOutcome,
-    ) {
+    ) -> plexspaces_core::Result<()> {
         self.log
             .push(format!("{}:after:{}", self.name, outcome.failed));
+        if self.name == "failer" {
+            return Err(Error::Transport("journal unreachable".into()));
+        }
+        Ok(())
     }
 
     async fn on_deactivate(&self, _actor: &ActorInfo, reason: &ExitReason) {
@@ -166,6 +170,22 @@ async fn a_refused_message_gets_a_typed_error_and_the_actor_keeps_serving() {
         .unwrap();
     assert_eq!(reply.decode_json::<String>().unwrap(), "echo:x");
     assert!(echo.is_alive());
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_facet_failing_after_the_handler_withholds_the_reply_and_stops_the_actor() {
+    let node = Node::builder("n1").build().await.unwrap();
+    let log = Log::default();
+    let w = node
+        .spawn_with(
+            Worker::new("w", &Log::default()),
+            SpawnOptions::default().facet(probe("failer", 0, &log)),
+        )
+        .unwrap();
+    let err = w.ask(Cmd::Ping).await.unwrap_err();
+    assert_eq!(err, Error::Transport("journal unreachable".into()));
+    assert!(matches!(w.wait().await.unwrap(), ExitReason::Error(_)));
     node.shutdown().await;
 }
 
@@ -325,13 +345,19 @@ impl Facet for ToyJournal {
         Ok(Intercept::Continue)
     }
 
-    async fn after_message(&self, _actor: &ActorInfo, msg: &MessageMeta, outcome: &MessageOutcome) {
+    async fn after_message(
+        &self,
+        _actor: &ActorInfo,
+        msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) -> plexspaces_core::Result<()> {
         if let (Some(key), Some(reply)) = (
             msg.payload.as_ref().and_then(|p| p.headers.get("idem")),
             outcome.reply.clone(),
         ) {
             self.replies.lock().push((key.clone(), reply));
         }
+        Ok(())
     }
 
     fn checkpoint_due(&self, _actor: &ActorInfo) -> bool {
