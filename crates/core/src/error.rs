@@ -79,6 +79,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A facet could not do its part (a journal write failed, a recovery failed, ...).
+    #[error("facet {facet}: {message}")]
+    Facet {
+        /// The facet's name.
+        facet: String,
+        /// What went wrong.
+        message: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
+    },
     /// An error that came back from another node, by kind.
     #[error("remote {kind}: {message}")]
     Remote {
@@ -109,6 +119,7 @@ impl Error {
             Error::StartFailed(_) => "start_failed",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Rejected { .. } => "rejected",
+            Error::Facet { .. } => "facet",
             Error::Remote { kind, .. } => kind,
         }
     }
@@ -117,6 +128,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Timeout(_) | Error::MailboxFull(_) | Error::Transport(_) => true,
+            Error::Facet { retryable, .. } => *retryable,
             Error::Remote { kind, .. } => {
                 matches!(kind.as_str(), "timeout" | "mailbox_full" | "transport")
             }
