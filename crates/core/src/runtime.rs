@@ -174,7 +174,14 @@ async fn run<A: Actor>(
     sys_rx: flume::Receiver<Signal>,
     started: Option<oneshot::Sender<Result<()>>>,
 ) -> ExitReason {
-    let started_ok = match recover(&mut actor, ctx).await {
+    // Rare paths (recovery, signals, facets, stopping) are boxed so their state stays out
+    // of the task of every actor: an idle actor's memory is mostly its task's future.
+    let recovered = if ctx.facets.is_empty() {
+        Ok(())
+    } else {
+        Box::pin(recover(&mut actor, ctx)).await
+    };
+    let started_ok = match recovered {
         Ok(()) => guarded(actor.on_start(ctx)).await,
         Err(reason) => Err(reason),
     };
@@ -193,7 +200,7 @@ async fn run<A: Actor>(
         loop {
             if core.take_signal_flag() {
                 while let Ok(signal) = sys_rx.try_recv() {
-                    if let Some(reason) = on_signal(&mut actor, ctx, signal).await {
+                    if let Some(reason) = Box::pin(on_signal(&mut actor, ctx, signal)).await {
                         break 'run reason;
                     }
                 }
@@ -216,7 +223,7 @@ async fn run<A: Actor>(
             biased;
             signal = sys_rx.recv_async() => {
                 if let Ok(signal) = signal {
-                    if let Some(reason) = on_signal(&mut actor, ctx, signal).await {
+                    if let Some(reason) = Box::pin(on_signal(&mut actor, ctx, signal)).await {
                         break 'run reason;
                     }
                 }
@@ -232,12 +239,17 @@ async fn run<A: Actor>(
         }
     };
     core.set_lifecycle(Lifecycle::Stopping);
-    if reason != ExitReason::Killed {
-        let _ = guarded(actor.on_stop(ctx, &reason).map(Ok)).await;
+    Box::pin(finish(&mut actor, ctx, &reason)).await;
+    reason
+}
+
+/// `on_stop` (unless killed), then facet deactivation.
+async fn finish<A: Actor>(actor: &mut A, ctx: &mut Context<A>, reason: &ExitReason) {
+    if *reason != ExitReason::Killed {
+        let _ = guarded(actor.on_stop(ctx, reason).map(Ok)).await;
     }
     let info = ctx.info();
-    facet::deactivate_all(&mut ctx.facets, &info, &reason).await;
-    reason
+    facet::deactivate_all(&mut ctx.facets, &info, reason).await;
 }
 
 async fn on_mail<A: Actor>(
@@ -266,6 +278,8 @@ async fn on_mail<A: Actor>(
         }
     };
     if ctx.facets.is_empty() {
+        // Not held across the handler's await: keeps the task's state small.
+        drop(env);
         let is_call = reply.is_some();
         ctx.reply = reply;
         let result = invoke(actor, ctx, msg, is_call).await;
@@ -277,7 +291,7 @@ async fn on_mail<A: Actor>(
             MessageKind::Cast
         };
         ctx.reply = reply;
-        dispatch_with_facets(actor, ctx, msg, kind, env, false).await
+        Box::pin(dispatch_with_facets(actor, ctx, msg, kind, env, false)).await
     }
 }
 

@@ -95,6 +95,7 @@
 //! or abort: if the process dies with the transaction open, that tuple is lost. A
 //! transaction's writes reach storage only at commit, in one atomic write.
 
+pub mod actors;
 pub mod backend;
 mod barrier;
 mod clock;
@@ -107,6 +108,7 @@ mod tuple;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use actors::{ScopedSpaces, TupleSpaceContext, TupleSpaceFacet};
 pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, Capabilities, External};
 pub use barrier::{Barrier, BarrierWaitResult};

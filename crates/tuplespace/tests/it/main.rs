@@ -16,6 +16,8 @@ use plexspaces_tuplespace::{
     template, tuple, Backend, Config, Error, MemoryBackend, Result, SpaceId, Spaces,
 };
 
+mod actors;
+
 /// A name no other run (or concurrent test) uses.
 fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
