@@ -125,11 +125,9 @@ mod tests {
             .with_header("idempotency-key", "k1")
             .with_correlation_id("c1");
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).expect("decodes"), env);
-        assert!(matches!(Envelope::from_bytes(&[0xff, 0xff, 0xff]), Err(Error::Decode { .. })));
+        assert!(matches!(
+            Envelope::from_bytes(&[0xff, 0xff, 0xff]),
+            Err(Error::Decode { .. })
+        ));
     }
-}
-
-/// Encodes `value` as a JSON reply envelope for request `msg_type`.
-pub fn json_reply<T: Serialize + ?Sized>(msg_type: &str, value: &T) -> Result<Envelope> {
-    Envelope::json(msg_type, value)
 }

@@ -56,6 +56,7 @@ pub mod event;
 pub mod facet;
 pub mod fsm;
 pub mod id;
+mod mailbox;
 pub mod node;
 pub mod pg;
 pub mod pid;

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::envelope::Envelope;
 use crate::error::{Error, ExitReason, Result, SendError};
 use crate::facet::Facet;
 use crate::id::ActorId;
+use crate::mailbox::{Mailbox, Refused};
 use crate::transport::Router;
 
 /// How long `ask` waits when no timeout is given.
@@ -117,26 +118,17 @@ pub(crate) struct CellCore {
     pub id: ActorId,
     pub actor_type: &'static str,
     pub seq: u64,
-    sys_tx: flume::Sender<Signal>,
-    signal_flag: AtomicBool,
     lifecycle: AtomicU8,
     pub state: Mutex<CellState>,
     abort: OnceLock<AbortHandle>,
 }
 
 impl CellCore {
-    pub(crate) fn new(
-        id: ActorId,
-        actor_type: &'static str,
-        seq: u64,
-        sys_tx: flume::Sender<Signal>,
-    ) -> Self {
+    pub(crate) fn new(id: ActorId, actor_type: &'static str, seq: u64) -> Self {
         CellCore {
             id,
             actor_type,
             seq,
-            sys_tx,
-            signal_flag: AtomicBool::new(false),
             lifecycle: AtomicU8::new(Lifecycle::Creating as u8),
             state: Mutex::new(CellState::default()),
             abort: OnceLock::new(),
@@ -153,23 +145,6 @@ impl CellCore {
 
     pub(crate) fn set_abort(&self, handle: AbortHandle) {
         let _ = self.abort.set(handle);
-    }
-
-    /// Queues a system signal. Signals to a dead actor are dropped.
-    pub(crate) fn signal(&self, signal: Signal) {
-        if self.sys_tx.send(signal).is_ok() {
-            self.signal_flag.store(true, Ordering::Release);
-        }
-    }
-
-    /// Whether signals arrived since the last call; clears the flag.
-    pub(crate) fn take_signal_flag(&self) -> bool {
-        if self.signal_flag.load(Ordering::Acquire) {
-            self.signal_flag.store(false, Ordering::Release);
-            true
-        } else {
-            false
-        }
     }
 
     pub(crate) fn is_alive(&self) -> bool {
@@ -191,10 +166,14 @@ impl CellCore {
         }
     }
 
-    fn kill(&self) {
+    /// Aborts the actor's task; `false` if the task is not known yet.
+    fn abort(&self) -> bool {
         match self.abort.get() {
-            Some(handle) => handle.abort(),
-            None => self.signal(Signal::Stop(ExitReason::Killed)),
+            Some(handle) => {
+                handle.abort();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -202,6 +181,14 @@ impl CellCore {
 /// A local actor's cell, seen without its message type.
 pub(crate) trait DynCell: Send + Sync + 'static {
     fn core(&self) -> &CellCore;
+    /// Queues a system signal ahead of user mail; dropped if the actor is gone.
+    fn signal(&self, signal: Signal);
+    /// Kills at once: aborts the task (or, before it is known, asks it to stop as killed).
+    fn kill(&self) {
+        if !self.core().abort() {
+            self.signal(Signal::Stop(ExitReason::Killed));
+        }
+    }
     fn try_envelope(&self, mail: Box<EnvelopeMail>) -> Result<()>;
     fn send_envelope(&self, mail: Box<EnvelopeMail>) -> BoxFuture<'_, Result<()>>;
     fn mailbox_len(&self) -> usize;
@@ -211,7 +198,7 @@ pub(crate) trait DynCell: Send + Sync + 'static {
 /// A local actor's cell: the untyped core plus its typed mailbox.
 pub(crate) struct ActorCell<A: Actor> {
     pub core: CellCore,
-    pub mail_tx: flume::Sender<Mail<A>>,
+    pub mailbox: Mailbox<Mail<A>>,
 }
 
 impl<A: Actor> DynCell for ActorCell<A> {
@@ -219,26 +206,30 @@ impl<A: Actor> DynCell for ActorCell<A> {
         &self.core
     }
 
+    fn signal(&self, signal: Signal) {
+        self.mailbox.signal(signal);
+    }
+
     fn try_envelope(&self, mail: Box<EnvelopeMail>) -> Result<()> {
-        self.mail_tx
+        self.mailbox
             .try_send(Mail::Envelope(mail))
             .map_err(|e| match e {
-                flume::TrySendError::Full(_) => Error::MailboxFull(self.core.id.to_string()),
-                flume::TrySendError::Disconnected(_) => Error::NoProc(self.core.id.to_string()),
+                Refused::Full(_) => Error::MailboxFull(self.core.id.to_string()),
+                Refused::Closed(_) => Error::NoProc(self.core.id.to_string()),
             })
     }
 
     fn send_envelope(&self, mail: Box<EnvelopeMail>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.mail_tx
-                .send_async(Mail::Envelope(mail))
+            self.mailbox
+                .send(Mail::Envelope(mail))
                 .await
                 .map_err(|_| Error::NoProc(self.core.id.to_string()))
         })
     }
 
     fn mailbox_len(&self) -> usize {
-        self.mail_tx.len()
+        self.mailbox.len()
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -339,7 +330,7 @@ impl Pid {
     /// Kills the actor at once: `on_stop` does not run; links and monitors see `killed`.
     pub fn kill(&self) {
         match &self.0 {
-            PidInner::Local(cell) => cell.core().kill(),
+            PidInner::Local(cell) => cell.kill(),
             PidInner::Remote(remote) => remote.router.send_kill(&remote.id),
         }
     }
@@ -448,7 +439,7 @@ impl Pid {
 
     pub(crate) fn signal(&self, signal: Signal) {
         match &self.0 {
-            PidInner::Local(cell) => cell.core().signal(signal),
+            PidInner::Local(cell) => cell.signal(signal),
             PidInner::Remote(remote) => remote.router.send_signal(&remote.id, signal),
         }
     }
@@ -565,7 +556,7 @@ impl<A: Actor> ActorRef<A> {
     /// Queued user messages (0 for a remote actor).
     pub fn mailbox_len(&self) -> usize {
         match &self.inner {
-            RefInner::Local(cell) => cell.mail_tx.len(),
+            RefInner::Local(cell) => cell.mailbox.len(),
             RefInner::Remote(_) => 0,
         }
     }
@@ -576,10 +567,10 @@ impl<A: Actor> ActorRef<A> {
         let msg = msg.into();
         match &self.inner {
             RefInner::Local(cell) => cell
-                .mail_tx
-                .send_async(Mail::Cast(msg))
+                .mailbox
+                .send(Mail::Cast(msg))
                 .await
-                .map_err(|e| SendError::Closed(unwrap_cast(e.into_inner()))),
+                .map_err(|mail| SendError::Closed(unwrap_cast(mail))),
             RefInner::Remote(remote) => remote_tell::<A>(remote, msg),
         }
     }
@@ -588,9 +579,9 @@ impl<A: Actor> ActorRef<A> {
     pub fn try_tell(&self, msg: impl Into<A::Msg>) -> Result<(), SendError<A::Msg>> {
         let msg = msg.into();
         match &self.inner {
-            RefInner::Local(cell) => cell.mail_tx.try_send(Mail::Cast(msg)).map_err(|e| match e {
-                flume::TrySendError::Full(m) => SendError::Full(unwrap_cast(m)),
-                flume::TrySendError::Disconnected(m) => SendError::Closed(unwrap_cast(m)),
+            RefInner::Local(cell) => cell.mailbox.try_send(Mail::Cast(msg)).map_err(|e| match e {
+                Refused::Full(m) => SendError::Full(unwrap_cast(m)),
+                Refused::Closed(m) => SendError::Closed(unwrap_cast(m)),
             }),
             RefInner::Remote(remote) => remote_tell::<A>(remote, msg),
         }
@@ -609,7 +600,7 @@ impl<A: Actor> ActorRef<A> {
             RefInner::Local(cell) => {
                 let work = async {
                     let (tx, rx) = oneshot::channel();
-                    if cell.mail_tx.send_async(Mail::Call(msg, tx)).await.is_err() {
+                    if cell.mailbox.send(Mail::Call(msg, tx)).await.is_err() {
                         return Err(Error::NoProc(cell.core.id.to_string()));
                     }
                     rx.await.unwrap_or_else(|_| Err(cell.core.gone_error()))

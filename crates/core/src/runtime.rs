@@ -20,6 +20,7 @@ use crate::envelope::Envelope;
 use crate::error::{BoxError, Error, ExitReason, Result};
 use crate::facet::{self, ActorInfo, Facet, Intercept, MessageKind, MessageMeta, MessageOutcome};
 use crate::id::ActorId;
+use crate::mailbox::{Mailbox, Received};
 use crate::node::Node;
 use crate::pid::{
     ActorCell, ActorRef, CellCore, EnvelopeMail, Lifecycle, Mail, Pid, Signal, Watcher,
@@ -91,14 +92,9 @@ pub(crate) fn spawn<A: Actor>(
         Some(name) => ActorId::new(name, node.name())?,
         None => ActorId::new(&format!("actor-{seq}"), node.name())?,
     };
-    let (mail_tx, mail_rx) = match options.mailbox.unwrap_or(node.config().mailbox) {
-        MailboxConfig::Bounded(capacity) => flume::bounded(capacity.max(1)),
-        MailboxConfig::Unbounded => flume::unbounded(),
-    };
-    let (sys_tx, sys_rx) = flume::unbounded();
     let cell = Arc::new(ActorCell::<A> {
-        core: CellCore::new(id, std::any::type_name::<A>(), seq, sys_tx),
-        mail_tx,
+        core: CellCore::new(id, std::any::type_name::<A>(), seq),
+        mailbox: Mailbox::new(options.mailbox.unwrap_or(node.config().mailbox)),
     });
     let pid = Pid::local(cell.clone());
     node.insert_actor(&pid)?;
@@ -113,7 +109,6 @@ pub(crate) fn spawn<A: Actor>(
         cell: cell.clone(),
         node: node.clone(),
         reason: None,
-        mail_rx,
     };
     let task = node.runtime().spawn(async move {
         let mut guard = guard;
@@ -127,15 +122,7 @@ pub(crate) fn spawn<A: Actor>(
                 return;
             }
         }
-        let reason = run(
-            actor,
-            &mut ctx,
-            &guard.cell.core,
-            &guard.mail_rx,
-            sys_rx,
-            started,
-        )
-        .await;
+        let reason = run(actor, &mut ctx, &guard.cell, started).await;
         guard.reason = Some(reason);
     });
     cell.core.set_abort(task.abort_handle());
@@ -169,11 +156,10 @@ const YIELD_EVERY: u32 = 128;
 async fn run<A: Actor>(
     mut actor: A,
     ctx: &mut Context<A>,
-    core: &CellCore,
-    mail_rx: &flume::Receiver<Mail<A>>,
-    sys_rx: flume::Receiver<Signal>,
+    cell: &ActorCell<A>,
     started: Option<oneshot::Sender<Result<()>>>,
 ) -> ExitReason {
+    let core = &cell.core;
     // Rare paths (recovery, signals, facets, stopping) are boxed so their state stays out
     // of the task of every actor: an idle actor's memory is mostly its task's future.
     let recovered = if ctx.facets.is_empty() {
@@ -195,47 +181,26 @@ async fn run<A: Actor>(
     if let Some(tx) = started {
         let _ = tx.send(Ok(()));
     }
-    let reason = 'run: loop {
-        let mut handled = 0u32;
-        loop {
-            if core.take_signal_flag() {
-                while let Ok(signal) = sys_rx.try_recv() {
-                    if let Some(reason) = Box::pin(on_signal(&mut actor, ctx, signal)).await {
-                        break 'run reason;
-                    }
-                }
-            }
-            let mail = match mail_rx.try_recv() {
-                Ok(mail) => mail,
-                Err(_) => break,
-            };
-            if let Some(reason) = on_mail(&mut actor, ctx, mail).await {
-                break 'run reason;
-            }
-            handled += 1;
-            if handled == YIELD_EVERY {
+    let mut handled = 0u32;
+    let reason = loop {
+        let received = match cell.mailbox.try_recv() {
+            Some(received) => received,
+            None => {
                 handled = 0;
-                tokio::task::yield_now().await;
+                cell.mailbox.recv().await
             }
+        };
+        let outcome = match received {
+            Received::Mail(mail) => on_mail(&mut actor, ctx, mail).await,
+            Received::Signal(signal) => Box::pin(on_signal(&mut actor, ctx, signal)).await,
+        };
+        if let Some(reason) = outcome {
+            break reason;
         }
-        // Idle: wait for either kind of message, system signals first.
-        tokio::select! {
-            biased;
-            signal = sys_rx.recv_async() => {
-                if let Ok(signal) = signal {
-                    if let Some(reason) = Box::pin(on_signal(&mut actor, ctx, signal)).await {
-                        break 'run reason;
-                    }
-                }
-            }
-            mail = mail_rx.recv_async() => {
-                // The cell holds a sender, so the mailbox never disconnects while we run.
-                if let Ok(mail) = mail {
-                    if let Some(reason) = on_mail(&mut actor, ctx, mail).await {
-                        break 'run reason;
-                    }
-                }
-            }
+        handled += 1;
+        if handled == YIELD_EVERY {
+            handled = 0;
+            tokio::task::yield_now().await;
         }
     };
     core.set_lifecycle(Lifecycle::Stopping);
@@ -583,7 +548,6 @@ struct ExitGuard<A: Actor> {
     cell: Arc<ActorCell<A>>,
     node: Node,
     reason: Option<ExitReason>,
-    mail_rx: flume::Receiver<Mail<A>>,
 }
 
 impl<A: Actor> Drop for ExitGuard<A> {
@@ -599,7 +563,7 @@ impl<A: Actor> Drop for ExitGuard<A> {
         let pid = Pid::local(self.cell.clone());
         terminate(&pid, &self.cell.core, &self.node, &reason);
         // Calls that never reached the handler learn the actor is gone.
-        while let Ok(mail) = self.mail_rx.try_recv() {
+        for mail in self.cell.mailbox.close() {
             match mail {
                 Mail::Call(_, tx) => {
                     let _ = tx.send(Err(Error::NoProc(id.to_string())));

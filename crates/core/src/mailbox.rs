@@ -1,0 +1,276 @@
+//! The actor mailbox: user mail (bounded or unbounded) and a queue of system signals that
+//! always goes first, behind one lock.
+//!
+//! Why not a channel crate: an actor waits for two kinds of message at once, and a channel
+//! per kind means a select over two channels on every idle wait (which allocates in the
+//! channels we tried) plus two allocations per actor. Here a wait stores one waker, a send
+//! to a waiting actor wakes it, and an empty mailbox allocates nothing, so an idle actor
+//! costs only this struct.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+use parking_lot::Mutex;
+
+use crate::pid::Signal;
+use crate::runtime::MailboxConfig;
+
+/// A message that could not be queued, handed back.
+pub(crate) enum Refused<M> {
+    /// Bounded and full.
+    Full(M),
+    /// The actor has terminated.
+    Closed(M),
+}
+
+/// What the actor takes next.
+pub(crate) enum Received<M> {
+    Signal(Signal),
+    Mail(M),
+}
+
+pub(crate) struct Mailbox<M> {
+    capacity: usize,
+    inner: Mutex<Inner<M>>,
+}
+
+struct Inner<M> {
+    mail: VecDeque<M>,
+    signals: VecDeque<Signal>,
+    closed: bool,
+    /// The actor, when it waits for something to arrive.
+    receiver: Option<Waker>,
+    /// Senders waiting for space in a full bounded mailbox.
+    senders: Vec<Waker>,
+}
+
+impl<M> Mailbox<M> {
+    pub(crate) fn new(config: MailboxConfig) -> Self {
+        let capacity = match config {
+            MailboxConfig::Bounded(capacity) => capacity.max(1),
+            MailboxConfig::Unbounded => usize::MAX,
+        };
+        Mailbox {
+            capacity,
+            inner: Mutex::new(Inner {
+                mail: VecDeque::new(),
+                signals: VecDeque::new(),
+                closed: false,
+                receiver: None,
+                senders: Vec::new(),
+            }),
+        }
+    }
+
+    /// Queues `msg` if there is room.
+    pub(crate) fn try_send(&self, msg: M) -> Result<(), Refused<M>> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(Refused::Closed(msg));
+        }
+        if inner.mail.len() >= self.capacity {
+            return Err(Refused::Full(msg));
+        }
+        inner.mail.push_back(msg);
+        let receiver = inner.receiver.take();
+        drop(inner);
+        if let Some(waker) = receiver {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `msg`, waiting for room in a full bounded mailbox. Fails only if the actor
+    /// has terminated, handing the message back.
+    pub(crate) async fn send(&self, msg: M) -> Result<(), M> {
+        let mut msg = Some(msg);
+        poll_fn(|cx| {
+            let mut inner = self.inner.lock();
+            let Some(value) = msg.take() else {
+                // Polled again after completing: nothing left to send.
+                return Poll::Ready(Ok(()));
+            };
+            if inner.closed {
+                return Poll::Ready(Err(value));
+            }
+            if inner.mail.len() >= self.capacity {
+                msg = Some(value);
+                if !inner.senders.iter().any(|w| w.will_wake(cx.waker())) {
+                    inner.senders.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            inner.mail.push_back(value);
+            let receiver = inner.receiver.take();
+            drop(inner);
+            if let Some(waker) = receiver {
+                waker.wake();
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Queues a system signal ahead of all user mail. Dropped if the actor has terminated.
+    pub(crate) fn signal(&self, signal: Signal) {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return;
+        }
+        inner.signals.push_back(signal);
+        let receiver = inner.receiver.take();
+        drop(inner);
+        if let Some(waker) = receiver {
+            waker.wake();
+        }
+    }
+
+    fn take(&self, inner: &mut Inner<M>) -> (Option<Received<M>>, Vec<Waker>) {
+        if let Some(signal) = inner.signals.pop_front() {
+            return (Some(Received::Signal(signal)), Vec::new());
+        }
+        let was_full = inner.mail.len() >= self.capacity;
+        match inner.mail.pop_front() {
+            Some(mail) => {
+                let senders = if was_full {
+                    std::mem::take(&mut inner.senders)
+                } else {
+                    Vec::new()
+                };
+                (Some(Received::Mail(mail)), senders)
+            }
+            None => (None, Vec::new()),
+        }
+    }
+
+    /// The next signal, else the next mail, without waiting.
+    pub(crate) fn try_recv(&self) -> Option<Received<M>> {
+        let (received, senders) = self.take(&mut self.inner.lock());
+        for waker in senders {
+            waker.wake();
+        }
+        received
+    }
+
+    /// Waits for the next signal or mail (signals first).
+    pub(crate) async fn recv(&self) -> Received<M> {
+        poll_fn(|cx| {
+            let mut inner = self.inner.lock();
+            let (received, senders) = self.take(&mut inner);
+            match received {
+                Some(received) => {
+                    drop(inner);
+                    for waker in senders {
+                        waker.wake();
+                    }
+                    Poll::Ready(received)
+                }
+                None => {
+                    match &mut inner.receiver {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Refuses all further mail and signals, wakes waiting senders (they get their message
+    /// back) and returns the mail that was never handled.
+    pub(crate) fn close(&self) -> VecDeque<M> {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        inner.signals.clear();
+        inner.receiver = None;
+        let senders = std::mem::take(&mut inner.senders);
+        let rest = std::mem::take(&mut inner.mail);
+        drop(inner);
+        for waker in senders {
+            waker.wake();
+        }
+        rest
+    }
+
+    /// Queued user mail.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().mail.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::ExitReason;
+
+    fn mail(r: Option<Received<u32>>) -> Option<u32> {
+        match r {
+            Some(Received::Mail(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn signals_go_before_mail_and_a_full_box_refuses() {
+        let mb = Mailbox::new(MailboxConfig::Bounded(2));
+        assert!(mb.try_send(1).is_ok());
+        assert!(mb.try_send(2).is_ok());
+        assert!(matches!(mb.try_send(3), Err(Refused::Full(3))));
+        mb.signal(Signal::Stop(ExitReason::Normal));
+        assert!(matches!(
+            mb.try_recv(),
+            Some(Received::Signal(Signal::Stop(_)))
+        ));
+        assert_eq!(mail(mb.try_recv()), Some(1));
+        assert_eq!(mb.len(), 1);
+        let rest = mb.close();
+        assert_eq!(rest.into_iter().collect::<Vec<_>>(), vec![2]);
+        assert!(matches!(mb.try_send(4), Err(Refused::Closed(4))));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_gets_room_and_a_closed_box_hands_the_message_back() {
+        let mb = Arc::new(Mailbox::new(MailboxConfig::Bounded(1)));
+        mb.try_send(1).map_err(|_| "room").expect("first fits");
+        let waiting = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.send(2).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(mail(mb.try_recv()), Some(1));
+        assert_eq!(waiting.await.expect("joined"), Ok(()));
+        assert!(matches!(mb.recv().await, Received::Mail(2)));
+
+        mb.try_send(3).map_err(|_| "room").expect("fits");
+        let blocked = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.send(4).await })
+        };
+        tokio::task::yield_now().await;
+        mb.close();
+        assert_eq!(blocked.await.expect("joined"), Err(4));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_mail_or_signal() {
+        let mb = Arc::new(Mailbox::<u32>::new(MailboxConfig::Unbounded));
+        let receiver = {
+            let mb = mb.clone();
+            tokio::spawn(async move {
+                let first = matches!(mb.recv().await, Received::Mail(7));
+                let second = matches!(mb.recv().await, Received::Signal(_));
+                first && second
+            })
+        };
+        tokio::task::yield_now().await;
+        mb.send(7).await.expect("open");
+        tokio::task::yield_now().await;
+        mb.signal(Signal::Stop(ExitReason::Shutdown));
+        assert!(receiver.await.expect("joined"));
+    }
+}

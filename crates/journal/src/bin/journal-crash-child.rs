@@ -1,0 +1,209 @@
+//! Crash-test child: a durable bank account on SQLite or PostgreSQL that can pause at a
+//! named point so the parent test can `kill -9` it there.
+//!
+//! Environment:
+//! - `JOURNAL_BACKEND`: `sqlite:<file>` or `postgres:<schema>` (URL from `JOURNAL_PG_URL`,
+//!   default `postgres://postgres@127.0.0.1:5432/test`)
+//! - `EFFECTS_FILE`: file where every execution of the external effect is appended
+//! - `OPS`: number of operations (default 12); op `i` has idempotency key `op-i`
+//! - `CHECKPOINT_EVERY`: checkpoint every N messages (default 4)
+//! - `PAUSE_AT`: `<point>:<n>`: print `PAUSED <point>` and hang at the n-th time the point
+//!   is reached (`mid_handler`, `after_effect_before_journal`, `after_commit_before_reply`,
+//!   `mid_checkpoint`)
+//!
+//! Output lines: `ACK op-<i> <reply json>` after each reply is released, `STATE <json>` and
+//! `HISTORY_LEN <n>` at the end, then `DONE`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use plexspaces_journal::{
+    CheckpointPolicy, Durable, DurableExecution, DurableHandler, DurableOptions, Error, Journal,
+    Result, StreamId,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn pause_spec() -> &'static Option<(String, u64)> {
+    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let v = std::env::var("PAUSE_AT").ok()?;
+        let (name, n) = v.split_once(':')?;
+        Some((name.to_owned(), n.parse().ok()?))
+    })
+}
+
+fn maybe_pause(point: &str) {
+    static COUNTS: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    let Some((name, n)) = pause_spec() else {
+        return;
+    };
+    if name != point {
+        return;
+    }
+    let counts = COUNTS.get_or_init(|| Mutex::new(HashMap::new()));
+    let hit = {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let v = c.entry(point.to_owned()).or_insert(0);
+        *v += 1;
+        *v == *n
+    };
+    if hit {
+        println!("PAUSED {point}");
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Req {
+    id: u64,
+    op: String,
+    amount: i64,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Bank {
+    balance: i64,
+    history: Vec<(u64, String, i64, String)>,
+    #[serde(skip)]
+    effects_file: String,
+}
+
+static EFFECT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn record_effect(path: &str, key: &str, op: u64) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{key}\t{op}")?;
+    f.sync_data()
+}
+
+#[async_trait::async_trait]
+impl DurableHandler for Bank {
+    async fn handle(&mut self, exec: &mut DurableExecution, message: &[u8]) -> Result<Vec<u8>> {
+        let req: Req = serde_json::from_slice(message)?;
+        let _at = exec.now()?;
+        let _nonce = exec.random_u64()?;
+        maybe_pause("mid_handler");
+        let path = self.effects_file.clone();
+        let op = req.id;
+        let receipt: std::result::Result<String, String> = exec
+            .side_effect("notify", |key| async move {
+                EFFECT_RUNS.fetch_add(1, Ordering::SeqCst);
+                let key = key.to_string();
+                record_effect(&path, &key, op)
+                    .map(|()| format!("receipt:{key}"))
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        let receipt = receipt.map_err(|e| Error::InvalidState(format!("effect failed: {e}")))?;
+        let applied = match req.op.as_str() {
+            "deposit" => req.amount,
+            "withdraw" if self.balance >= req.amount => -req.amount,
+            _ => 0,
+        };
+        self.balance += applied;
+        self.history
+            .push((req.id, req.op.clone(), applied, receipt.clone()));
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "op": req.id,
+            "applied": applied,
+            "balance": self.balance,
+            "receipt": receipt,
+        }))?)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
+        let b: Bank = serde_json::from_slice(snapshot)?;
+        self.balance = b.balance;
+        self.history = b.history;
+        Ok(())
+    }
+}
+
+async fn open_journal(spec: &str) -> std::result::Result<Arc<dyn Journal>, BoxError> {
+    match spec.split_once(':') {
+        #[cfg(feature = "sqlite")]
+        Some(("sqlite", path)) => {
+            let j = plexspaces_journal::SqliteJournal::open(
+                plexspaces_journal::SqliteOptions::new(path),
+            )
+            .await?;
+            Ok(Arc::new(j))
+        }
+        #[cfg(feature = "postgres")]
+        Some(("postgres", schema)) => {
+            let url = std::env::var("JOURNAL_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let opts = plexspaces_journal::PostgresOptions::new(&url).with_schema(schema);
+            let j = plexspaces_journal::PostgresJournal::open(opts).await?;
+            Ok(Arc::new(j))
+        }
+        _ => Err(format!(
+            "unsupported JOURNAL_BACKEND {spec:?} (enable the sqlite/postgres features)"
+        )
+        .into()),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::result::Result<(), BoxError> {
+    let backend = std::env::var("JOURNAL_BACKEND")?;
+    let effects_file = std::env::var("EFFECTS_FILE")?;
+    let ops: u64 = std::env::var("OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let every: u64 = std::env::var("CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let journal = open_journal(&backend).await?;
+    let options = DurableOptions {
+        checkpoint: CheckpointPolicy {
+            every_messages: Some(every),
+            every: None,
+            truncate: true,
+        },
+        fault_hook: Some(Arc::new(|p: plexspaces_journal::FaultPoint| {
+            maybe_pause(p.name())
+        })),
+        ..DurableOptions::default()
+    };
+    let bank = Bank {
+        effects_file,
+        ..Bank::default()
+    };
+    let stream = StreamId::new("default", "crash", "bank-1");
+    let mut durable = Durable::activate(journal, stream, options, bank).await?;
+    println!("RECOVERED balance={}", durable.handler().balance);
+    for i in 1..=ops {
+        let req = Req {
+            id: i,
+            op: if i % 3 == 0 { "withdraw" } else { "deposit" }.into(),
+            amount: if i % 3 == 0 { 15 } else { i as i64 * 10 },
+        };
+        let msg = serde_json::to_vec(&req)?;
+        let key = format!("op-{i}");
+        let reply = durable.handle(&msg, Some(&key)).await?;
+        println!("ACK {key} {}", String::from_utf8_lossy(&reply));
+        std::io::stdout().flush()?;
+    }
+    println!("STATE {}", serde_json::to_string(durable.handler())?);
+    println!("HISTORY_LEN {}", durable.execution().history_len().await?);
+    println!("EFFECT_RUNS {}", EFFECT_RUNS.load(Ordering::SeqCst));
+    println!("DONE");
+    std::io::stdout().flush()?;
+    Ok(())
+}

@@ -1,0 +1,932 @@
+//! The durable execution engine: journaling, deterministic replay, side effects, idempotent
+//! requests, checkpoints and fencing for one stream.
+//!
+//! # Life of a message (what the actor glue calls, in order)
+//!
+//! 1. [`DurableExecution::activate`] once per activation: acquires a new epoch, loads the
+//!    latest snapshot and the journal suffix, repairs a torn tail.
+//! 2. Restore the actor state from [`DurableExecution::snapshot_state`], then drain
+//!    [`DurableExecution::next_replay`]: run the handler on each returned message exactly as
+//!    live, then [`DurableExecution::commit`].
+//! 3. Live: [`DurableExecution::begin_message`]. On [`Begin::Duplicate`] reply with the
+//!    recorded bytes and skip the handler. On [`Begin::Started`] run the handler, which uses
+//!    [`DurableExecution::side_effect`], [`DurableExecution::now`],
+//!    [`DurableExecution::random_u64`] and [`DurableExecution::persist`]; then
+//!    [`DurableExecution::commit`] with the reply. Release the reply only after `commit`
+//!    returns `Ok` (that is when the message is durable). If the handler fails, call
+//!    [`DurableExecution::abort`] and reactivate.
+//! 4. After commit: if [`DurableExecution::should_checkpoint`], call
+//!    [`DurableExecution::checkpoint`] with the encoded actor state.
+//!
+//! Any error from the journal (including [`Error::Fenced`] and [`Error::JournalMismatch`])
+//! poisons the execution: every later call fails with [`Error::Poisoned`] and the actor must
+//! be reactivated (or stop, when fenced).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{Reader, Writer};
+use crate::{Clock, Entry, EntryKind, Epoch, Error, Journal, Result, Seq, StreamId, SystemClock};
+
+/// When to checkpoint (snapshot the actor state) and whether to truncate after it.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// Checkpoint after this many messages since the last checkpoint.
+    pub every_messages: Option<u64>,
+    /// Checkpoint when this much time passed since the last checkpoint (and at least one
+    /// message was processed).
+    pub every: Option<Duration>,
+    /// Truncate entries covered by the snapshot after checkpointing. Keep `false` to retain
+    /// the full history for time travel.
+    pub truncate: bool,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every_messages: Some(1000),
+            every: Some(Duration::from_secs(60)),
+            truncate: true,
+        }
+    }
+}
+
+/// A named point inside the engine, reported to [`DurableOptions::fault_hook`] so crash tests
+/// can stop the process exactly there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// A side effect ran but its result is not journaled yet.
+    AfterEffectBeforeJournal {
+        /// Message seq.
+        seq: Seq,
+        /// Step index.
+        step: u32,
+    },
+    /// The message's reply entry is durable but `commit` has not returned yet.
+    AfterCommitBeforeReply {
+        /// Message seq.
+        seq: Seq,
+    },
+    /// The snapshot is saved but old entries are not truncated yet.
+    MidCheckpoint {
+        /// Snapshot seq.
+        seq: Seq,
+    },
+}
+
+impl FaultPoint {
+    /// A stable lowercase name (`after_effect_before_journal`, `after_commit_before_reply`,
+    /// `mid_checkpoint`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultPoint::AfterEffectBeforeJournal { .. } => "after_effect_before_journal",
+            FaultPoint::AfterCommitBeforeReply { .. } => "after_commit_before_reply",
+            FaultPoint::MidCheckpoint { .. } => "mid_checkpoint",
+        }
+    }
+}
+
+/// A callback at [`FaultPoint`]s (tests only; `None` in production).
+pub type FaultHook = Arc<dyn Fn(FaultPoint) + Send + Sync>;
+
+/// Options of a [`DurableExecution`].
+#[derive(Clone)]
+pub struct DurableOptions {
+    /// When to checkpoint.
+    pub checkpoint: CheckpointPolicy,
+    /// How many idempotency keys (with their replies) are remembered, oldest evicted first.
+    pub idempotency_retention: usize,
+    /// The clock used by `now()` (live) and by the checkpoint timer.
+    pub clock: Arc<dyn Clock>,
+    /// Called at fault points (crash tests).
+    pub fault_hook: Option<FaultHook>,
+}
+
+impl fmt::Debug for DurableOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableOptions")
+            .field("checkpoint", &self.checkpoint)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .field("clock", &self.clock)
+            .field("fault_hook", &self.fault_hook.is_some())
+            .finish()
+    }
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint: CheckpointPolicy::default(),
+            idempotency_retention: 10_000,
+            clock: Arc::new(SystemClock),
+            fault_hook: None,
+        }
+    }
+}
+
+/// The deterministic key handed to a side effect: the same on every re-execution of the same
+/// step, so an external system can deduplicate the window between effect and journal write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    /// The actor's stream.
+    pub stream: StreamId,
+    /// The message's seq.
+    pub seq: Seq,
+    /// The step index inside the message.
+    pub step: u32,
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.stream, self.seq, self.step)
+    }
+}
+
+/// A journaled message handed back for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMessage {
+    /// Seq of its `MessageReceived` entry.
+    pub seq: Seq,
+    /// The request's idempotency key, if it had one.
+    pub idempotency_key: Option<String>,
+    /// The message bytes.
+    pub payload: Vec<u8>,
+    /// Whether the journal holds its reply (`false`: the process died mid-message; the
+    /// handler continues live where the journal ends).
+    pub completed: bool,
+}
+
+/// Outcome of [`DurableExecution::begin_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Run the handler; the message has this seq.
+    Started {
+        /// The message's seq.
+        seq: Seq,
+    },
+    /// The idempotency key was seen: reply with these bytes and do not run the handler.
+    Duplicate(Vec<u8>),
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The snapshot covers entries up to this seq.
+    pub seq: Seq,
+    /// Entries removed by truncation.
+    pub truncated: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Reply(Vec<u8>),
+    Aborted,
+    Incomplete,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) seq: Seq,
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) steps: VecDeque<Entry>,
+    pub(crate) outcome: Outcome,
+    pub(crate) end_seq: Seq,
+}
+
+#[derive(Debug)]
+struct Current {
+    seq: Seq,
+    key: Option<String>,
+    step: u32,
+    /// `Some` while replaying recorded steps; `None` once live.
+    replay: Option<(VecDeque<Entry>, Outcome)>,
+}
+
+/// Idempotency keys and their first replies, bounded, oldest evicted first.
+#[derive(Debug, Default)]
+struct ReplyCache {
+    map: HashMap<String, Vec<u8>>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl ReplyCache {
+    fn insert(&mut self, key: &str, reply: &[u8]) {
+        if self.map.contains_key(key) || self.cap == 0 {
+            return;
+        }
+        self.map.insert(key.to_owned(), reply.to_vec());
+        self.order.push_back(key.to_owned());
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"PXJ1";
+
+/// Engine metadata stored in every snapshot around the actor's own state bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Envelope {
+    pub(crate) messages: u64,
+    pub(crate) replies: Vec<(String, Vec<u8>)>,
+    pub(crate) state: Vec<u8>,
+}
+
+impl Envelope {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.raw(SNAPSHOT_MAGIC)
+            .u64(self.messages)
+            .u64(self.replies.len() as u64);
+        for (k, v) in &self.replies {
+            w.str(k).bytes(v);
+        }
+        w.raw(&self.state).finish()
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(buf);
+        let mut magic = [0u8; 4];
+        for b in &mut magic {
+            *b = r.u8()?;
+        }
+        if &magic != SNAPSHOT_MAGIC {
+            return Err(Error::Codec("not a journal snapshot envelope".into()));
+        }
+        let messages = r.u64()?;
+        let n = r.u64()?;
+        let mut replies = Vec::new();
+        for _ in 0..n {
+            let k = r.str()?.to_owned();
+            let v = r.bytes()?.to_vec();
+            replies.push((k, v));
+        }
+        Ok(Self {
+            messages,
+            replies,
+            state: r.rest().to_vec(),
+        })
+    }
+}
+
+fn describe(e: &Entry) -> String {
+    let mut r = Reader::new(&e.payload);
+    match e.kind {
+        EntryKind::SideEffect => match r.str() {
+            Ok(name) => format!("side effect {name:?}"),
+            Err(_) => "side effect".into(),
+        },
+        k => k.name().to_owned(),
+    }
+}
+
+/// Groups verified entries into messages.
+pub(crate) fn parse_messages(stream: &StreamId, entries: Vec<Entry>) -> Result<Vec<Recorded>> {
+    let corrupt = |seq: Seq, reason: &str| Error::Corrupt {
+        stream: stream.to_string(),
+        seq,
+        reason: reason.to_owned(),
+    };
+    let mut out: Vec<Recorded> = Vec::new();
+    let mut open: Option<Recorded> = None;
+    for e in entries {
+        let seq = e.seq;
+        match e.kind {
+            EntryKind::MessageReceived => {
+                if open.is_some() {
+                    return Err(corrupt(
+                        seq,
+                        "message starts before the previous one completed",
+                    ));
+                }
+                let mut r = Reader::new(&e.payload);
+                let key = r.opt_str()?.map(str::to_owned);
+                open = Some(Recorded {
+                    seq,
+                    key,
+                    payload: r.rest().to_vec(),
+                    steps: VecDeque::new(),
+                    outcome: Outcome::Incomplete,
+                    end_seq: seq,
+                });
+            }
+            EntryKind::Reply | EntryKind::Aborted => {
+                let mut m = open
+                    .take()
+                    .ok_or_else(|| corrupt(seq, "completion outside a message"))?;
+                m.outcome = if e.kind == EntryKind::Reply {
+                    let mut r = Reader::new(&e.payload);
+                    let _key = r.opt_str()?;
+                    Outcome::Reply(r.rest().to_vec())
+                } else {
+                    Outcome::Aborted
+                };
+                m.end_seq = seq;
+                out.push(m);
+            }
+            EntryKind::Unknown(_) => return Err(corrupt(seq, "unknown entry kind")),
+            _ => {
+                let m = open
+                    .as_mut()
+                    .ok_or_else(|| corrupt(seq, "step outside a message"))?;
+                m.end_seq = seq;
+                m.steps.push_back(e);
+            }
+        }
+    }
+    if let Some(m) = open {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Durable execution of one stream (one actor activation). See the module docs for the call
+/// order.
+pub struct DurableExecution {
+    journal: Arc<dyn Journal>,
+    stream: StreamId,
+    epoch: Epoch,
+    options: DurableOptions,
+    next_seq: Seq,
+    pending: Vec<Entry>,
+    snapshot_state: Option<Vec<u8>>,
+    snapshot_seq: Seq,
+    replay: VecDeque<Recorded>,
+    current: Option<Current>,
+    replies: ReplyCache,
+    messages: u64,
+    since_checkpoint: u64,
+    last_checkpoint_ms: u64,
+    poisoned: Option<String>,
+    rng: u64,
+    repaired_tail: u64,
+}
+
+impl fmt::Debug for DurableExecution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableExecution")
+            .field("stream", &self.stream)
+            .field("epoch", &self.epoch)
+            .field("next_seq", &self.next_seq)
+            .field("replay_left", &self.replay.len())
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl DurableExecution {
+    /// Activates the stream: takes a new epoch (fencing any older activation), loads the
+    /// latest snapshot and the journal suffix, and truncates a torn or corrupt tail.
+    pub async fn activate(
+        journal: Arc<dyn Journal>,
+        stream: StreamId,
+        options: DurableOptions,
+    ) -> Result<Self> {
+        let epoch = journal.acquire_epoch(&stream).await?;
+        let snapshot = match journal.latest_snapshot(&stream).await? {
+            Some(s) => Some(s.verified(&stream)?),
+            None => None,
+        };
+        let (snapshot_seq, envelope) = match snapshot {
+            Some(s) => (s.seq, Some(Envelope::decode(&s.data)?)),
+            None => (0, None),
+        };
+        let from = snapshot_seq + 1;
+        let mut entries = journal.read(&stream, from, Seq::MAX).await?;
+        let mut repaired_tail = 0;
+        if let Some(bad) = entries
+            .iter()
+            .enumerate()
+            .position(|(i, e)| e.seq != from + i as u64 || !e.is_valid())
+        {
+            let e = &entries[bad];
+            let gap = e.seq != from + bad as u64 && e.is_valid();
+            let later_valid = entries[bad + 1..].iter().any(Entry::is_valid);
+            if gap || later_valid {
+                // A transactional store never tears in the middle: this is corruption or
+                // lost data, which must not be silently dropped.
+                return Err(Error::Corrupt {
+                    stream: stream.to_string(),
+                    seq: from + bad as u64,
+                    reason: if gap {
+                        format!("missing entry: found seq {} instead", e.seq)
+                    } else {
+                        "checksum mismatch followed by valid entries".into()
+                    },
+                });
+            }
+            repaired_tail = (entries.len() - bad) as u64;
+            entries.truncate(bad);
+        }
+        let expected_next = entries.last().map(|e| e.seq + 1).unwrap_or(from);
+        let stored_next = journal.next_seq(&stream).await?;
+        if stored_next != expected_next || repaired_tail > 0 {
+            if stored_next < expected_next {
+                return Err(Error::Corrupt {
+                    stream: stream.to_string(),
+                    seq: stored_next,
+                    reason: "stream head is behind its entries".into(),
+                });
+            }
+            tracing::warn!(
+                stream = %stream,
+                from_seq = expected_next,
+                removed = repaired_tail,
+                "truncating torn journal tail"
+            );
+            journal.truncate_from(&stream, epoch, expected_next).await?;
+            repaired_tail = repaired_tail.max(stored_next - expected_next);
+        }
+        let recorded = parse_messages(&stream, entries)?;
+
+        let mut replies = ReplyCache {
+            cap: options.idempotency_retention,
+            ..ReplyCache::default()
+        };
+        let (messages, snapshot_state) = match envelope {
+            Some(env) => {
+                for (k, v) in &env.replies {
+                    replies.insert(k, v);
+                }
+                (env.messages, Some(env.state))
+            }
+            None => (0, None),
+        };
+        for m in &recorded {
+            if let (Some(k), Outcome::Reply(r)) = (&m.key, &m.outcome) {
+                replies.insert(k, r);
+            }
+        }
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(options.clock.now_ms());
+        h.write_u64(epoch.0);
+        let rng = h.finish();
+        let now = options.clock.now_ms();
+        Ok(Self {
+            journal,
+            stream,
+            epoch,
+            options,
+            next_seq: expected_next,
+            pending: Vec::new(),
+            snapshot_state,
+            snapshot_seq,
+            replay: recorded.into(),
+            current: None,
+            replies,
+            messages,
+            since_checkpoint: 0,
+            last_checkpoint_ms: now,
+            poisoned: None,
+            rng,
+            repaired_tail,
+        })
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// This activation's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The actor state bytes of the snapshot loaded at activation (restore from these before
+    /// replay).
+    pub fn snapshot_state(&self) -> Option<&[u8]> {
+        self.snapshot_state.as_deref()
+    }
+
+    /// Seq covered by the latest snapshot (0 when none).
+    pub fn snapshot_seq(&self) -> Seq {
+        self.snapshot_seq
+    }
+
+    /// How many torn or corrupt tail entries activation removed.
+    pub fn repaired_tail(&self) -> u64 {
+        self.repaired_tail
+    }
+
+    /// Messages left to replay.
+    pub fn replay_remaining(&self) -> usize {
+        self.replay
+            .iter()
+            .filter(|m| m.outcome != Outcome::Aborted)
+            .count()
+    }
+
+    /// The payloads of the messages still to replay, in journal order, aborted ones skipped:
+    /// the same messages, in the same order, that [`DurableExecution::next_replay`] returns.
+    pub fn pending_replay(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.replay
+            .iter()
+            .filter(|m| m.outcome != Outcome::Aborted)
+            .map(|m| m.payload.as_slice())
+    }
+
+    /// Whether the current message is replaying recorded steps.
+    pub fn is_replaying(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.replay.is_some())
+    }
+
+    /// The seq the next journal entry will get.
+    pub fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
+    /// Messages processed over the actor's lifetime (including before the snapshot).
+    pub fn messages_processed(&self) -> u64 {
+        self.messages
+    }
+
+    /// How many entries the journal currently holds for this stream.
+    pub async fn history_len(&self) -> Result<u64> {
+        self.journal.history_len(&self.stream).await
+    }
+
+    /// The journal this execution writes to.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(p) => Err(Error::Poisoned(p.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, e: Error) -> Error {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Takes the next journaled message to replay, skipping aborted ones. Run the handler on
+    /// it, then [`DurableExecution::commit`].
+    pub fn next_replay(&mut self) -> Result<Option<ReplayMessage>> {
+        self.check_usable()?;
+        if self.current.is_some() {
+            return Err(Error::InvalidState("a message is already open".into()));
+        }
+        while let Some(m) = self.replay.pop_front() {
+            if m.outcome == Outcome::Aborted {
+                continue;
+            }
+            let msg = ReplayMessage {
+                seq: m.seq,
+                idempotency_key: m.key.clone(),
+                payload: m.payload,
+                completed: m.outcome != Outcome::Incomplete,
+            };
+            self.current = Some(Current {
+                seq: m.seq,
+                key: m.key,
+                step: 0,
+                replay: Some((m.steps, m.outcome)),
+            });
+            return Ok(Some(msg));
+        }
+        Ok(None)
+    }
+
+    /// Starts a live message. A seen idempotency key returns [`Begin::Duplicate`] with the
+    /// first reply and writes nothing. The `MessageReceived` entry is buffered and becomes
+    /// durable before the first side effect runs or at `commit`, whichever is first.
+    pub async fn begin_message(&mut self, payload: &[u8], key: Option<&str>) -> Result<Begin> {
+        self.check_usable()?;
+        if self.current.is_some() {
+            return Err(Error::InvalidState("a message is already open".into()));
+        }
+        if self.replay_remaining() > 0 {
+            return Err(Error::InvalidState(
+                "replay is not finished; drain next_replay first".into(),
+            ));
+        }
+        self.replay.clear();
+        if let Some(k) = key {
+            if let Some(r) = self.replies.map.get(k) {
+                return Ok(Begin::Duplicate(r.clone()));
+            }
+        }
+        let seq = self.next_seq;
+        let body = Writer::default().opt_str(key).raw(payload).finish();
+        self.push(EntryKind::MessageReceived, body);
+        self.current = Some(Current {
+            seq,
+            key: key.map(str::to_owned),
+            step: 0,
+            replay: None,
+        });
+        Ok(Begin::Started { seq })
+    }
+
+    fn push(&mut self, kind: EntryKind, payload: Vec<u8>) {
+        let e = Entry::new(self.next_seq, kind, payload);
+        self.next_seq += 1;
+        self.pending.push(e);
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        match self.journal.append(&self.stream, self.epoch, batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    /// Advances the step counter and, while replaying, returns the recorded entry for this
+    /// step (checking it is of the asked kind and name). `None`: run live.
+    fn step(&mut self, kind: EntryKind, what: &str) -> Result<(Seq, u32, Option<Entry>)> {
+        self.check_usable()?;
+        let cur = self
+            .current
+            .as_mut()
+            .ok_or_else(|| Error::InvalidState("no message is open".into()))?;
+        let step = cur.step;
+        cur.step += 1;
+        let seq = cur.seq;
+        let Some((steps, outcome)) = cur.replay.as_mut() else {
+            return Ok((seq, step, None));
+        };
+        match steps.pop_front() {
+            Some(e) => {
+                let same_name = match kind {
+                    EntryKind::SideEffect => Reader::new(&e.payload).str().ok() == Some(what),
+                    _ => true,
+                };
+                if e.kind == kind && same_name {
+                    Ok((seq, step, Some(e)))
+                } else {
+                    let err = Error::JournalMismatch {
+                        seq,
+                        step,
+                        expected: describe(&e),
+                        found: describe_ask(kind, what),
+                    };
+                    Err(self.poison(err))
+                }
+            }
+            None if *outcome == Outcome::Incomplete => {
+                cur.replay = None;
+                Ok((seq, step, None))
+            }
+            None => {
+                let err = Error::JournalMismatch {
+                    seq,
+                    step,
+                    expected: "end of message".into(),
+                    found: describe_ask(kind, what),
+                };
+                Err(self.poison(err))
+            }
+        }
+    }
+
+    fn idem_key(&self, seq: Seq, step: u32) -> IdempotencyKey {
+        IdempotencyKey {
+            stream: self.stream.clone(),
+            seq,
+            step,
+        }
+    }
+
+    /// Runs a named side effect at most once per journaled result.
+    ///
+    /// Replay: returns the journaled result without running `f` (fails with
+    /// [`Error::JournalMismatch`] if the journal holds something else at this step). Live:
+    /// makes the message durable, runs `f` with a deterministic [`IdempotencyKey`], journals
+    /// the result and only then returns it. If the process dies between `f` and the journal
+    /// write, `f` runs again after recovery with the same key.
+    pub async fn side_effect<T, F, Fut>(&mut self, name: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(IdempotencyKey) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let (seq, step, recorded) = self.step(EntryKind::SideEffect, name)?;
+        if let Some(e) = recorded {
+            let mut r = Reader::new(&e.payload);
+            let _name = r.str()?;
+            return Ok(serde_json::from_slice(r.rest())?);
+        }
+        self.flush().await?;
+        let value = f(self.idem_key(seq, step)).await;
+        let bytes = serde_json::to_vec(&value)?;
+        if let Some(hook) = &self.options.fault_hook {
+            hook(FaultPoint::AfterEffectBeforeJournal { seq, step });
+        }
+        let body = Writer::default().str(name).raw(&bytes).finish();
+        self.push(EntryKind::SideEffect, body);
+        self.flush().await?;
+        Ok(value)
+    }
+
+    /// The current time in ms since the Unix epoch, journaled (replay returns the recorded
+    /// value).
+    pub fn now(&mut self) -> Result<u64> {
+        let (_, _, recorded) = self.step(EntryKind::ClockRead, "")?;
+        if let Some(e) = recorded {
+            return Reader::new(&e.payload).u64();
+        }
+        let v = self.options.clock.now_ms();
+        let body = Writer::default().u64(v).finish();
+        self.push(EntryKind::ClockRead, body);
+        Ok(v)
+    }
+
+    /// A random `u64`, journaled (replay returns the recorded value).
+    pub fn random_u64(&mut self) -> Result<u64> {
+        let (_, _, recorded) = self.step(EntryKind::RandomValue, "")?;
+        if let Some(e) = recorded {
+            return Reader::new(&e.payload).u64();
+        }
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let v = z ^ (z >> 31);
+        let body = Writer::default().u64(v).finish();
+        self.push(EntryKind::RandomValue, body);
+        Ok(v)
+    }
+
+    /// Persists a domain event (event sourcing). Replay checks that the handler produces the
+    /// same event bytes as recorded.
+    pub fn persist<E: Serialize>(&mut self, event: &E) -> Result<()> {
+        let bytes = serde_json::to_vec(event)?;
+        let (seq, step, recorded) = self.step(EntryKind::Event, "")?;
+        if let Some(e) = recorded {
+            if e.payload != bytes {
+                let err = Error::JournalMismatch {
+                    seq,
+                    step,
+                    expected: format!("event {}", preview(&e.payload)),
+                    found: format!("event {}", preview(&bytes)),
+                };
+                return Err(self.poison(err));
+            }
+            return Ok(());
+        }
+        self.push(EntryKind::Event, bytes);
+        Ok(())
+    }
+
+    /// Completes the open message. Live: journals the reply (with everything buffered) and
+    /// returns once it is durable; only then may the reply or ack be released. Replay:
+    /// checks every recorded step was asked for and returns the recorded reply.
+    pub async fn commit(&mut self, reply: Vec<u8>) -> Result<Vec<u8>> {
+        self.check_usable()?;
+        let cur = self
+            .current
+            .take()
+            .ok_or_else(|| Error::InvalidState("no message is open".into()))?;
+        if let Some((mut steps, outcome)) = cur.replay {
+            if let Some(e) = steps.pop_front() {
+                let err = Error::JournalMismatch {
+                    seq: cur.seq,
+                    step: cur.step,
+                    expected: describe(&e),
+                    found: "commit".into(),
+                };
+                return Err(self.poison(err));
+            }
+            match outcome {
+                Outcome::Reply(recorded) => {
+                    if let Some(k) = &cur.key {
+                        self.replies.insert(k, &recorded);
+                    }
+                    self.messages += 1;
+                    self.since_checkpoint += 1;
+                    return Ok(recorded);
+                }
+                Outcome::Aborted | Outcome::Incomplete => {}
+            }
+        }
+        let body = Writer::default()
+            .opt_str(cur.key.as_deref())
+            .raw(&reply)
+            .finish();
+        self.push(EntryKind::Reply, body);
+        self.flush().await?;
+        if let Some(hook) = &self.options.fault_hook {
+            hook(FaultPoint::AfterCommitBeforeReply { seq: cur.seq });
+        }
+        if let Some(k) = &cur.key {
+            self.replies.insert(k, &reply);
+        }
+        self.messages += 1;
+        self.since_checkpoint += 1;
+        Ok(reply)
+    }
+
+    /// Abandons the open message after a handler failure and poisons the execution (the
+    /// actor's in-memory state may be half-updated, so it must be reactivated). If part of
+    /// the message was already journaled, an `Aborted` entry is written so replay skips it.
+    pub async fn abort(&mut self, reason: &str) -> Result<()> {
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
+        if self.poisoned.is_none() && cur.replay.is_none() {
+            let flushed_any = self.pending.first().is_none_or(|e| e.seq != cur.seq);
+            if flushed_any {
+                let body = Writer::default().str(reason).finish();
+                self.push(EntryKind::Aborted, body);
+                self.flush().await?;
+            } else {
+                self.next_seq = cur.seq;
+                self.pending.clear();
+            }
+        }
+        let _ = self.poison(Error::InvalidState(format!("message aborted: {reason}")));
+        Ok(())
+    }
+
+    /// Whether the checkpoint policy asks for a checkpoint now.
+    pub fn should_checkpoint(&self) -> bool {
+        if self.since_checkpoint == 0 || self.current.is_some() || self.replay_remaining() > 0 {
+            return false;
+        }
+        let p = &self.options.checkpoint;
+        p.every_messages.is_some_and(|n| self.since_checkpoint >= n)
+            || p.every.is_some_and(|d| {
+                self.options
+                    .clock
+                    .now_ms()
+                    .saturating_sub(self.last_checkpoint_ms)
+                    >= d.as_millis() as u64
+            })
+    }
+
+    /// Saves a snapshot of `state` (the actor's encoded state after the last committed
+    /// message) plus the engine's idempotency table, then truncates covered entries if the
+    /// policy says so. Must be called between messages.
+    pub async fn checkpoint(&mut self, state: Vec<u8>) -> Result<CheckpointReport> {
+        self.check_usable()?;
+        if self.current.is_some() || !self.pending.is_empty() || self.replay_remaining() > 0 {
+            return Err(Error::InvalidState(
+                "checkpoint must be taken between messages, after replay".into(),
+            ));
+        }
+        let seq = self.next_seq - 1;
+        let env = Envelope {
+            messages: self.messages,
+            replies: self
+                .replies
+                .order
+                .iter()
+                .filter_map(|k| self.replies.map.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
+            state,
+        };
+        if let Err(e) = self
+            .journal
+            .save_snapshot(&self.stream, self.epoch, seq, env.encode())
+            .await
+        {
+            return Err(self.poison(e));
+        }
+        if let Some(hook) = &self.options.fault_hook {
+            hook(FaultPoint::MidCheckpoint { seq });
+        }
+        let truncated = if self.options.checkpoint.truncate {
+            self.journal.truncate_before(&self.stream, seq + 1).await?
+        } else {
+            0
+        };
+        self.snapshot_seq = seq;
+        self.since_checkpoint = 0;
+        self.last_checkpoint_ms = self.options.clock.now_ms();
+        Ok(CheckpointReport { seq, truncated })
+    }
+}
+
+fn describe_ask(kind: EntryKind, what: &str) -> String {
+    match kind {
+        EntryKind::SideEffect => format!("side effect {what:?}"),
+        k => k.name().to_owned(),
+    }
+}
+
+fn preview(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    s.chars().take(80).collect()
+}

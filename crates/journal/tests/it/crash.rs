@@ -1,0 +1,203 @@
+//! Real crash tests: the durable bank in `journal-crash-child` is paused at a named point,
+//! killed with SIGKILL (`Child::kill`), restarted on the same database, and compared with a
+//! fault-free run.
+
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const OPS: u64 = 12;
+
+#[derive(Debug, Default)]
+struct Run {
+    acks: BTreeMap<String, String>,
+    state: Option<String>,
+    paused: Option<String>,
+}
+
+fn run_child(backend: &str, effects: &Path, pause: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_journal-crash-child"));
+    cmd.env("JOURNAL_BACKEND", backend)
+        .env("EFFECTS_FILE", effects)
+        .env("OPS", OPS.to_string())
+        .env("CHECKPOINT_EVERY", "4")
+        .env_remove("PAUSE_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(p) = pause {
+        cmd.env("PAUSE_AT", p);
+    }
+    let mut child = cmd.spawn().expect("spawn crash child");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut run = Run::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child stdout");
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (key, reply) = rest.split_once(' ').expect("ack line");
+            run.acks.insert(key.to_owned(), reply.to_owned());
+        } else if let Some(rest) = line.strip_prefix("STATE ") {
+            run.state = Some(rest.to_owned());
+        } else if let Some(point) = line.strip_prefix("PAUSED ") {
+            run.paused = Some(point.to_owned());
+            child.kill().expect("kill -9 the child"); // SIGKILL on unix
+            break;
+        }
+    }
+    let status = child.wait().expect("wait for child");
+    if run.paused.is_none() {
+        assert!(status.success(), "child failed: {status:?}");
+        assert!(
+            run.state.is_some(),
+            "child finished without printing its state"
+        );
+    } else {
+        assert!(!status.success(), "killed child must not exit cleanly");
+    }
+    run
+}
+
+/// Effect executions per idempotency key, and the op of each key.
+fn effects(path: &Path) -> (HashMap<String, u32>, HashMap<String, u64>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts = HashMap::new();
+    let mut ops = HashMap::new();
+    for line in text.lines() {
+        let (key, op) = line.split_once('\t').expect("effect line");
+        *counts.entry(key.to_owned()).or_insert(0) += 1;
+        ops.insert(key.to_owned(), op.parse().expect("op id"));
+    }
+    (counts, ops)
+}
+
+/// `fresh()` returns a backend spec on empty storage plus a guard that cleans it up.
+fn crash_case<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ref_backend, _g1) = fresh();
+    let ref_effects = dir.path().join("ref-effects");
+    let reference = run_child(&ref_backend, &ref_effects, None);
+    assert_eq!(reference.acks.len() as u64, OPS);
+    let (ref_counts, _) = effects(&ref_effects);
+    assert!(ref_counts.values().all(|&c| c == 1));
+
+    let (backend, _g2) = fresh();
+    let fx = dir.path().join("effects");
+    let crashed = run_child(&backend, &fx, Some(pause));
+    let point = pause.split(':').next().unwrap_or_default();
+    assert_eq!(
+        crashed.paused.as_deref(),
+        Some(point),
+        "child must reach {pause}"
+    );
+    assert!(
+        !crashed.acks.contains_key(&format!("op-{paused_op}")),
+        "op {paused_op} was not acknowledged before the kill"
+    );
+    assert_eq!(crashed.acks.len() as u64, paused_op - 1);
+
+    let restarted = run_child(&backend, &fx, None);
+    // the state equals a fault-free run
+    assert_eq!(
+        restarted.state, reference.state,
+        "state after crash+restart differs"
+    );
+    // nothing acknowledged is lost, and duplicates get the first reply
+    for (key, reply) in &crashed.acks {
+        assert_eq!(
+            restarted.acks.get(key),
+            Some(reply),
+            "acknowledged {key} changed or lost"
+        );
+    }
+    assert_eq!(
+        restarted.acks, reference.acks,
+        "replies equal the fault-free run"
+    );
+
+    let (counts, ops) = effects(&fx);
+    let keys: BTreeSet<_> = counts.keys().cloned().collect();
+    let ref_keys: BTreeSet<_> = ref_counts.keys().cloned().collect();
+    assert_eq!(
+        keys, ref_keys,
+        "same deterministic idempotency keys as the fault-free run"
+    );
+    for (key, n) in &counts {
+        let op = ops[key];
+        if point == "after_effect_before_journal" && op == paused_op {
+            assert_eq!(
+                *n, 2,
+                "the effect cut off before its journal write re-runs with the same key {key}"
+            );
+        } else {
+            assert_eq!(
+                *n, 1,
+                "effect {key} of op {op} ran {n} times (journaled effects never re-run)"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::crash_case;
+
+    fn fresh() -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!("sqlite:{}", dir.path().join("bank.db").display());
+        (spec, dir)
+    }
+
+    #[test]
+    fn kill_mid_handler() {
+        crash_case(fresh, "mid_handler:6", 6);
+    }
+
+    #[test]
+    fn kill_after_effect_before_journal() {
+        crash_case(fresh, "after_effect_before_journal:7", 7);
+    }
+
+    #[test]
+    fn kill_after_journal_before_reply() {
+        crash_case(fresh, "after_commit_before_reply:5", 5);
+    }
+
+    #[test]
+    fn kill_mid_checkpoint() {
+        // the second checkpoint follows op 8's commit, before its reply is released
+        crash_case(fresh, "mid_checkpoint:2", 8);
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::crash_case;
+    use crate::support::PgSchema;
+
+    fn fresh() -> (String, PgSchema) {
+        let schema = PgSchema::new("crash");
+        (format!("postgres:{}", schema.name), schema)
+    }
+
+    #[test]
+    fn kill_mid_handler() {
+        crash_case(fresh, "mid_handler:6", 6);
+    }
+
+    #[test]
+    fn kill_after_effect_before_journal() {
+        crash_case(fresh, "after_effect_before_journal:7", 7);
+    }
+
+    #[test]
+    fn kill_after_journal_before_reply() {
+        crash_case(fresh, "after_commit_before_reply:5", 5);
+    }
+
+    #[test]
+    fn kill_mid_checkpoint() {
+        crash_case(fresh, "mid_checkpoint:2", 8);
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of plexspaces-journal (one binary): conformance on every backend,
+//! engine semantics, event sourcing, reminders and real `kill -9` crash tests.
+
+mod support;
+
+mod conformance;
+mod crash;
+mod engine;
+mod event_sourcing;
+mod reminders;
