@@ -69,6 +69,7 @@ mod durable;
 mod engine;
 mod error;
 pub mod event_sourcing;
+pub mod facet;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group;
 mod journal;
@@ -87,6 +88,7 @@ pub use engine::{
     FaultPoint, IdempotencyKey, ReplayMessage,
 };
 pub use error::{Error, Result};
+pub use facet::{Durability, DurabilityFacet, IDEMPOTENCY_KEY_HEADER};
 pub use journal::Journal;
 pub use memory::{MemoryJournal, MemoryReminderStore};
 pub use reminders::{Reminder, ReminderScheduler, ReminderStore};

@@ -1,5 +1,6 @@
-//! Crash-test child: a durable bank account on SQLite or PostgreSQL that can pause at a
-//! named point so the parent test can `kill -9` it there.
+//! Crash-test child: a durable bank account actor (an ordinary actor with a
+//! `DurabilityFacet`) on SQLite or PostgreSQL that can pause at a named point so the parent
+//! test can `kill -9` it there.
 //!
 //! Environment:
 //! - `JOURNAL_BACKEND`: `sqlite:<file>` or `postgres:<schema>` (URL from `JOURNAL_PG_URL`,
@@ -19,9 +20,10 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use plexspaces_core::{Actor, Context, Envelope, Node, SpawnOptions};
 use plexspaces_journal::{
-    CheckpointPolicy, Durable, DurableExecution, DurableHandler, DurableOptions, Error, Journal,
-    Result, StreamId,
+    CheckpointPolicy, Durability, DurabilityFacet, DurableOptions, Journal, StreamId,
+    IDEMPOTENCY_KEY_HEADER,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -66,12 +68,18 @@ struct Req {
     amount: i64,
 }
 
+/// The durable bank account: an ordinary actor made durable by a `DurabilityFacet`.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Bank {
     balance: i64,
     history: Vec<(u64, String, i64, String)>,
     #[serde(skip)]
     effects_file: String,
+}
+
+enum BankMsg {
+    Op(Req),
+    State,
 }
 
 static EFFECT_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -85,16 +93,14 @@ fn record_effect(path: &str, key: &str, op: u64) -> std::io::Result<()> {
     f.sync_data()
 }
 
-#[async_trait::async_trait]
-impl DurableHandler for Bank {
-    async fn handle(&mut self, exec: &mut DurableExecution, message: &[u8]) -> Result<Vec<u8>> {
-        let req: Req = serde_json::from_slice(message)?;
-        let _at = exec.now()?;
-        let _nonce = exec.random_u64()?;
+impl Bank {
+    async fn apply(&mut self, durable: &Durability, req: Req) -> Result<serde_json::Value, BoxError> {
+        let _at = durable.now_ms().await?;
+        let _nonce = durable.random_u64().await?;
         maybe_pause("mid_handler");
         let path = self.effects_file.clone();
         let op = req.id;
-        let receipt: std::result::Result<String, String> = exec
+        let receipt: std::result::Result<String, String> = durable
             .side_effect("notify", |key| async move {
                 EFFECT_RUNS.fetch_add(1, Ordering::SeqCst);
                 let key = key.to_string();
@@ -103,7 +109,7 @@ impl DurableHandler for Bank {
                     .map_err(|e| e.to_string())
             })
             .await?;
-        let receipt = receipt.map_err(|e| Error::InvalidState(format!("effect failed: {e}")))?;
+        let receipt = receipt.map_err(|e| format!("effect failed: {e}"))?;
         let applied = match req.op.as_str() {
             "deposit" => req.amount,
             "withdraw" if self.balance >= req.amount => -req.amount,
@@ -112,20 +118,62 @@ impl DurableHandler for Bank {
         self.balance += applied;
         self.history
             .push((req.id, req.op.clone(), applied, receipt.clone()));
-        Ok(serde_json::to_vec(&serde_json::json!({
+        Ok(serde_json::json!({
             "op": req.id,
             "applied": applied,
             "balance": self.balance,
             "receipt": receipt,
-        }))?)
+        }))
+    }
+}
+
+impl Actor for Bank {
+    type Msg = BankMsg;
+    type Reply = serde_json::Value;
+
+    async fn handle_call(
+        &mut self,
+        msg: BankMsg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<serde_json::Value>, BoxError> {
+        let durable = ctx
+            .service::<Durability>()
+            .ok_or("the bank needs a durability facet")?;
+        match msg {
+            BankMsg::Op(req) => self.apply(&durable, req).await.map(Some),
+            BankMsg::State => Ok(Some(serde_json::json!({
+                "state": serde_json::to_value(&*self)?,
+                "history_len": durable.history_len().await?,
+            }))),
+        }
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec(self)?)
+    fn decode(env: &Envelope) -> plexspaces_core::Result<BankMsg> {
+        match env.msg_type.as_str() {
+            "op" => env.decode_json().map(BankMsg::Op),
+            "state" => Ok(BankMsg::State),
+            other => Err(plexspaces_core::Error::UnknownMsgType {
+                msg_type: other.to_owned(),
+                actor_type: "Bank".into(),
+            }),
+        }
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
-        let b: Bank = serde_json::from_slice(snapshot)?;
+    fn encode_reply(request_type: &str, reply: &serde_json::Value) -> plexspaces_core::Result<Envelope> {
+        Envelope::json(request_type, reply)
+    }
+
+    fn snapshot(&self) -> plexspaces_core::Result<Option<Vec<u8>>> {
+        serde_json::to_vec(self)
+            .map(Some)
+            .map_err(|e| plexspaces_core::Error::Encode(e.to_string()))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> plexspaces_core::Result<()> {
+        let b: Bank = serde_json::from_slice(snapshot).map_err(|e| plexspaces_core::Error::Decode {
+            msg_type: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
         self.balance = b.balance;
         self.history = b.history;
         Ok(())
@@ -186,22 +234,31 @@ async fn main() -> std::result::Result<(), BoxError> {
         ..Bank::default()
     };
     let stream = StreamId::new("default", "crash", "bank-1");
-    let mut durable = Durable::activate(journal, stream, options, bank).await?;
-    println!("RECOVERED balance={}", durable.handler().balance);
+    let node = Node::builder("crash").build().await?;
+    let facet = DurabilityFacet::new(journal, stream, options);
+    let account = node
+        .start(bank, SpawnOptions::named("bank-1").facet(facet))
+        .await?
+        .pid();
+    let timeout = std::time::Duration::from_secs(30);
     for i in 1..=ops {
         let req = Req {
             id: i,
             op: if i % 3 == 0 { "withdraw" } else { "deposit" }.into(),
             amount: if i % 3 == 0 { 15 } else { i as i64 * 10 },
         };
-        let msg = serde_json::to_vec(&req)?;
         let key = format!("op-{i}");
-        let reply = durable.handle(&msg, Some(&key)).await?;
-        println!("ACK {key} {}", String::from_utf8_lossy(&reply));
+        let env = Envelope::json("op", &req)?.with_header(IDEMPOTENCY_KEY_HEADER, key.clone());
+        let reply = account.ask_envelope(env, timeout).await?;
+        println!("ACK {key} {}", String::from_utf8_lossy(&reply.payload));
         std::io::stdout().flush()?;
     }
-    println!("STATE {}", serde_json::to_string(durable.handler())?);
-    println!("HISTORY_LEN {}", durable.execution().history_len().await?);
+    let state = account
+        .ask_envelope(Envelope::new("state", Vec::new(), plexspaces_core::envelope::JSON), timeout)
+        .await?
+        .decode_json::<serde_json::Value>()?;
+    println!("STATE {}", state["state"]);
+    println!("HISTORY_LEN {}", state["history_len"]);
     println!("EFFECT_RUNS {}", EFFECT_RUNS.load(Ordering::SeqCst));
     println!("DONE");
     std::io::stdout().flush()?;
