@@ -1,4 +1,9 @@
 //! Compiles `proto/plexspaces/v1/*.proto` with protox (pure Rust, no system protoc).
+//!
+//! Messages are always generated (prost). With the `grpc` feature, tonic clients and servers
+//! are generated too, and the encoded file descriptor set is written for gRPC reflection.
+
+use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
@@ -13,8 +18,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     files.sort();
     let descriptors = protox::compile(&files, [&root])?;
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_fds(descriptors)?;
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
+    if grpc {
+        let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+        std::fs::write(
+            out.join("plexspaces_descriptor.bin"),
+            descriptors.encode_to_vec(),
+        )?;
+    }
+    let mut config = prost_build::Config::new();
+    config.bytes(["."]);
+    tonic_prost_build::configure()
+        .build_server(grpc)
+        .build_client(grpc)
+        .build_transport(grpc)
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

@@ -1,0 +1,258 @@
+//! Runs the real `plexspaces` binary: `start` on free ports, the README curl sequence over
+//! HTTP, the gRPC subcommands, exit codes, and a clean exit on SIGTERM.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
+
+struct Node {
+    child: Child,
+    http: String,
+    grpc: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    async fn start(extra_env: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let http_port = plexspaces_test_util::free_port().unwrap();
+        let grpc_port = plexspaces_test_util::free_port().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "start",
+            "--node-id",
+            "cli-node",
+            "--http-addr",
+            &format!("127.0.0.1:{http_port}"),
+            "--listen-addr",
+            &format!("127.0.0.1:{grpc_port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("PLEXSPACES_DISABLE_AUTH")
+        .env_remove("PLEXSPACES_JWT_SECRET")
+        .env("PLEXSPACES_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("plexspaces starts");
+        let node = Node {
+            child,
+            http: format!("http://127.0.0.1:{http_port}"),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            _dir: dir,
+        };
+        let health = format!("{}/health", node.http);
+        let up = plexspaces_test_util::eventually(Duration::from_secs(30), || async {
+            reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up, "node did not come up");
+        node
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("PLEXSPACES_ENDPOINT", &self.grpc)
+            .env_remove("PLEXSPACES_TOKEN")
+            .output()
+            .expect("cli runs")
+    }
+
+    /// SIGTERM, then the exit status and everything the node logged.
+    fn terminate(self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let out = self.child.wait_with_output().unwrap();
+        let child_status = out.status;
+        (
+            child_status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json output")
+}
+
+#[tokio::test]
+async fn readme_sequence_against_the_real_binary_then_sigterm() {
+    let node = Node::start(&[]).await;
+    let client = reqwest::Client::new();
+    // The README's curl sequence.
+    let resp = client
+        .post(format!(
+            "{}/api/v1/actors/default/counter/invoke?msg_type=increment",
+            node.http
+        ))
+        .body(r#"{"amount": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"count": 5}));
+    let read: Value = client
+        .get(format!("{}/api/v1/actors/default/counter", node.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, json!({"count": 5}));
+
+    // The gRPC subcommands see the same actor.
+    let out = node.cli(&[
+        "invoke",
+        "counter",
+        "increment",
+        "--data",
+        r#"{"amount": 2}"#,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(stdout_json(&out)["reply"], json!({"count": 7}));
+    let out = node.cli(&["actor", "ask", "counter", "get"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"count\": 7"));
+    let out = node.cli(&["actor", "list", "--output", "json"]);
+    let actors = stdout_json(&out)["actors"].as_array().unwrap().clone();
+    assert_eq!(actors.len(), 1);
+    assert_eq!(actors[0]["actor_type"], "counter");
+    let out = node.cli(&[
+        "actor", "spawn", "counter", "--key", "k2", "--output", "json",
+    ]);
+    assert_eq!(stdout_json(&out)["activated"], true);
+    let out = node.cli(&["actor", "tell", "counter", "increment", "--key", "k2"]);
+    assert!(out.status.success());
+    let out = node.cli(&[
+        "actor", "stop", "counter", "--key", "k2", "--output", "json",
+    ]);
+    assert_eq!(stdout_json(&out)["stopped"], true);
+    let out = node.cli(&["status", "--output", "json"]);
+    let status = stdout_json(&out);
+    assert_eq!(status["node_id"], "cli-node");
+    assert_eq!(status["status"], "serving");
+    let out = node.cli(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-node"));
+
+    // Exit codes that mean something.
+    assert_eq!(
+        node.cli(&["invoke", "nosuch", "get"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(
+        node.cli(&["invoke", "counter", "explode"]).status.code(),
+        Some(6)
+    );
+    assert_eq!(
+        node.cli(&["invoke", "counter", "get", "--data", "{nope"])
+            .status
+            .code(),
+        Some(6)
+    );
+    assert_eq!(node.cli(&["bogus-command"]).status.code(), Some(2));
+
+    let (status, log) = node.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
+    for line in [
+        "backend=\"file\"",
+        "backend=\"axum\"",
+        "backend=\"tonic\"",
+        "SIGTERM",
+        "node stopped",
+    ] {
+        assert!(log.contains(line), "{line} not logged:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_minted_by_the_cli_are_accepted_and_the_tenant_enforced() {
+    let node = Node::start(&[("PLEXSPACES_JWT_SECRET", "cli-secret")]).await;
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--secret",
+            "cli-secret",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let client = reqwest::Client::new();
+    let url = |tenant: &str| format!("{}/api/v1/actors/{tenant}/default/counter", node.http);
+    let ok = client
+        .get(url("acme"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let forbidden = client
+        .get(url("globex"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status().as_u16(), 403);
+    let anonymous = client.get(url("acme")).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    // The CLI without a token: unauthenticated, exit code 5; with it: fine.
+    assert_eq!(node.cli(&["actor", "list"]).status.code(), Some(5));
+    assert!(node
+        .cli(&["actor", "list", "--token", &token])
+        .status
+        .success());
+    let (status, log) = node.terminate();
+    assert!(status.success());
+    assert!(!log.contains("cli-secret"), "secret leaked into logs");
+}
+
+#[test]
+fn unreachable_node_and_bad_config_have_their_own_exit_codes() {
+    let port = plexspaces_test_util::free_port().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[http]\nadress = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["start", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `adress`"));
+    let out = Command::new(BIN)
+        .args(["start", "--print-config", "--http-addr", "127.0.0.1:9999"])
+        .env("PLEXSPACES_JWT_SECRET", "topsecret")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.0.0.1:9999") && !text.contains("topsecret"),
+        "{text}"
+    );
+}

@@ -1,0 +1,214 @@
+//! Built-in actor types: `counter`, the virtual actor of the README's curl sequence.
+
+use std::sync::Arc;
+
+use plexspaces_core::{Actor, BoxError, Context, Envelope, Error, Result};
+use serde_json::{json, Value};
+
+use crate::registry::ActorType;
+use crate::state::{SnapshotFacet, SnapshotStore};
+
+/// A counter: `increment {"amount": n}` (default 1), `decrement {"amount": n}`,
+/// `get`, `update {"count": n}` (sets), `delete` (back to 0). Every reply is
+/// `{"count": n}`. Its state is kept by a [`SnapshotFacet`].
+#[derive(Debug, Default)]
+pub struct Counter {
+    count: i64,
+}
+
+/// A counter message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CounterMsg {
+    /// Adds.
+    Add(i64),
+    /// Reads.
+    Get,
+    /// Sets.
+    Set(i64),
+}
+
+fn number(v: &Value, field: &str, msg_type: &str, default: Option<i64>) -> Result<i64> {
+    let decode = |detail: String| Error::Decode {
+        msg_type: msg_type.to_owned(),
+        detail,
+    };
+    match v.get(field) {
+        None | Some(Value::Null) => {
+            default.ok_or_else(|| decode(format!("missing field `{field}`")))
+        }
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| decode(format!("`{field}` must be a whole number"))),
+        // Query parameters arrive as strings.
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| decode(format!("`{field}` must be a whole number"))),
+        Some(_) => Err(decode(format!("`{field}` must be a whole number"))),
+    }
+}
+
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    type Reply = i64;
+
+    async fn handle_call(
+        &mut self,
+        msg: CounterMsg,
+        _ctx: &mut Context<Self>,
+    ) -> std::result::Result<Option<i64>, BoxError> {
+        match msg {
+            CounterMsg::Add(n) => {
+                self.count = self.count.checked_add(n).ok_or("counter overflow")?;
+            }
+            CounterMsg::Get => {}
+            CounterMsg::Set(n) => self.count = n,
+        }
+        Ok(Some(self.count))
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        serde_json::to_vec(&json!({ "count": self.count }))
+            .map(Some)
+            .map_err(|e| Error::Encode(e.to_string()))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
+        let v: Value = serde_json::from_slice(snapshot).map_err(|e| Error::Decode {
+            msg_type: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
+        self.count = number(&v, "count", "snapshot", None)?;
+        Ok(())
+    }
+
+    fn msg_name(msg: &CounterMsg) -> &'static str {
+        match msg {
+            CounterMsg::Add(_) => "increment",
+            CounterMsg::Get => "get",
+            CounterMsg::Set(_) => "update",
+        }
+    }
+
+    fn decode(env: &Envelope) -> Result<CounterMsg> {
+        let t = env.msg_type.as_str();
+        let known = ["increment", "decrement", "get", "update", "delete"];
+        if !known.contains(&t) {
+            return Err(Error::UnknownMsgType {
+                msg_type: t.to_owned(),
+                actor_type: "counter".into(),
+            });
+        }
+        let v: Value = env.decode_json()?;
+        if !(v.is_object() || v.is_null()) {
+            return Err(Error::Decode {
+                msg_type: t.to_owned(),
+                detail: "expected a JSON object".into(),
+            });
+        }
+        Ok(match t {
+            "increment" => CounterMsg::Add(number(&v, "amount", t, Some(1))?),
+            "decrement" => {
+                CounterMsg::Add(number(&v, "amount", t, Some(1))?.checked_neg().ok_or_else(
+                    || Error::Decode {
+                        msg_type: t.to_owned(),
+                        detail: "`amount` out of range".into(),
+                    },
+                )?)
+            }
+            "update" => CounterMsg::Set(number(&v, "count", t, None)?),
+            "delete" => CounterMsg::Set(0),
+            _ => CounterMsg::Get,
+        })
+    }
+
+    fn encode(msg: &CounterMsg) -> Result<Envelope> {
+        match msg {
+            CounterMsg::Add(n) => Envelope::json("increment", &json!({ "amount": n })),
+            CounterMsg::Get => Envelope::json("get", &json!({})),
+            CounterMsg::Set(n) => Envelope::json("update", &json!({ "count": n })),
+        }
+    }
+
+    fn encode_reply(request_type: &str, reply: &i64) -> Result<Envelope> {
+        Envelope::json(request_type, &json!({ "count": reply }))
+    }
+
+    fn decode_reply(env: &Envelope) -> Result<i64> {
+        let v: Value = env.decode_json()?;
+        number(&v, "count", &env.msg_type, None)
+    }
+}
+
+/// The `counter` type: virtual, state in `store`.
+pub fn counter_type(store: Arc<dyn SnapshotStore>) -> ActorType {
+    ActorType::virtual_actor("counter", |_| Counter::default())
+        .facets(SnapshotFacet::factory(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(t: &str, body: &str) -> Envelope {
+        Envelope::new(t, body.as_bytes().to_vec(), "application/json")
+    }
+
+    #[test]
+    fn decodes_bodies_and_query_strings() {
+        assert_eq!(
+            Counter::decode(&env("increment", r#"{"amount": 5}"#)).unwrap(),
+            CounterMsg::Add(5)
+        );
+        assert_eq!(
+            Counter::decode(&env("increment", "")).unwrap(),
+            CounterMsg::Add(1)
+        );
+        assert_eq!(
+            Counter::decode(&env("decrement", r#"{"amount": "2"}"#)).unwrap(),
+            CounterMsg::Add(-2)
+        );
+        assert_eq!(
+            Counter::decode(&env("get", r#"{"key": "a"}"#)).unwrap(),
+            CounterMsg::Get
+        );
+        assert_eq!(
+            Counter::decode(&env("update", r#"{"count": 9}"#)).unwrap(),
+            CounterMsg::Set(9)
+        );
+        assert_eq!(
+            Counter::decode(&env("delete", "")).unwrap(),
+            CounterMsg::Set(0)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_with_typed_errors() {
+        assert_eq!(
+            Counter::decode(&env("explode", "{}")).unwrap_err().kind(),
+            "unknown_msg_type"
+        );
+        assert_eq!(
+            Counter::decode(&env("increment", "{nope"))
+                .unwrap_err()
+                .kind(),
+            "decode"
+        );
+        assert_eq!(
+            Counter::decode(&env("increment", r#"{"amount": "x"}"#))
+                .unwrap_err()
+                .kind(),
+            "decode"
+        );
+        assert_eq!(
+            Counter::decode(&env("increment", "[1]"))
+                .unwrap_err()
+                .kind(),
+            "decode"
+        );
+        assert_eq!(
+            Counter::decode(&env("update", "{}")).unwrap_err().kind(),
+            "decode"
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! Node configuration, in layers: built-in defaults < a TOML file < `PLEXSPACES_*`
+//! environment variables < command-line flags. Unknown keys (in the file) and unknown
+//! `PLEXSPACES_*` variables are rejected with a message that names them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Default HTTP listen address (the product description's curl examples use port 8094).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8094";
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8000";
+
+/// Everything a node needs to start. See `docs/configuration.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's name (the part after `@` in actor ids).
+    pub node_id: String,
+    /// Where the node keeps its files (virtual actor state).
+    pub data_dir: PathBuf,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// The gRPC API.
+    pub grpc: GrpcConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Actor types and activations.
+    pub actors: ActorsConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address, `HOST:PORT`.
+    pub addr: String,
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// How long an invocation waits for the actor's reply unless `timeout_ms` says less.
+    pub request_timeout_ms: u64,
+}
+
+/// `[grpc]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address, `HOST:PORT`.
+    pub addr: String,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Turns authentication off: every request is tenant `default` unless its path names
+    /// another. For local work only.
+    pub disabled: bool,
+    /// HS256 shared secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+    /// PEM file with the RS256 public key that verifies tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The claim that carries the tenant id.
+    pub tenant_claim: String,
+    /// If set, tokens must carry this `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// `[actors]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsConfig {
+    /// A virtual actor idle this long is deactivated (its state is kept).
+    pub idle_timeout_ms: u64,
+    /// Most live activations (virtual actors plus pool workers); beyond it: 429.
+    pub max_activations: usize,
+    /// Mailbox capacity of each activation.
+    pub mailbox_capacity: usize,
+    /// Workers in a stateless worker pool unless its type says otherwise.
+    pub pool_workers: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: "node1".into(),
+            data_dir: PathBuf::from("plexspaces-data"),
+            http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            auth: AuthConfig::default(),
+            actors: ActorsConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: DEFAULT_HTTP_ADDR.into(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            addr: DEFAULT_GRPC_ADDR.into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            disabled: false,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            tenant_claim: "tenant_id".into(),
+            issuer: None,
+        }
+    }
+}
+
+impl Default for ActorsConfig {
+    fn default() -> Self {
+        ActorsConfig {
+            idle_timeout_ms: 300_000,
+            max_activations: 100_000,
+            mailbox_capacity: 1024,
+            pool_workers: 4,
+        }
+    }
+}
+
+/// The kind of value an environment variable holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// `PLEXSPACES_*` variables and the config key each sets.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("PLEXSPACES_NODE_ID", "node_id", Kind::Str),
+    ("PLEXSPACES_DATA_DIR", "data_dir", Kind::Str),
+    ("PLEXSPACES_HTTP_ADDR", "http.addr", Kind::Str),
+    (
+        "PLEXSPACES_MAX_BODY_BYTES",
+        "http.max_body_bytes",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_REQUEST_TIMEOUT_MS",
+        "http.request_timeout_ms",
+        Kind::Int,
+    ),
+    ("PLEXSPACES_GRPC_ADDR", "grpc.addr", Kind::Str),
+    ("PLEXSPACES_DISABLE_AUTH", "auth.disabled", Kind::Bool),
+    ("PLEXSPACES_JWT_SECRET", "auth.jwt_secret", Kind::Str),
+    (
+        "PLEXSPACES_JWT_PUBLIC_KEY_FILE",
+        "auth.jwt_public_key_file",
+        Kind::Str,
+    ),
+    ("PLEXSPACES_TENANT_CLAIM", "auth.tenant_claim", Kind::Str),
+    ("PLEXSPACES_JWT_ISSUER", "auth.issuer", Kind::Str),
+    (
+        "PLEXSPACES_IDLE_TIMEOUT_MS",
+        "actors.idle_timeout_ms",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_MAX_ACTIVATIONS",
+        "actors.max_activations",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_MAILBOX_CAPACITY",
+        "actors.mailbox_capacity",
+        Kind::Int,
+    ),
+    ("PLEXSPACES_POOL_WORKERS", "actors.pool_workers", Kind::Int),
+];
+
+/// `PLEXSPACES_*` variables that are not config keys but are known (used by the CLI).
+pub const OTHER_ENV: &[&str] = &[
+    "PLEXSPACES_CONFIG",
+    "PLEXSPACES_LOG",
+    "PLEXSPACES_ENDPOINT",
+    "PLEXSPACES_TOKEN",
+    "PLEXSPACES_OUTPUT",
+];
+
+/// Where a layered configuration comes from.
+#[derive(Debug, Default)]
+pub struct ConfigSources {
+    /// A TOML file (its keys must all be known).
+    pub file: Option<PathBuf>,
+    /// Environment variables (pass `std::env::vars()`); only `PLEXSPACES_*` ones are read.
+    pub env: Vec<(String, String)>,
+    /// Flags, as `dotted.key = value`, applied last.
+    pub overrides: Vec<(String, toml::Value)>,
+}
+
+impl NodeConfig {
+    /// Builds the configuration from its layers and validates it.
+    pub fn load(sources: ConfigSources) -> Result<NodeConfig> {
+        let mut table = toml::Table::try_from(NodeConfig::default())
+            .map_err(|e| Error::Config(format!("defaults: {e}")))?;
+        if let Some(path) = &sources.file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let file: toml::Table = text
+                .parse()
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            merge(&mut table, file);
+            // Reject unknown keys here so the message names the file.
+            toml::Value::Table(table.clone())
+                .try_into::<NodeConfig>()
+                .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
+        }
+        for (name, value) in &sources.env {
+            if !name.starts_with("PLEXSPACES_") || OTHER_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let Some((_, key, kind)) = ENV_KEYS.iter().find(|(n, _, _)| n == name) else {
+                let known: Vec<&str> = ENV_KEYS.iter().map(|(n, _, _)| *n).collect();
+                return Err(Error::Config(format!(
+                    "unknown environment variable {name}; known: {}",
+                    known.join(", ")
+                )));
+            };
+            let value = match kind {
+                Kind::Str => toml::Value::String(value.clone()),
+                Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                    Error::Config(format!("{name}={value:?} is not a whole number"))
+                })?),
+                Kind::Bool => toml::Value::Boolean(parse_bool(value).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{name}={value:?} is not a boolean (1/0/true/false)"
+                    ))
+                })?),
+            };
+            set(&mut table, key, value)?;
+        }
+        for (key, value) in sources.overrides {
+            set(&mut table, &key, value)?;
+        }
+        let config: NodeConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        plexspaces_core::ActorId::new("x", &self.node_id).map_err(|_| {
+            Error::Config(format!(
+                "node_id {:?} is not a valid node name",
+                self.node_id
+            ))
+        })?;
+        self.http_addr()?;
+        self.grpc_addr()?;
+        if self.actors.pool_workers == 0 {
+            return Err(Error::Config(
+                "actors.pool_workers must be at least 1".into(),
+            ));
+        }
+        if self.actors.mailbox_capacity == 0 {
+            return Err(Error::Config(
+                "actors.mailbox_capacity must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The HTTP listen address.
+    pub fn http_addr(&self) -> Result<SocketAddr> {
+        parse_addr("http.addr", &self.http.addr)
+    }
+
+    /// The gRPC listen address.
+    pub fn grpc_addr(&self) -> Result<SocketAddr> {
+        parse_addr("grpc.addr", &self.grpc.addr)
+    }
+
+    /// Idle timeout of virtual actors.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.actors.idle_timeout_ms)
+    }
+
+    /// Default invocation timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+
+    /// The configuration as TOML with every secret masked (safe to log or show).
+    pub fn masked_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    /// Where virtual actor state files live.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Config(format!("{key} {text:?} is not HOST:PORT")))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts
+        .pop()
+        .ok_or_else(|| Error::Config(format!("empty key {dotted:?}")))?;
+    let mut at = table;
+    for part in parts {
+        let entry = at
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(Error::Config(format!("{dotted}: {part} is not a section"))),
+        };
+    }
+    at.insert(last.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_documented_ports() {
+        let c = NodeConfig::load(ConfigSources::default()).unwrap();
+        assert_eq!(c.http_addr().unwrap().port(), 8094);
+        assert_eq!(c.grpc_addr().unwrap().port(), 8000);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "node_id = \"from-file\"\n[http]\naddr = \"127.0.0.1:1\"\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(ConfigSources {
+            file: Some(file),
+            env: env(&[
+                ("PLEXSPACES_HTTP_ADDR", "127.0.0.1:2"),
+                ("PLEXSPACES_DISABLE_AUTH", "1"),
+                ("PLEXSPACES_DATA_DIR", "/tmp/x"),
+                ("HOME", "/root"),
+            ]),
+            overrides: vec![(
+                "http.addr".into(),
+                toml::Value::String("127.0.0.1:3".into()),
+            )],
+        })
+        .unwrap();
+        assert_eq!(c.node_id, "from-file");
+        assert_eq!(c.http.max_body_bytes, 10);
+        assert_eq!(c.http.addr, "127.0.0.1:3");
+        assert!(c.auth.disabled);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "[http]\nadress = \"x\"\n").unwrap();
+        let err = NodeConfig::load(ConfigSources {
+            file: Some(file),
+            ..ConfigSources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `adress`"), "{err}");
+        assert!(err.contains("node.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_vars_and_bad_values_are_rejected() {
+        let err = NodeConfig::load(ConfigSources {
+            env: env(&[("PLEXSPACES_HTTP_ADR", "x")]),
+            ..ConfigSources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PLEXSPACES_HTTP_ADR"), "{err}");
+        let err = NodeConfig::load(ConfigSources {
+            env: env(&[("PLEXSPACES_MAX_BODY_BYTES", "lots")]),
+            ..ConfigSources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a whole number"), "{err}");
+        let err = NodeConfig::load(ConfigSources {
+            overrides: vec![("grpc.addr".into(), toml::Value::String("nope".into()))],
+            ..ConfigSources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("grpc.addr"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked_in_dumps() {
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[("PLEXSPACES_JWT_SECRET", "hunter2")]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(c.auth.jwt_secret.as_ref().unwrap().expose(), "hunter2");
+        let dump = c.masked_toml();
+        assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(format!("{c:?}").find("hunter2").is_none());
+    }
+}

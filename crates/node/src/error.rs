@@ -1,0 +1,199 @@
+//! Errors of the node, and the one mapping from an error kind to an HTTP status and a gRPC
+//! code ([`status_of`]).
+
+use axum::http::StatusCode;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the node reports. [`Error::kind`] is a stable name, [`status_of`] maps it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An error from the actor runtime.
+    #[error(transparent)]
+    Core(#[from] plexspaces_core::Error),
+    /// No actor type of this name is registered.
+    #[error("unknown actor type {0:?}")]
+    UnknownActorType(String),
+    /// Nothing is active at this address, or no such route.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No credentials, or credentials that do not verify (forged, expired).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Verified credentials that do not allow this (another tenant's path).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request body is larger than the configured limit.
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The node refuses new work for now (activation limit reached).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// A listener or file could not be used.
+    #[error("io: {0}")]
+    Io(String),
+}
+
+impl Error {
+    /// A stable name for the error kind; the runtime's kinds pass through unchanged.
+    pub fn kind(&self) -> &str {
+        match self {
+            Error::Core(e) => e.kind(),
+            Error::UnknownActorType(_) => "unknown_actor_type",
+            Error::NotFound(_) => "not_found",
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::Overloaded(_) => "overloaded",
+            Error::Config(_) => "config",
+            Error::Io(_) => "io",
+        }
+    }
+
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_retryable() || matches!(e, plexspaces_core::Error::NoProc(_)),
+            Error::Overloaded(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status for this error (see [`status_of`]).
+    pub fn http_status(&self) -> StatusCode {
+        status_of(self.kind()).0
+    }
+
+    /// The gRPC code for this error (see [`status_of`]).
+    pub fn grpc_code(&self) -> tonic::Code {
+        status_of(self.kind()).1
+    }
+
+    /// The message shown to clients, with secrets masked.
+    pub fn public_message(&self) -> String {
+        crate::secret::mask_secrets(&self.to_string())
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        tonic::Status::new(e.grpc_code(), e.public_message())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+/// THE mapping from an error kind (ours or the runtime's) to an HTTP status and a gRPC code.
+/// Every front door (HTTP, gRPC, CLI exit codes) goes through this table.
+pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
+    use tonic::Code;
+    match kind {
+        // bad input
+        "bad_request" | "decode" | "unknown_msg_type" | "invalid_argument" | "invalid_id" => {
+            (StatusCode::BAD_REQUEST, Code::InvalidArgument)
+        }
+        // auth
+        "unauthenticated" => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
+        "forbidden" | "rejected" => (StatusCode::FORBIDDEN, Code::PermissionDenied),
+        // addressing
+        "unknown_actor_type" | "not_found" => (StatusCode::NOT_FOUND, Code::NotFound),
+        "name_taken" => (StatusCode::CONFLICT, Code::AlreadyExists),
+        // size and load
+        "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
+        "mailbox_full" | "overloaded" => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
+        // time
+        "timeout" => (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
+        // availability
+        "shutting_down" | "noproc" => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+        "transport" => (StatusCode::BAD_GATEWAY, Code::Unavailable),
+        "unsupported" => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
+        // the actor or the node failed
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexspaces_core::Error as Core;
+    use std::time::Duration;
+
+    #[test]
+    fn every_documented_status_has_a_kind() {
+        let cases: Vec<(Error, u16, tonic::Code)> = vec![
+            (
+                Core::Decode {
+                    msg_type: "x".into(),
+                    detail: "y".into(),
+                }
+                .into(),
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Core::UnknownMsgType {
+                    msg_type: "x".into(),
+                    actor_type: "y".into(),
+                }
+                .into(),
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Error::Unauthenticated("x".into()),
+                401,
+                tonic::Code::Unauthenticated,
+            ),
+            (
+                Error::Forbidden("x".into()),
+                403,
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                Error::UnknownActorType("x".into()),
+                404,
+                tonic::Code::NotFound,
+            ),
+            (
+                Error::PayloadTooLarge(1),
+                413,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                Core::MailboxFull("a".into()).into(),
+                429,
+                tonic::Code::ResourceExhausted,
+            ),
+            (Core::ShuttingDown.into(), 503, tonic::Code::Unavailable),
+            (
+                Core::Timeout(Duration::from_millis(1)).into(),
+                504,
+                tonic::Code::DeadlineExceeded,
+            ),
+            (Core::NoReply.into(), 500, tonic::Code::Internal),
+        ];
+        for (err, http, grpc) in cases {
+            assert_eq!(err.http_status().as_u16(), http, "{err}");
+            assert_eq!(err.grpc_code(), grpc, "{err}");
+        }
+    }
+
+    #[test]
+    fn remote_errors_map_by_their_kind() {
+        let e: Error = Core::from_remote("mailbox_full", "m").into();
+        assert_eq!(e.http_status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.is_retryable());
+    }
+}

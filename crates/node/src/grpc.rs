@@ -1,0 +1,358 @@
+//! The gRPC API (tonic): `plexspaces.v1.ActorService`, `plexspaces.v1.NodeService`,
+//! `grpc.health.v1.Health` and server reflection. Every declared RPC is served.
+//!
+//! The tenant comes from the `authorization: Bearer <jwt>` metadata, exactly as on HTTP;
+//! an address's `tenant` field, when set, must match it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexspaces_core::Envelope;
+use plexspaces_proto::v1::actor_service_server::{ActorService, ActorServiceServer};
+use plexspaces_proto::v1::node_service_server::{NodeService, NodeServiceServer};
+use plexspaces_proto::v1::{
+    ActorAddress, ActorSummary, AskRequest, AskResponse, CapacityRequest, CapacityResponse,
+    DescribeRequest, DescribeResponse, HealthRequest, HealthResponse, ListRequest, ListResponse,
+    MetricsSummaryRequest, MetricsSummaryResponse, SpawnRequest, SpawnResponse, StopRequest,
+    StopResponse, TellRequest, TellResponse, TypeMetrics,
+};
+use tonic::{Request, Response, Status};
+
+use crate::auth::Authenticator;
+use crate::error::Error;
+use crate::http::HttpMetrics;
+use crate::registry::{lifecycle_name, Activation, ActivationKey, Registry};
+
+/// What the gRPC services share.
+#[derive(Clone)]
+pub struct GrpcState {
+    /// Actor types and activations.
+    pub registry: Registry,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// HTTP metrics (for the summary).
+    pub http_metrics: HttpMetrics,
+    /// The node's actor metrics.
+    pub actor_metrics: Arc<plexspaces_core::MetricsFacet>,
+    /// Default (and largest) ask timeout.
+    pub request_timeout: Duration,
+    /// Default mailbox capacity (for `Capacity`).
+    pub mailbox_capacity: usize,
+    /// Most activations (for `Capacity`).
+    pub max_activations: usize,
+    /// Set when shutdown begins.
+    pub draining: Arc<AtomicBool>,
+    /// When the node started.
+    pub started: tokio::time::Instant,
+    /// gRPC requests served.
+    pub requests: Arc<AtomicU64>,
+}
+
+impl GrpcState {
+    fn tenant<T>(&self, request: &Request<T>, named: &str) -> Result<String, Status> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Error::Unauthenticated("authorization metadata is not text".into())
+                })
+            })
+            .transpose()?;
+        let named = (!named.is_empty()).then_some(named);
+        Ok(self.auth.tenant_for(authorization, named)?)
+    }
+
+    fn key(&self, tenant: &str, address: Option<&ActorAddress>) -> Result<ActivationKey, Status> {
+        let a = address.ok_or_else(|| Error::BadRequest("address is required".into()))?;
+        if a.actor_type.is_empty() {
+            return Err(Error::BadRequest("address.actor_type is required".into()).into());
+        }
+        Ok(self
+            .registry
+            .resolve(tenant, &a.namespace, &a.actor_type, &a.key)?)
+    }
+
+    fn check_open(&self) -> Result<(), Status> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Error::Core(plexspaces_core::Error::ShuttingDown).into());
+        }
+        Ok(())
+    }
+
+    fn timeout(&self, ms: u64) -> Duration {
+        if ms == 0 {
+            self.request_timeout
+        } else {
+            Duration::from_millis(ms).min(self.request_timeout)
+        }
+    }
+}
+
+fn address_of(key: &ActivationKey) -> ActorAddress {
+    ActorAddress {
+        tenant: key.tenant.clone(),
+        namespace: key.namespace.clone(),
+        actor_type: key.actor_type.clone(),
+        key: key.key.clone(),
+    }
+}
+
+fn summaries(activation: &Activation) -> Vec<ActorSummary> {
+    activation
+        .pids()
+        .iter()
+        .map(|pid| ActorSummary {
+            actor_id: pid.id().to_string(),
+            address: Some(address_of(activation.key())),
+            kind: activation.kind().as_str().to_owned(),
+            lifecycle: lifecycle_name(pid.lifecycle()).to_owned(),
+            mailbox_len: pid.mailbox_len() as u64,
+            idle_ms: activation.idle_for().as_millis() as u64,
+        })
+        .collect()
+}
+
+fn envelope(msg_type: &str, payload: Vec<u8>, content_type: &str) -> Result<Envelope, Status> {
+    if msg_type.is_empty() {
+        return Err(Error::BadRequest("msg_type is required".into()).into());
+    }
+    let content_type = if content_type.is_empty() {
+        "application/json"
+    } else {
+        content_type
+    };
+    Ok(Envelope::new(msg_type, payload, content_type))
+}
+
+/// `plexspaces.v1.ActorService`.
+#[derive(Clone)]
+pub struct ActorApi(pub GrpcState);
+
+#[tonic::async_trait]
+impl ActorService for ActorApi {
+    async fn spawn(
+        &self,
+        request: Request<SpawnRequest>,
+    ) -> Result<Response<SpawnResponse>, Status> {
+        let s = &self.0;
+        let named = request
+            .get_ref()
+            .address
+            .as_ref()
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default();
+        let tenant = s.tenant(&request, &named)?;
+        s.check_open()?;
+        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let lease = s.registry.lease(&key).await?;
+        Ok(Response::new(SpawnResponse {
+            actor_id: lease.pid().id().to_string(),
+            activated: lease.activated,
+        }))
+    }
+
+    async fn tell(&self, request: Request<TellRequest>) -> Result<Response<TellResponse>, Status> {
+        let s = &self.0;
+        let named = request
+            .get_ref()
+            .address
+            .as_ref()
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default();
+        let tenant = s.tenant(&request, &named)?;
+        s.check_open()?;
+        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let r = request.into_inner();
+        let env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        let lease = s.registry.lease(&key).await?;
+        lease.pid().try_tell_envelope(env).map_err(Error::from)?;
+        Ok(Response::new(TellResponse {}))
+    }
+
+    async fn ask(&self, request: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
+        let s = &self.0;
+        let named = request
+            .get_ref()
+            .address
+            .as_ref()
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default();
+        let tenant = s.tenant(&request, &named)?;
+        s.check_open()?;
+        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let r = request.into_inner();
+        let env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        let lease = s.registry.lease(&key).await?;
+        let reply = lease
+            .pid()
+            .try_ask_envelope(env, s.timeout(r.timeout_ms))
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(AskResponse {
+            msg_type: reply.msg_type,
+            payload: reply.payload,
+            content_type: reply.content_type,
+        }))
+    }
+
+    async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
+        let s = &self.0;
+        let named = request
+            .get_ref()
+            .address
+            .as_ref()
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default();
+        let tenant = s.tenant(&request, &named)?;
+        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let stopped = s.registry.deactivate(&key).await;
+        Ok(Response::new(StopResponse { stopped }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let s = &self.0;
+        let named = request.get_ref().tenant.clone();
+        let tenant = s.tenant(&request, &named)?;
+        let r = request.into_inner();
+        let actors = s
+            .registry
+            .activations(Some(&tenant))
+            .iter()
+            .filter(|a| r.namespace.is_empty() || a.key().namespace == r.namespace)
+            .filter(|a| r.actor_type.is_empty() || a.key().actor_type == r.actor_type)
+            .flat_map(|a| summaries(a))
+            .collect();
+        Ok(Response::new(ListResponse { actors }))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<DescribeResponse>, Status> {
+        let s = &self.0;
+        let named = request
+            .get_ref()
+            .address
+            .as_ref()
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default();
+        let tenant = s.tenant(&request, &named)?;
+        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let activation = s
+            .registry
+            .get(&key)
+            .ok_or_else(|| Error::NotFound(format!("nothing active at {key}")))?;
+        let actor = summaries(&activation).into_iter().next();
+        Ok(Response::new(DescribeResponse { actor }))
+    }
+}
+
+/// `plexspaces.v1.NodeService`.
+#[derive(Clone)]
+pub struct NodeApi(pub GrpcState);
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn health(
+        &self,
+        request: Request<HealthRequest>,
+    ) -> Result<Response<HealthResponse>, Status> {
+        let s = &self.0;
+        s.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = request;
+        let node = s.registry.node();
+        let status = if s.draining.load(Ordering::Acquire) || node.is_shutting_down() {
+            "shutting_down"
+        } else {
+            "serving"
+        };
+        Ok(Response::new(HealthResponse {
+            status: status.into(),
+            node_id: node.name().to_owned(),
+            uptime_ms: s.started.elapsed().as_millis() as u64,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    async fn capacity(
+        &self,
+        request: Request<CapacityRequest>,
+    ) -> Result<Response<CapacityResponse>, Status> {
+        let s = &self.0;
+        let _ = s.tenant(&request, "")?;
+        let node = s.registry.node();
+        Ok(Response::new(CapacityResponse {
+            actor_count: node.actor_count() as u64,
+            activation_count: s.registry.live_count() as u64,
+            max_activations: s.max_activations as u64,
+            mailbox_capacity: s.mailbox_capacity as u64,
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1),
+            actor_types: s.registry.type_names(),
+        }))
+    }
+
+    async fn metrics_summary(
+        &self,
+        request: Request<MetricsSummaryRequest>,
+    ) -> Result<Response<MetricsSummaryResponse>, Status> {
+        let s = &self.0;
+        let tenant = s.tenant(&request, "")?;
+        let activations = s.registry.activations(Some(&tenant));
+        let mut types = Vec::new();
+        for name in s.registry.type_names() {
+            // The runtime labels metrics by Rust type; report them under the registered name.
+            let rust_type = activations
+                .iter()
+                .filter(|a| a.key().actor_type == name)
+                .flat_map(|a| a.pids())
+                .map(|p| p.actor_type())
+                .next();
+            let (messages, errors) = match rust_type {
+                Some(t) => (s.actor_metrics.messages(t), s.actor_metrics.errors(t)),
+                None => (0, 0),
+            };
+            types.push(TypeMetrics {
+                activations: activations
+                    .iter()
+                    .filter(|a| a.key().actor_type == name)
+                    .map(|a| a.pids().len() as u64)
+                    .sum(),
+                actor_type: name,
+                messages,
+                errors,
+            });
+        }
+        Ok(Response::new(MetricsSummaryResponse {
+            http_requests: s.http_metrics.total(),
+            grpc_requests: s.requests.load(Ordering::Relaxed),
+            types,
+        }))
+    }
+}
+
+/// The gRPC router with every service: actor, node, health and reflection.
+pub async fn routes(state: GrpcState) -> crate::Result<tonic::service::Routes> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ActorServiceServer<ActorApi>>()
+        .await;
+    health_reporter
+        .set_serving::<NodeServiceServer<NodeApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("grpc reflection: {e}")))?;
+    let mut routes = tonic::service::Routes::new(health_service);
+    routes = routes
+        .add_service(reflection)
+        .add_service(ActorServiceServer::new(ActorApi(state.clone())))
+        .add_service(NodeServiceServer::new(NodeApi(state)));
+    Ok(routes)
+}

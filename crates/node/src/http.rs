@@ -1,0 +1,402 @@
+//! The HTTP API (axum): FaaS invocation, health, readiness, metrics and the OpenAPI
+//! document. See `docs/http-api.md`.
+//!
+//! Routes:
+//! - `GET|POST|PUT|DELETE /api/v1/actors/{tenant_id}/{namespace}/{actor_type}`
+//! - `GET|POST|PUT|DELETE /api/v1/actors/{namespace}/{actor_type}` (tenant: the token's, or
+//!   `default` with auth disabled)
+//! - `POST /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}/invoke?msg_type=NAME`
+//! - `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/v1/openapi.json`
+//!
+//! Query parameters `msg_type`, `key`, `fire_and_forget` and `timeout_ms` steer the call;
+//! on GET the other query parameters become the JSON payload.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use plexspaces_core::Envelope;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use serde_json::{json, Value};
+
+use crate::auth::Authenticator;
+use crate::error::Error;
+use crate::registry::Registry;
+
+/// The OpenAPI document, kept in the repo as `docs/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+/// Query parameters that steer a call and are never part of the payload.
+pub const RESERVED_PARAMS: &[&str] = &["msg_type", "key", "fire_and_forget", "timeout_ms"];
+
+/// HTTP request metrics.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HttpMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn new(registry: &prometheus::Registry) -> crate::Result<Self> {
+        let err = |e: prometheus::Error| Error::Config(format!("metrics: {e}"));
+        let requests = IntCounterVec::new(
+            Opts::new("plexspaces_http_requests_total", "HTTP requests served"),
+            &["method", "route", "status"],
+        )
+        .map_err(err)?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "plexspaces_http_request_duration_seconds",
+                "HTTP request latency",
+            ),
+            &["method", "route"],
+        )
+        .map_err(err)?;
+        registry.register(Box::new(requests.clone())).map_err(err)?;
+        registry.register(Box::new(latency.clone())).map_err(err)?;
+        Ok(HttpMetrics {
+            requests,
+            latency,
+            total: Arc::default(),
+        })
+    }
+
+    /// Requests served so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Actor types and activations.
+    pub registry: Registry,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Prometheus registry rendered by `/metrics`.
+    pub prometheus: prometheus::Registry,
+    /// HTTP metrics.
+    pub metrics: HttpMetrics,
+    /// Default (and largest) invocation timeout.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Set when shutdown begins: new invocations and `/ready` answer 503.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The HTTP API router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    let actor = get(invoke_2).post(invoke_2).put(invoke_2).delete(invoke_2);
+    let actor_t = get(invoke_3).post(invoke_3).put(invoke_3).delete(invoke_3);
+    Router::new()
+        .route("/api/v1/actors/{p1}/{p2}", actor)
+        .route("/api/v1/actors/{p1}/{p2}/{p3}", actor_t)
+        .route("/api/v1/actors/{p1}/{p2}/invoke", post(invoke_named_2))
+        .route("/api/v1/actors/{p1}/{p2}/{p3}/invoke", post(invoke_named_3))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// `{code, message}` with the status of the error's kind.
+pub fn error_response(e: &Error) -> Response {
+    let body = json!({ "code": e.kind(), "message": e.public_message() });
+    (e.http_status(), Json(body)).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        error_response(&self)
+    }
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = tokio::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    state.metrics.total.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .requests
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .inc();
+    state
+        .metrics
+        .latency
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> Response {
+    error_response(&Error::NotFound("no such route".into()))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({ "status": "ok", "node_id": state.registry.node().name() })).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::Acquire) || state.registry.node().is_shutting_down() {
+        return error_response(&Error::Core(plexspaces_core::Error::ShuttingDown));
+    }
+    Json(json!({ "status": "ready" })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let families = state.prometheus.gather();
+    match prometheus::TextEncoder::new().encode_to_string(&families) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => error_response(&Error::Io(format!("metrics: {e}"))),
+    }
+}
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+type Body = Result<Bytes, BytesRejection>;
+
+async fn invoke_2(
+    State(s): State<AppState>,
+    method: Method,
+    Path((ns, ty)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Params,
+    body: Body,
+) -> Response {
+    call(&s, &method, None, &ns, &ty, false, &headers, q, body).await
+}
+
+async fn invoke_3(
+    State(s): State<AppState>,
+    method: Method,
+    Path((tenant, ns, ty)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    q: Params,
+    body: Body,
+) -> Response {
+    call(
+        &s,
+        &method,
+        Some(&tenant),
+        &ns,
+        &ty,
+        false,
+        &headers,
+        q,
+        body,
+    )
+    .await
+}
+
+async fn invoke_named_2(
+    State(s): State<AppState>,
+    method: Method,
+    Path((ns, ty)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Params,
+    body: Body,
+) -> Response {
+    call(&s, &method, None, &ns, &ty, true, &headers, q, body).await
+}
+
+async fn invoke_named_3(
+    State(s): State<AppState>,
+    method: Method,
+    Path((tenant, ns, ty)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    q: Params,
+    body: Body,
+) -> Response {
+    call(
+        &s,
+        &method,
+        Some(&tenant),
+        &ns,
+        &ty,
+        true,
+        &headers,
+        q,
+        body,
+    )
+    .await
+}
+
+/// The default msg_type of each method (a `msg_type` parameter overrides it).
+pub fn default_msg_type(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "get",
+        Method::DELETE => "delete",
+        _ => "update",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    s: &AppState,
+    method: &Method,
+    path_tenant: Option<&str>,
+    namespace: &str,
+    actor_type: &str,
+    named: bool,
+    headers: &HeaderMap,
+    query: Params,
+    body: Body,
+) -> Response {
+    match call_inner(
+        s,
+        method,
+        path_tenant,
+        namespace,
+        actor_type,
+        named,
+        headers,
+        query,
+        body,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            if e.http_status().is_server_error() {
+                tracing::warn!(error = %e.public_message(), actor_type, "invocation failed");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn call_inner(
+    s: &AppState,
+    method: &Method,
+    path_tenant: Option<&str>,
+    namespace: &str,
+    actor_type: &str,
+    named: bool,
+    headers: &HeaderMap,
+    query: Params,
+    body: Body,
+) -> crate::Result<Response> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::Unauthenticated("authorization header is not text".into()))
+        })
+        .transpose()?;
+    let tenant = s.auth.tenant_for(authorization, path_tenant)?;
+    if s.draining.load(Ordering::Acquire) {
+        return Err(plexspaces_core::Error::ShuttingDown.into());
+    }
+    let Query(params) =
+        query.map_err(|e| Error::BadRequest(format!("query string: {}", e.body_text())))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(s.max_body_bytes)
+        } else {
+            Error::BadRequest(e.body_text())
+        }
+    })?;
+    let mut steer: BTreeMap<&str, String> = BTreeMap::new();
+    let mut payload_params = serde_json::Map::new();
+    for (k, v) in &params {
+        if let Some(reserved) = RESERVED_PARAMS.iter().find(|r| **r == k) {
+            steer.insert(reserved, v.clone());
+        } else {
+            payload_params.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    let msg_type = match steer.get("msg_type") {
+        Some(t) if !t.is_empty() => t.clone(),
+        Some(_) => return Err(Error::BadRequest("msg_type is empty".into())),
+        None if named => {
+            return Err(Error::BadRequest(
+                "invoke needs a msg_type query parameter".into(),
+            ))
+        }
+        None => default_msg_type(method).to_owned(),
+    };
+    let fire_and_forget = match steer.get("fire_and_forget").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "fire_and_forget={other:?}: expected true or false"
+            )))
+        }
+    };
+    let timeout = match steer.get("timeout_ms") {
+        None => s.request_timeout,
+        Some(ms) => {
+            let ms: u64 = ms.parse().map_err(|_| {
+                Error::BadRequest(format!("timeout_ms={ms:?}: expected milliseconds"))
+            })?;
+            Duration::from_millis(ms).min(s.request_timeout)
+        }
+    };
+    let key = s.registry.resolve(
+        &tenant,
+        namespace,
+        actor_type,
+        steer.get("key").map(String::as_str).unwrap_or(""),
+    )?;
+    let payload: Bytes =
+        if *method == Method::GET || (body.is_empty() && !payload_params.is_empty()) {
+            serde_json::to_vec(&Value::Object(payload_params))
+                .map_err(|e| Error::BadRequest(e.to_string()))?
+                .into()
+        } else {
+            body
+        };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| *method != Method::GET)
+        .filter(|t| !t.starts_with("application/x-www-form-urlencoded"))
+        .unwrap_or("application/json");
+    let env = Envelope::new(msg_type, payload, content_type);
+    let lease = s.registry.lease(&key).await?;
+    if fire_and_forget {
+        lease.pid().try_tell_envelope(env)?;
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response());
+    }
+    let reply = lease.pid().try_ask_envelope(env, timeout).await?;
+    let content_type = if reply.content_type.is_empty() {
+        "application/json".to_owned()
+    } else {
+        reply.content_type
+    };
+    let mut response = reply.payload.into_response();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(response)
+}

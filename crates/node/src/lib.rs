@@ -1,0 +1,51 @@
+//! A PlexSpaces node: what `plexspaces start` runs.
+//!
+//! It holds the node's configuration ([`NodeConfig`], in layers), its actor types
+//! ([`Registry`]: virtual actors addressed by key and stateless worker pools), the HTTP
+//! FaaS API (axum) and the gRPC API (tonic), authentication and tenancy ([`auth`]),
+//! metrics, and graceful shutdown ([`ServerHandle::shutdown`]).
+//!
+//! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote
+//! placement comes with `plexspaces-cluster`) and not the journal (virtual actor state is
+//! kept by a snapshot facet here until `plexspaces-journal`'s durability facet replaces it).
+//!
+//! # Invariants
+//! - At most one activation per (tenant, namespace, actor type, key) on a node.
+//! - Every request acts for exactly one tenant, taken from a verified token (or `default`
+//!   with auth disabled); no API reads or writes another tenant's actors.
+//! - One mapping from error kind to HTTP status and gRPC code: [`error::status_of`].
+//! - Secrets never appear in config dumps, API errors or logs ([`secret`]).
+//!
+//! # Example
+//! ```no_run
+//! use plexspaces_node::{ConfigSources, NodeConfig, NodeServer};
+//!
+//! # async fn run() -> Result<(), plexspaces_node::Error> {
+//! let config = NodeConfig::load(ConfigSources {
+//!     env: std::env::vars().collect(),
+//!     ..ConfigSources::default()
+//! })?;
+//! let handle = NodeServer::start(config, vec![]).await?;
+//! // curl -X POST 'http://127.0.0.1:8094/api/v1/actors/default/counter/invoke?msg_type=increment' -d '{"amount": 5}'
+//! handle.run_until_signal().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+pub mod builtin;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod registry;
+pub mod secret;
+pub mod server;
+pub mod state;
+
+pub use config::{ConfigSources, NodeConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
+pub use error::{status_of, Error, Result};
+pub use registry::{ActivationKey, ActorType, FacetFactory, Registry, RegistryOptions, TypeKind};
+pub use secret::{mask_secrets, Secret};
+pub use server::{NodeServer, ServerHandle};
+pub use state::{FileSnapshotStore, MemorySnapshotStore, SnapshotFacet, SnapshotStore};

@@ -1,0 +1,671 @@
+//! Actor types registered with a node, and their activations.
+//!
+//! A type is either **virtual** (Orleans-style: one activation per [`ActivationKey`],
+//! created by the first message, deactivated after an idle timeout, recreated by the next
+//! message) or a **stateless worker pool** (N workers per tenant/namespace, requests spread
+//! round robin).
+//!
+//! Architecture invariant: at most one activation per key on the node. Each key has one
+//! slot; activation and deactivation happen under the slot's lock, a deactivation finishes
+//! (the actor has terminated, its state saved by its facets) before the slot is retired,
+//! and a caller that finds a retired slot goes back to the map, where only one live slot
+//! per key can exist.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use plexspaces_core::{
+    Actor, ExitReason, Facet, Lifecycle, MailboxConfig, Node, Pid, SpawnOptions,
+};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Where one activation lives: tenant / namespace / actor type / key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActivationKey {
+    /// The tenant (from the verified token).
+    pub tenant: String,
+    /// The namespace (from the path).
+    pub namespace: String,
+    /// The registered type name.
+    pub actor_type: String,
+    /// The instance key (empty for a worker pool).
+    pub key: String,
+}
+
+impl ActivationKey {
+    /// A key; empty namespace and key become `default`.
+    pub fn new(tenant: &str, namespace: &str, actor_type: &str, key: &str) -> Self {
+        let or_default = |s: &str| {
+            if s.is_empty() {
+                "default".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        ActivationKey {
+            tenant: or_default(tenant),
+            namespace: or_default(namespace),
+            actor_type: actor_type.to_owned(),
+            key: or_default(key),
+        }
+    }
+
+    /// A stable string form, `tenant/namespace/type/key` with each part escaped, used for
+    /// actor names and state files.
+    pub fn path(&self) -> String {
+        [&self.tenant, &self.namespace, &self.actor_type, &self.key]
+            .iter()
+            .map(|p| escape(p))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn actor_name(&self, worker: Option<usize>) -> String {
+        match worker {
+            None => format!("v:{}", self.path()),
+            Some(i) => format!("w{i}:{}", self.path()),
+        }
+    }
+}
+
+impl fmt::Display for ActivationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// Percent-escapes `%`, `/` and `@` so that a key part can be embedded anywhere.
+fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '@' => out.push_str("%40"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Makes the facets of one activation (a durability facet bound to its key, for example).
+pub type FacetFactory = Arc<dyn Fn(&ActivationKey) -> Vec<Arc<dyn Facet>> + Send + Sync>;
+
+type SpawnFn = Arc<
+    dyn Fn(Node, ActivationKey, SpawnOptions) -> BoxFuture<'static, plexspaces_core::Result<Pid>>
+        + Send
+        + Sync,
+>;
+
+/// Virtual or worker pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    /// One activation per key; deactivated when idle.
+    Virtual,
+    /// `workers` stateless workers per tenant/namespace, round robin.
+    WorkerPool {
+        /// How many workers (0: the node's `actors.pool_workers`).
+        workers: usize,
+    },
+}
+
+impl TypeKind {
+    /// `"virtual"` or `"worker"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TypeKind::Virtual => "virtual",
+            TypeKind::WorkerPool { .. } => "worker",
+        }
+    }
+}
+
+/// An actor type: a name, a kind, a factory and options.
+#[derive(Clone)]
+pub struct ActorType {
+    name: String,
+    kind: TypeKind,
+    spawn: SpawnFn,
+    facets: Option<FacetFactory>,
+    idle_timeout: Option<Duration>,
+    mailbox: Option<MailboxConfig>,
+}
+
+impl fmt::Debug for ActorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorType")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl ActorType {
+    fn new<A, F>(name: &str, kind: TypeKind, factory: F) -> Self
+    where
+        A: Actor,
+        F: Fn(&ActivationKey) -> A + Send + Sync + 'static,
+    {
+        let factory = Arc::new(factory);
+        let spawn: SpawnFn = Arc::new(move |node: Node, key: ActivationKey, options| {
+            let actor = factory(&key);
+            Box::pin(async move { node.start(actor, options).await.map(|r| r.pid()) })
+        });
+        ActorType {
+            name: name.to_owned(),
+            kind,
+            spawn,
+            facets: None,
+            idle_timeout: None,
+            mailbox: None,
+        }
+    }
+
+    /// A virtual actor type: `factory` makes the actor for a key on its activation.
+    pub fn virtual_actor<A, F>(name: &str, factory: F) -> Self
+    where
+        A: Actor,
+        F: Fn(&ActivationKey) -> A + Send + Sync + 'static,
+    {
+        Self::new(name, TypeKind::Virtual, factory)
+    }
+
+    /// A stateless worker pool of `workers` actors (0: the node's default) per
+    /// tenant/namespace; `factory` makes each worker.
+    pub fn worker_pool<A, F>(name: &str, workers: usize, factory: F) -> Self
+    where
+        A: Actor,
+        F: Fn(&ActivationKey) -> A + Send + Sync + 'static,
+    {
+        Self::new(name, TypeKind::WorkerPool { workers }, factory)
+    }
+
+    /// Facets for each activation, made from its key (a durability facet, for example).
+    pub fn facets<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(&ActivationKey) -> Vec<Arc<dyn Facet>> + Send + Sync + 'static,
+    {
+        self.facets = Some(Arc::new(factory));
+        self
+    }
+
+    /// Overrides the node's idle timeout for this type.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Overrides the node's mailbox capacity for this type.
+    pub fn mailbox(mut self, mailbox: MailboxConfig) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
+    /// The registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Virtual or worker pool.
+    pub fn kind(&self) -> TypeKind {
+        self.kind
+    }
+}
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Default idle timeout of virtual actors.
+    pub idle_timeout: Duration,
+    /// Most live activations.
+    pub max_activations: usize,
+    /// Default mailbox capacity.
+    pub mailbox: MailboxConfig,
+    /// Default worker pool size.
+    pub pool_workers: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            idle_timeout: Duration::from_secs(300),
+            max_activations: 100_000,
+            mailbox: MailboxConfig::Bounded(1024),
+            pool_workers: 4,
+        }
+    }
+}
+
+/// One live activation: a virtual actor, or a pool's workers.
+pub struct Activation {
+    key: ActivationKey,
+    kind: TypeKind,
+    workers: Mutex<Vec<Pid>>,
+    next: AtomicUsize,
+    inflight: AtomicUsize,
+    last_used: Mutex<Instant>,
+    idle_timeout: Duration,
+}
+
+impl Activation {
+    /// Its key.
+    pub fn key(&self) -> &ActivationKey {
+        &self.key
+    }
+
+    /// Its type's kind.
+    pub fn kind(&self) -> TypeKind {
+        self.kind
+    }
+
+    /// Its actors (one for a virtual actor).
+    pub fn pids(&self) -> Vec<Pid> {
+        self.workers.lock().clone()
+    }
+
+    /// How long since it last finished a request.
+    pub fn idle_for(&self) -> Duration {
+        if self.inflight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.last_used.lock().elapsed()
+    }
+
+    fn all_alive(&self) -> bool {
+        self.workers.lock().iter().all(Pid::is_alive)
+    }
+}
+
+/// A claim on an activation for one request: while it lives, the activation is not idle.
+pub struct Lease {
+    activation: Arc<Activation>,
+    pid: Pid,
+    /// Whether this request created the activation.
+    pub activated: bool,
+}
+
+impl Lease {
+    /// The actor that serves this request.
+    pub fn pid(&self) -> &Pid {
+        &self.pid
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        *self.activation.last_used.lock() = Instant::now();
+        self.activation.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+enum SlotState {
+    Empty,
+    Active(Arc<Activation>),
+    Retired,
+}
+
+struct Slot {
+    state: tokio::sync::Mutex<SlotState>,
+}
+
+struct Inner {
+    node: Node,
+    options: RegistryOptions,
+    types: RwLock<HashMap<String, Arc<ActorType>>>,
+    slots: DashMap<ActivationKey, Arc<Slot>>,
+    live: AtomicUsize,
+}
+
+/// The node's actor types and their activations. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("types", &self.type_names())
+            .field("activations", &self.inner.slots.len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry for `node`. Starts the idle sweeper, which ends when the node shuts down
+    /// or the registry is dropped.
+    pub fn new(node: Node, options: RegistryOptions) -> Self {
+        let registry = Registry {
+            inner: Arc::new(Inner {
+                node,
+                options,
+                types: RwLock::new(HashMap::new()),
+                slots: DashMap::new(),
+                live: AtomicUsize::new(0),
+            }),
+        };
+        let weak = Arc::downgrade(&registry.inner);
+        tokio::spawn(sweeper(weak));
+        registry
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// Registers (or replaces) a type.
+    pub fn register(&self, actor_type: ActorType) {
+        tracing::info!(actor_type = %actor_type.name, kind = actor_type.kind.as_str(), "actor type registered");
+        self.inner
+            .types
+            .write()
+            .insert(actor_type.name.clone(), Arc::new(actor_type));
+    }
+
+    /// The registered type names, sorted.
+    pub fn type_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.types.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The type registered as `name`.
+    pub fn actor_type(&self, name: &str) -> Result<Arc<ActorType>> {
+        self.inner
+            .types
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownActorType(name.to_owned()))
+    }
+
+    /// The key a request for `key` resolves to: worker pools have one per tenant/namespace.
+    pub fn resolve(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        actor_type: &str,
+        key: &str,
+    ) -> Result<ActivationKey> {
+        let ty = self.actor_type(actor_type)?;
+        let key = match ty.kind {
+            TypeKind::Virtual => key,
+            TypeKind::WorkerPool { .. } => "",
+        };
+        Ok(ActivationKey::new(tenant, namespace, actor_type, key))
+    }
+
+    /// The activation for `key`, created if needed, claimed for one request.
+    pub async fn lease(&self, key: &ActivationKey) -> Result<Lease> {
+        let ty = self.actor_type(&key.actor_type)?;
+        loop {
+            let slot = self
+                .inner
+                .slots
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        state: tokio::sync::Mutex::new(SlotState::Empty),
+                    })
+                })
+                .clone();
+            let mut state = slot.state.lock().await;
+            let (activation, activated) = match &*state {
+                SlotState::Retired => continue,
+                SlotState::Active(a) if a.all_alive() => (a.clone(), false),
+                SlotState::Active(a) => {
+                    // An actor died (a handler failed): start a fresh activation.
+                    let a = a.clone();
+                    for pid in a.pids() {
+                        pid.stop(ExitReason::Shutdown);
+                        let _ = pid.wait().await;
+                    }
+                    self.inner.live.fetch_sub(a.pids().len(), Ordering::AcqRel);
+                    let fresh = self.activate(&ty, key).await?;
+                    *state = SlotState::Active(fresh.clone());
+                    (fresh, true)
+                }
+                SlotState::Empty => {
+                    let fresh = match self.activate(&ty, key).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            *state = SlotState::Retired;
+                            self.inner
+                                .slots
+                                .remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
+                            return Err(e);
+                        }
+                    };
+                    *state = SlotState::Active(fresh.clone());
+                    (fresh, true)
+                }
+            };
+            activation.inflight.fetch_add(1, Ordering::AcqRel);
+            drop(state);
+            let pid = {
+                let workers = activation.workers.lock();
+                let i = activation.next.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+                workers
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound(format!("no workers for {key}")))
+            };
+            let pid = match pid {
+                Ok(pid) => pid,
+                Err(e) => {
+                    activation.inflight.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+            };
+            return Ok(Lease {
+                activation,
+                pid,
+                activated,
+            });
+        }
+    }
+
+    async fn activate(&self, ty: &ActorType, key: &ActivationKey) -> Result<Arc<Activation>> {
+        let node = &self.inner.node;
+        if node.is_shutting_down() {
+            return Err(plexspaces_core::Error::ShuttingDown.into());
+        }
+        let count = match ty.kind {
+            TypeKind::Virtual => 1,
+            TypeKind::WorkerPool { workers: 0 } => self.inner.options.pool_workers.max(1),
+            TypeKind::WorkerPool { workers } => workers,
+        };
+        let live = self.inner.live.fetch_add(count, Ordering::AcqRel);
+        if live + count > self.inner.options.max_activations {
+            self.inner.live.fetch_sub(count, Ordering::AcqRel);
+            return Err(Error::Overloaded(format!(
+                "activation limit {} reached",
+                self.inner.options.max_activations
+            )));
+        }
+        let mut workers = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = match ty.kind {
+                TypeKind::Virtual => key.actor_name(None),
+                TypeKind::WorkerPool { .. } => key.actor_name(Some(i)),
+            };
+            let mut options =
+                SpawnOptions::named(name).mailbox(ty.mailbox.unwrap_or(self.inner.options.mailbox));
+            if let Some(facets) = &ty.facets {
+                for f in facets(key) {
+                    options = options.facet(f);
+                }
+            }
+            match (ty.spawn)(node.clone(), key.clone(), options).await {
+                Ok(pid) => workers.push(pid),
+                Err(e) => {
+                    for pid in &workers {
+                        pid.stop(ExitReason::Shutdown);
+                    }
+                    self.inner.live.fetch_sub(count, Ordering::AcqRel);
+                    return Err(e.into());
+                }
+            }
+        }
+        tracing::debug!(key = %key, kind = ty.kind.as_str(), "activated");
+        Ok(Arc::new(Activation {
+            key: key.clone(),
+            kind: ty.kind,
+            workers: Mutex::new(workers),
+            next: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            idle_timeout: ty.idle_timeout.unwrap_or(self.inner.options.idle_timeout),
+        }))
+    }
+
+    /// The live activation for `key`, if any (does not activate).
+    pub fn get(&self, key: &ActivationKey) -> Option<Arc<Activation>> {
+        let slot = self.inner.slots.get(key)?.clone();
+        let state = slot.state.try_lock().ok()?;
+        match &*state {
+            SlotState::Active(a) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every live activation of `tenant` (all tenants with `None`).
+    pub fn activations(&self, tenant: Option<&str>) -> Vec<Arc<Activation>> {
+        let slots: Vec<Arc<Slot>> = self
+            .inner
+            .slots
+            .iter()
+            .filter(|e| tenant.is_none_or(|t| e.key().tenant == t))
+            .map(|e| e.value().clone())
+            .collect();
+        let mut out: Vec<Arc<Activation>> = slots
+            .iter()
+            .filter_map(|s| match &*s.state.try_lock().ok()? {
+                SlotState::Active(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Live activations (actors) of registered types.
+    pub fn live_count(&self) -> usize {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// Deactivates `key` now, waiting for in-flight requests to finish first. Returns whether
+    /// something was active.
+    pub async fn deactivate(&self, key: &ActivationKey) -> bool {
+        let Some(slot) = self.inner.slots.get(key).map(|s| s.clone()) else {
+            return false;
+        };
+        let mut state = slot.state.lock().await;
+        let SlotState::Active(activation) = &*state else {
+            return false;
+        };
+        let activation = activation.clone();
+        while activation.inflight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.retire(key, &slot, &mut state, &activation).await;
+        true
+    }
+
+    async fn retire(
+        &self,
+        key: &ActivationKey,
+        slot: &Arc<Slot>,
+        state: &mut SlotState,
+        activation: &Activation,
+    ) {
+        let pids = activation.pids();
+        for pid in &pids {
+            pid.stop(ExitReason::Shutdown);
+        }
+        for pid in &pids {
+            let _ = pid.wait().await;
+        }
+        self.inner.live.fetch_sub(pids.len(), Ordering::AcqRel);
+        *state = SlotState::Retired;
+        self.inner.slots.remove_if(key, |_, s| Arc::ptr_eq(s, slot));
+        tracing::debug!(key = %key, "deactivated");
+    }
+
+    /// Deactivates every idle activation past its timeout. Returns how many.
+    pub async fn sweep(&self) -> usize {
+        let slots: Vec<(ActivationKey, Arc<Slot>)> = self
+            .inner
+            .slots
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        let mut swept = 0;
+        for (key, slot) in slots {
+            // A slot busy activating or serving is not idle.
+            let Ok(mut state) = slot.state.try_lock() else {
+                continue;
+            };
+            let SlotState::Active(activation) = &*state else {
+                continue;
+            };
+            let activation = activation.clone();
+            let idle = activation.kind == TypeKind::Virtual
+                && activation.inflight.load(Ordering::Acquire) == 0
+                && activation.last_used.lock().elapsed() >= activation.idle_timeout;
+            if idle {
+                self.retire(&key, &slot, &mut state, &activation).await;
+                swept += 1;
+            }
+        }
+        swept
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        let types = self.inner.types.read();
+        let shortest = types
+            .values()
+            .filter_map(|t| t.idle_timeout)
+            .chain(std::iter::once(self.inner.options.idle_timeout))
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+}
+
+async fn sweeper(weak: Weak<Inner>) {
+    loop {
+        let interval = match weak.upgrade() {
+            Some(inner) if !inner.node.is_shutting_down() => Registry { inner }.sweep_interval(),
+            _ => return,
+        };
+        tokio::time::sleep(interval).await;
+        match weak.upgrade() {
+            Some(inner) if !inner.node.is_shutting_down() => {
+                Registry { inner }.sweep().await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `creating`, `active`, `stopping`, `terminated` or `failed`.
+pub fn lifecycle_name(lifecycle: Lifecycle) -> &'static str {
+    match lifecycle {
+        Lifecycle::Creating => "creating",
+        Lifecycle::Active => "active",
+        Lifecycle::Inactive => "inactive",
+        Lifecycle::Stopping => "stopping",
+        Lifecycle::Terminated => "terminated",
+        Lifecycle::Failed => "failed",
+    }
+}

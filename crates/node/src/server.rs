@@ -1,0 +1,270 @@
+//! Starting and stopping a node with its HTTP and gRPC listeners.
+//!
+//! `NodeServer::start(config, types)` binds both listeners, starts the runtime node and
+//! returns a [`ServerHandle`]. `handle.shutdown()` is the graceful path (also taken on
+//! SIGTERM/SIGINT by [`ServerHandle::run_until_signal`]): `/ready` and new invocations
+//! answer 503, the listeners stop accepting, in-flight requests finish, then the node stops
+//! every actor (each saving its state through its facets).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use plexspaces_core::{MailboxConfig, MetricsFacet, Node};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::Authenticator;
+use crate::builtin;
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::grpc::{self, GrpcState};
+use crate::http::{self, AppState, HttpMetrics};
+use crate::registry::{ActorType, Registry, RegistryOptions};
+use crate::state::{FileSnapshotStore, SnapshotStore};
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct NodeServer;
+
+/// A running node with its listeners. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    node: Node,
+    registry: Registry,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    draining: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    snapshots: Arc<dyn SnapshotStore>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("node", &self.inner.node.name())
+            .field("http", &self.inner.http_addr)
+            .field("grpc", &self.inner.grpc_addr)
+            .finish()
+    }
+}
+
+impl NodeServer {
+    /// Starts a node: the built-in `counter` type plus `types`, state files under the data
+    /// dir, HTTP and gRPC listeners on the configured addresses (port 0 picks a free one).
+    pub async fn start(config: NodeConfig, types: Vec<ActorType>) -> Result<ServerHandle> {
+        config.validate()?;
+        let mut config = config;
+        let http_addr = config.http_addr()?;
+        let grpc_addr = config.grpc_addr()?;
+        let no_key = config.auth.jwt_secret.is_none() && config.auth.jwt_public_key_file.is_none();
+        if !config.auth.disabled && no_key {
+            // Embedded defaults: a node on loopback only with no key runs open for local
+            // work; anywhere else, a key (or an explicit opt-out) is required.
+            if http_addr.ip().is_loopback() && grpc_addr.ip().is_loopback() {
+                config.auth.disabled = true;
+            } else {
+                return Err(Error::Config(
+                    "no token verification key for a node reachable beyond loopback: set \
+                     auth.jwt_secret (PLEXSPACES_JWT_SECRET) or auth.jwt_public_key_file, or \
+                     PLEXSPACES_DISABLE_AUTH=1"
+                        .into(),
+                ));
+            }
+        }
+        let auth = Authenticator::from_config(&config.auth)?;
+        if auth.is_disabled() {
+            tracing::warn!("authentication is disabled: every request acts for the tenant in its path or `default`");
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store: Arc<dyn SnapshotStore> =
+            Arc::new(FileSnapshotStore::open(config.state_dir()).map_err(|e| {
+                Error::Config(format!(
+                    "cannot create state dir {}: {e}",
+                    config.state_dir().display()
+                ))
+            })?);
+        tracing::info!(backend = store.backend(), path = %config.state_dir().display(), "virtual actor state initialized");
+
+        let prometheus = prometheus::Registry::new();
+        let actor_metrics = MetricsFacet::new(&prometheus)?;
+        let mailbox = MailboxConfig::Bounded(config.actors.mailbox_capacity);
+        let node = Node::builder(config.node_id.clone())
+            .mailbox(mailbox)
+            .facet(actor_metrics.clone())
+            .build()
+            .await?;
+        tracing::info!(backend = "InMemory", "channels initialized");
+        let registry = Registry::new(
+            node.clone(),
+            RegistryOptions {
+                idle_timeout: config.idle_timeout(),
+                max_activations: config.actors.max_activations,
+                mailbox,
+                pool_workers: config.actors.pool_workers,
+            },
+        );
+        registry.register(builtin::counter_type(store.clone()));
+        for ty in types {
+            registry.register(ty);
+        }
+        let http_metrics = HttpMetrics::new(&prometheus)?;
+        let draining = Arc::new(AtomicBool::new(false));
+
+        let http_listener = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|e| Error::Io(format!("cannot listen for http on {http_addr}: {e}")))?;
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .map_err(|e| Error::Io(format!("cannot listen for grpc on {grpc_addr}: {e}")))?;
+        let http_addr = http_listener.local_addr()?;
+        let grpc_addr = grpc_listener.local_addr()?;
+
+        let app = http::router(AppState {
+            registry: registry.clone(),
+            auth: auth.clone(),
+            prometheus: prometheus.clone(),
+            metrics: http_metrics.clone(),
+            request_timeout: config.request_timeout(),
+            max_body_bytes: config.http.max_body_bytes,
+            draining: draining.clone(),
+        });
+        let routes = grpc::routes(GrpcState {
+            registry: registry.clone(),
+            auth,
+            http_metrics,
+            actor_metrics,
+            request_timeout: config.request_timeout(),
+            mailbox_capacity: config.actors.mailbox_capacity,
+            max_activations: config.actors.max_activations,
+            draining: draining.clone(),
+            started: tokio::time::Instant::now(),
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+        .await?;
+
+        let (stop, stopped) = watch::channel(false);
+        let mut http_stop = stopped.clone();
+        let http_task = tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        let mut grpc_stop = stopped;
+        let grpc_task = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+            let result = tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "grpc server failed");
+            }
+        });
+        tracing::info!(addr = %http_addr, backend = "axum", "http api listening");
+        tracing::info!(addr = %grpc_addr, backend = "tonic", "grpc api listening");
+        tracing::info!(node = %node.name(), config = %crate::secret::mask_secrets(&serde_json::to_string(&config).unwrap_or_default()), "node ready");
+        Ok(ServerHandle {
+            inner: Arc::new(HandleInner {
+                node,
+                registry,
+                http_addr,
+                grpc_addr,
+                draining,
+                stop,
+                tasks: tokio::sync::Mutex::new(vec![http_task, grpc_task]),
+                snapshots: store,
+            }),
+        })
+    }
+}
+
+impl ServerHandle {
+    /// The runtime node.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// Actor types and activations.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Where virtual actor state is kept.
+    pub fn snapshots(&self) -> &Arc<dyn SnapshotStore> {
+        &self.inner.snapshots
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.inner.http_addr
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.inner.grpc_addr
+    }
+
+    /// Graceful shutdown: refuse new work (503), stop accepting, let in-flight requests
+    /// finish, then stop every actor. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.inner.draining.swap(true, Ordering::AcqRel) {
+            // Someone else is shutting down; wait for them.
+            let mut tasks = self.inner.tasks.lock().await;
+            for t in tasks.drain(..) {
+                let _ = t.await;
+            }
+            return;
+        }
+        tracing::info!("shutting down: no new requests, finishing in-flight ones");
+        let _ = self.inner.stop.send(true);
+        let mut tasks = self.inner.tasks.lock().await;
+        for t in tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.inner.node.shutdown().await;
+        tracing::info!("node stopped");
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(&self) -> Result<()> {
+        wait_for_signal().await?;
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<()> {
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
