@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::{Begin, DurableExecution, DurableOptions, Error, IdempotencyKey, Journal, Result, StreamId};
+use crate::{
+    Begin, DurableExecution, DurableOptions, Error, IdempotencyKey, Journal, Result, StreamId,
+};
 
 /// The header that names a request's idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -39,7 +41,9 @@ pub struct Durability {
 
 impl std::fmt::Debug for Durability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Durability").field("stream", &self.stream).finish()
+        f.debug_struct("Durability")
+            .field("stream", &self.stream)
+            .finish()
     }
 }
 
@@ -105,7 +109,9 @@ pub struct DurabilityFacet {
 
 impl std::fmt::Debug for DurabilityFacet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurabilityFacet").field("stream", &self.state.stream).finish()
+        f.debug_struct("DurabilityFacet")
+            .field("stream", &self.state.stream)
+            .finish()
     }
 }
 
@@ -154,9 +160,10 @@ impl Facet for DurabilityFacet {
 
     async fn recover(&self, _actor: &ActorInfo) -> plexspaces_core::Result<Option<Recovery>> {
         let s = &self.state;
-        let exec = DurableExecution::activate(s.journal.clone(), s.stream.clone(), s.options.clone())
-            .await
-            .map_err(to_core)?;
+        let exec =
+            DurableExecution::activate(s.journal.clone(), s.stream.clone(), s.options.clone())
+                .await
+                .map_err(to_core)?;
         let snapshot = exec.snapshot_state().map(<[u8]>::to_vec);
         let replay = exec
             .pending_replay()
@@ -166,7 +173,11 @@ impl Facet for DurabilityFacet {
         Ok(Some(Recovery { snapshot, replay }))
     }
 
-    async fn before_message(&self, _actor: &ActorInfo, msg: &MessageMeta) -> plexspaces_core::Result<Intercept> {
+    async fn before_message(
+        &self,
+        _actor: &ActorInfo,
+        msg: &MessageMeta,
+    ) -> plexspaces_core::Result<Intercept> {
         let mut guard = self.state.exec.lock().await;
         let exec = guard.as_mut().ok_or_else(|| to_core(inactive()))?;
         if msg.replaying {
@@ -175,10 +186,19 @@ impl Facet for DurabilityFacet {
             return Ok(Intercept::Continue);
         }
         let payload = msg.payload.as_ref().ok_or_else(|| {
-            to_core(Error::InvalidState("durability needs the message payload".into()))
+            to_core(Error::InvalidState(
+                "durability needs the message payload".into(),
+            ))
         })?;
-        let key = payload.headers.get(IDEMPOTENCY_KEY_HEADER).map(String::as_str);
-        match exec.begin_message(&payload.to_bytes(), key).await.map_err(to_core)? {
+        let key = payload
+            .headers
+            .get(IDEMPOTENCY_KEY_HEADER)
+            .map(String::as_str);
+        match exec
+            .begin_message(&payload.to_bytes(), key)
+            .await
+            .map_err(to_core)?
+        {
             Begin::Started { .. } => Ok(Intercept::Continue),
             Begin::Duplicate(reply) => Ok(Intercept::Reply(Envelope::from_bytes(&reply)?)),
         }
@@ -197,19 +217,28 @@ impl Facet for DurabilityFacet {
             // skips it.
             return exec.abort("handler failed").await.map_err(to_core);
         }
-        let reply = outcome.reply.as_ref().map(Envelope::to_bytes).unwrap_or_default();
+        let reply = outcome
+            .reply
+            .as_ref()
+            .map(Envelope::to_bytes)
+            .unwrap_or_default();
         exec.commit(reply).await.map(drop).map_err(to_core)
     }
 
     fn checkpoint_due(&self, _actor: &ActorInfo) -> bool {
         // Called between messages on the actor's own task: the lock is free.
-        self.state
-            .exec
-            .try_lock()
-            .is_ok_and(|guard| guard.as_ref().is_some_and(DurableExecution::should_checkpoint))
+        self.state.exec.try_lock().is_ok_and(|guard| {
+            guard
+                .as_ref()
+                .is_some_and(DurableExecution::should_checkpoint)
+        })
     }
 
-    async fn save_checkpoint(&self, _actor: &ActorInfo, snapshot: Vec<u8>) -> plexspaces_core::Result<()> {
+    async fn save_checkpoint(
+        &self,
+        _actor: &ActorInfo,
+        snapshot: Vec<u8>,
+    ) -> plexspaces_core::Result<()> {
         let mut guard = self.state.exec.lock().await;
         let exec = guard.as_mut().ok_or_else(|| to_core(inactive()))?;
         exec.checkpoint(snapshot).await.map(drop).map_err(to_core)

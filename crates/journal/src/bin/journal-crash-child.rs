@@ -94,7 +94,11 @@ fn record_effect(path: &str, key: &str, op: u64) -> std::io::Result<()> {
 }
 
 impl Bank {
-    async fn apply(&mut self, durable: &Durability, req: Req) -> Result<serde_json::Value, BoxError> {
+    async fn apply(
+        &mut self,
+        durable: &Durability,
+        req: Req,
+    ) -> Result<serde_json::Value, BoxError> {
         let _at = durable.now_ms().await?;
         let _nonce = durable.random_u64().await?;
         maybe_pause("mid_handler");
@@ -159,7 +163,10 @@ impl Actor for Bank {
         }
     }
 
-    fn encode_reply(request_type: &str, reply: &serde_json::Value) -> plexspaces_core::Result<Envelope> {
+    fn encode_reply(
+        request_type: &str,
+        reply: &serde_json::Value,
+    ) -> plexspaces_core::Result<Envelope> {
         Envelope::json(request_type, reply)
     }
 
@@ -170,10 +177,11 @@ impl Actor for Bank {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> plexspaces_core::Result<()> {
-        let b: Bank = serde_json::from_slice(snapshot).map_err(|e| plexspaces_core::Error::Decode {
-            msg_type: "snapshot".into(),
-            detail: e.to_string(),
-        })?;
+        let b: Bank =
+            serde_json::from_slice(snapshot).map_err(|e| plexspaces_core::Error::Decode {
+                msg_type: "snapshot".into(),
+                detail: e.to_string(),
+            })?;
         self.balance = b.balance;
         self.history = b.history;
         Ok(())
@@ -254,7 +262,10 @@ async fn main() -> std::result::Result<(), BoxError> {
         std::io::stdout().flush()?;
     }
     let state = account
-        .ask_envelope(Envelope::new("state", Vec::new(), plexspaces_core::envelope::JSON), timeout)
+        .ask_envelope(
+            Envelope::new("state", Vec::new(), plexspaces_core::envelope::JSON),
+            timeout,
+        )
         .await?
         .decode_json::<serde_json::Value>()?;
     println!("STATE {}", state["state"]);

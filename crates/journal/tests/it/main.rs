@@ -5,6 +5,7 @@ mod support;
 
 mod conformance;
 mod crash;
+mod durable_actor;
 mod engine;
 mod event_sourcing;
 mod reminders;
