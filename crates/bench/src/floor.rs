@@ -118,8 +118,9 @@ pub async fn tell(capacity: Option<usize>, messages: u64, senders: u64) -> Resul
     Ok(total as f64 / elapsed.as_secs_f64())
 }
 
-/// Sequential request/reply: mpsc there, oneshot back.
-pub async fn ask(samples: usize) -> Result<Latency> {
+/// Sequential request/reply: mpsc there, oneshot back. With `timeout`, each request is
+/// bounded by `tokio::time::timeout` as every PlexSpaces `ask` is.
+pub async fn ask(samples: usize, timeout: Option<std::time::Duration>) -> Result<Latency> {
     let (tx, rx) = channel(Some(crate::CAPACITY));
     let task = tokio::spawn(sink(rx));
     for _ in 0..samples / 10 {
@@ -128,7 +129,14 @@ pub async fn ask(samples: usize) -> Result<Latency> {
     let mut nanos = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
-        get(&tx).await?;
+        match timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, get(&tx)).await??;
+            }
+            None => {
+                get(&tx).await?;
+            }
+        }
         nanos.push(started.elapsed().as_nanos() as u64);
     }
     drop(tx);

@@ -196,13 +196,22 @@ async fn run(work: Work, idle: Row) -> Result<Vec<Row>> {
     ));
 
     eprintln!("ask latency, {} sequential asks...", work.asks);
-    let floor_ask = floor::ask(work.asks).await?;
+    let floor_ask = floor::ask(work.asks, None).await?;
+    let floor_ask_timed = floor::ask(work.asks, Some(plexspaces_core::DEFAULT_ASK_TIMEOUT)).await?;
     let plex_ask = plex::ask(&node, work.asks).await?;
     rows.push(Row::new(
         "ask p50",
         "µs",
         plex_ask.p50,
         floor_ask.p50,
+        Better::Lower,
+        "≤ 1.5×",
+    ));
+    rows.push(Row::new(
+        "ask p50, floor also under tokio::time::timeout",
+        "µs",
+        plex_ask.p50,
+        floor_ask_timed.p50,
         Better::Lower,
         "≤ 1.5×",
     ));

@@ -183,11 +183,14 @@ pub struct ReplyHandle<R> {
 
 enum ReplyInner<R> {
     Typed(oneshot::Sender<Result<R>>),
-    Encoded {
-        tx: oneshot::Sender<Result<Envelope>>,
-        request_type: String,
-        encode: fn(&str, &R) -> Result<Envelope>,
-    },
+    // Boxed: rare (boundary requests only), and it keeps every actor's context small.
+    Encoded(Box<EncodedReply<R>>),
+}
+
+struct EncodedReply<R> {
+    tx: oneshot::Sender<Result<Envelope>>,
+    request_type: String,
+    encode: fn(&str, &R) -> Result<Envelope>,
 }
 
 impl<R> std::fmt::Debug for ReplyHandle<R> {
@@ -209,11 +212,11 @@ impl<R> ReplyHandle<R> {
         encode: fn(&str, &R) -> Result<Envelope>,
     ) -> Self {
         ReplyHandle {
-            inner: ReplyInner::Encoded {
+            inner: ReplyInner::Encoded(Box::new(EncodedReply {
                 tx,
                 request_type,
                 encode,
-            },
+            })),
         }
     }
 
@@ -221,11 +224,12 @@ impl<R> ReplyHandle<R> {
     pub fn send(self, reply: R) -> bool {
         match self.inner {
             ReplyInner::Typed(tx) => tx.send(Ok(reply)).is_ok(),
-            ReplyInner::Encoded {
-                tx,
-                request_type,
-                encode,
-            } => {
+            ReplyInner::Encoded(encoded) => {
+                let EncodedReply {
+                    tx,
+                    request_type,
+                    encode,
+                } = *encoded;
                 let env = encode(&request_type, &reply).map(|mut env| {
                     if env.msg_type.is_empty() {
                         env.msg_type = request_type;
@@ -242,7 +246,7 @@ impl<R> ReplyHandle<R> {
     pub(crate) fn send_envelope(self, env: Envelope, decode: fn(&Envelope) -> Result<R>) -> bool {
         match self.inner {
             ReplyInner::Typed(tx) => tx.send(decode(&env)).is_ok(),
-            ReplyInner::Encoded { tx, .. } => tx.send(Ok(env)).is_ok(),
+            ReplyInner::Encoded(reply) => reply.tx.send(Ok(env)).is_ok(),
         }
     }
 
@@ -250,7 +254,7 @@ impl<R> ReplyHandle<R> {
     pub fn fail(self, error: Error) -> bool {
         match self.inner {
             ReplyInner::Typed(tx) => tx.send(Err(error)).is_ok(),
-            ReplyInner::Encoded { tx, .. } => tx.send(Err(error)).is_ok(),
+            ReplyInner::Encoded(reply) => reply.tx.send(Err(error)).is_ok(),
         }
     }
 
@@ -258,7 +262,7 @@ impl<R> ReplyHandle<R> {
     pub fn is_closed(&self) -> bool {
         match &self.inner {
             ReplyInner::Typed(tx) => tx.is_closed(),
-            ReplyInner::Encoded { tx, .. } => tx.is_closed(),
+            ReplyInner::Encoded(reply) => reply.tx.is_closed(),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 
 use parking_lot::Mutex;
@@ -26,12 +27,16 @@ pub(crate) enum Refused<M> {
 
 /// What the actor takes next.
 pub(crate) enum Received<M> {
-    Signal(Signal),
+    /// Boxed: signals are rare and large; this keeps every actor's loop state small.
+    Signal(Box<Signal>),
     Mail(M),
 }
 
 pub(crate) struct Mailbox<M> {
     capacity: usize,
+    /// Set while signals are queued, so the actor can notice them between the messages of a
+    /// batch without taking the lock.
+    signals_pending: AtomicBool,
     inner: Mutex<Inner<M>>,
 }
 
@@ -53,6 +58,7 @@ impl<M> Mailbox<M> {
         };
         Mailbox {
             capacity,
+            signals_pending: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 mail: VecDeque::new(),
                 signals: VecDeque::new(),
@@ -119,6 +125,7 @@ impl<M> Mailbox<M> {
             return;
         }
         inner.signals.push_back(signal);
+        self.signals_pending.store(true, Ordering::Release);
         let receiver = inner.receiver.take();
         drop(inner);
         if let Some(waker) = receiver {
@@ -128,7 +135,10 @@ impl<M> Mailbox<M> {
 
     fn take(&self, inner: &mut Inner<M>) -> (Option<Received<M>>, Vec<Waker>) {
         if let Some(signal) = inner.signals.pop_front() {
-            return (Some(Received::Signal(signal)), Vec::new());
+            if inner.signals.is_empty() {
+                self.signals_pending.store(false, Ordering::Release);
+            }
+            return (Some(Received::Signal(Box::new(signal))), Vec::new());
         }
         let was_full = inner.mail.len() >= self.capacity;
         match inner.mail.pop_front() {
@@ -145,12 +155,50 @@ impl<M> Mailbox<M> {
     }
 
     /// The next signal, else the next mail, without waiting.
+    #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<Received<M>> {
         let (received, senders) = self.take(&mut self.inner.lock());
         for waker in senders {
             waker.wake();
         }
         received
+    }
+
+    /// Whether signals are waiting (cheap; no lock).
+    pub(crate) fn signals_pending(&self) -> bool {
+        self.signals_pending.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next signal or mail (signals first); when it is mail, also moves up to
+    /// `more` further messages into `batch` under the same lock, so a busy actor takes the
+    /// lock once per batch instead of once per message. The caller handles `batch` before
+    /// asking again.
+    pub(crate) async fn recv_batch(&self, batch: &mut VecDeque<M>, more: usize) -> Received<M> {
+        poll_fn(|cx| {
+            let mut inner = self.inner.lock();
+            let (received, mut senders) = self.take(&mut inner);
+            let Some(received) = received else {
+                match &mut inner.receiver {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            };
+            if matches!(received, Received::Mail(_)) {
+                let was_full = inner.mail.len() >= self.capacity;
+                let n = more.min(inner.mail.len());
+                batch.extend(inner.mail.drain(..n));
+                if was_full && n > 0 && senders.is_empty() {
+                    senders = std::mem::take(&mut inner.senders);
+                }
+            }
+            drop(inner);
+            for waker in senders {
+                waker.wake();
+            }
+            Poll::Ready(received)
+        })
+        .await
     }
 
     /// Waits for the next signal or mail (signals first).
@@ -223,7 +271,7 @@ mod tests {
         mb.signal(Signal::Stop(ExitReason::Normal));
         assert!(matches!(
             mb.try_recv(),
-            Some(Received::Signal(Signal::Stop(_)))
+            Some(Received::Signal(signal)) if matches!(*signal, Signal::Stop(_))
         ));
         assert_eq!(mail(mb.try_recv()), Some(1));
         assert_eq!(mb.len(), 1);

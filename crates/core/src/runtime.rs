@@ -5,6 +5,7 @@
 //! out notifies links, monitors, the registry and process groups exactly once — also when
 //! the task is aborted by a kill, through [`ExitGuard`]'s `Drop`.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,9 +23,7 @@ use crate::facet::{self, ActorInfo, Facet, Intercept, MessageKind, MessageMeta, 
 use crate::id::ActorId;
 use crate::mailbox::{Mailbox, Received};
 use crate::node::Node;
-use crate::pid::{
-    ActorCell, ActorRef, CellCore, EnvelopeMail, Lifecycle, Mail, Pid, Signal, Watcher,
-};
+use crate::pid::{ActorCell, ActorRef, CellCore, Lifecycle, Mail, Pid, Signal, Watcher};
 
 /// Mailbox capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +148,9 @@ async fn guarded<T>(
 
 static NEXT_LOCAL_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How many messages the actor takes from its mailbox under one lock.
+const BATCH: usize = 32;
+
 /// Yield to the scheduler after this many messages in a row, so a busy actor cannot starve
 /// others on its worker thread.
 const YIELD_EVERY: u32 = 128;
@@ -168,7 +170,8 @@ async fn run<A: Actor>(
         Box::pin(recover(&mut actor, ctx)).await
     };
     let started_ok = match recovered {
-        Ok(()) => guarded(actor.on_start(ctx)).await,
+        // Boxed: runs once, and its state would otherwise stay in the task for good.
+        Ok(()) => Box::pin(guarded(actor.on_start(ctx))).await,
         Err(reason) => Err(reason),
     };
     if let Err(reason) = started_ok {
@@ -182,17 +185,22 @@ async fn run<A: Actor>(
         let _ = tx.send(Ok(()));
     }
     let mut handled = 0u32;
+    // Mail taken from the mailbox in one go; handled before anything still queued there, so
+    // order is kept. Signals still overtake it: they are checked before every message.
+    let mut batch: VecDeque<Mail<A>> = VecDeque::new();
     let reason = loop {
-        let received = match cell.mailbox.try_recv() {
-            Some(received) => received,
-            None => {
-                handled = 0;
+        let received = match batch.pop_front() {
+            Some(mail) if !cell.mailbox.signals_pending() => Received::Mail(mail),
+            Some(mail) => {
+                // A signal overtakes the rest of the batch.
+                batch.push_front(mail);
                 cell.mailbox.recv().await
             }
+            None => cell.mailbox.recv_batch(&mut batch, BATCH - 1).await,
         };
         let outcome = match received {
             Received::Mail(mail) => on_mail(&mut actor, ctx, mail).await,
-            Received::Signal(signal) => Box::pin(on_signal(&mut actor, ctx, signal)).await,
+            Received::Signal(signal) => Box::pin(on_signal(&mut actor, ctx, *signal)).await,
         };
         if let Some(reason) = outcome {
             break reason;
@@ -203,6 +211,8 @@ async fn run<A: Actor>(
             tokio::task::yield_now().await;
         }
     };
+    // Calls taken into the batch but never handled learn the actor is gone.
+    fail_unhandled(&core.id, batch);
     core.set_lifecycle(Lifecycle::Stopping);
     Box::pin(finish(&mut actor, ctx, &reason)).await;
     reason
@@ -225,25 +235,26 @@ async fn on_mail<A: Actor>(
     let (msg, reply, env) = match mail {
         Mail::Cast(msg) => (msg, None, None),
         Mail::Call(msg, tx) => (msg, Some(ReplyHandle::typed(tx)), None),
-        Mail::Envelope(boxed) => {
-            let EnvelopeMail { env, reply } = *boxed;
-            let msg = match A::decode(&env) {
+        Mail::Envelope(mut boxed) => {
+            // The envelope stays boxed: unboxed, it would sit in every actor's task state.
+            let msg = match A::decode(&boxed.env) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    tracing::debug!(actor = %ctx.id(), msg_type = %env.msg_type, error = %e, "rejected envelope");
-                    if let Some(tx) = reply {
+                    tracing::debug!(actor = %ctx.id(), msg_type = %boxed.env.msg_type, error = %e, "rejected envelope");
+                    if let Some(tx) = boxed.reply.take() {
                         let _ = tx.send(Err(e));
                     }
                     return None;
                 }
             };
-            let reply =
-                reply.map(|tx| ReplyHandle::encoded(tx, env.msg_type.clone(), A::encode_reply));
-            (msg, reply, Some(env))
+            let reply = boxed
+                .reply
+                .take()
+                .map(|tx| ReplyHandle::encoded(tx, boxed.env.msg_type.clone(), A::encode_reply));
+            (msg, reply, Some(boxed))
         }
     };
     if ctx.facets.is_empty() {
-        // Not held across the handler's await: keeps the task's state small.
         drop(env);
         let is_call = reply.is_some();
         ctx.reply = reply;
@@ -256,6 +267,7 @@ async fn on_mail<A: Actor>(
             MessageKind::Cast
         };
         ctx.reply = reply;
+        let env = env.map(|boxed| boxed.env);
         Box::pin(dispatch_with_facets(actor, ctx, msg, kind, env, false)).await
     }
 }
@@ -563,18 +575,23 @@ impl<A: Actor> Drop for ExitGuard<A> {
         let pid = Pid::local(self.cell.clone());
         terminate(&pid, &self.cell.core, &self.node, &reason);
         // Calls that never reached the handler learn the actor is gone.
-        for mail in self.cell.mailbox.close() {
-            match mail {
-                Mail::Call(_, tx) => {
+        fail_unhandled(&id, self.cell.mailbox.close());
+    }
+}
+
+/// Answers every call in `mail` with `NoProc`: the actor stopped before handling it.
+fn fail_unhandled<A: Actor>(id: &ActorId, mail: impl IntoIterator<Item = Mail<A>>) {
+    for mail in mail {
+        match mail {
+            Mail::Call(_, tx) => {
+                let _ = tx.send(Err(Error::NoProc(id.to_string())));
+            }
+            Mail::Envelope(env) => {
+                if let Some(tx) = env.reply {
                     let _ = tx.send(Err(Error::NoProc(id.to_string())));
                 }
-                Mail::Envelope(env) => {
-                    if let Some(tx) = env.reply {
-                        let _ = tx.send(Err(Error::NoProc(id.to_string())));
-                    }
-                }
-                Mail::Cast(_) => {}
             }
+            Mail::Cast(_) => {}
         }
     }
 }
@@ -628,5 +645,48 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
                 let _ = tx.send(reason.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    struct Tiny(u64);
+
+    impl Actor for Tiny {
+        type Msg = u64;
+        type Reply = u64;
+        async fn handle_call(
+            &mut self,
+            m: u64,
+            _ctx: &mut Context<Self>,
+        ) -> Result<Option<u64>, BoxError> {
+            self.0 += m;
+            Ok(Some(self.0))
+        }
+    }
+
+    /// An idle actor's memory is mostly its loop future and its cell; rare paths are boxed
+    /// to keep them small. This guards against a change quietly growing every actor.
+    #[tokio::test]
+    async fn an_actor_loop_stays_small() {
+        let node = Node::builder("sz").build().await.expect("node");
+        let cell = Arc::new(ActorCell::<Tiny> {
+            core: CellCore::new(ActorId::new("a", "sz").expect("id"), "Tiny", 0),
+            mailbox: Mailbox::new(MailboxConfig::Unbounded),
+        });
+        let mut ctx = Context::new(ActorRef::from_cell(cell.clone()), node.clone(), None);
+        let run_future = run(Tiny(0), &mut ctx, &cell, None);
+        let loop_bytes = std::mem::size_of_val(&run_future);
+        drop(run_future);
+        assert!(
+            loop_bytes <= 640,
+            "actor loop future grew to {loop_bytes} B"
+        );
+        assert!(std::mem::size_of::<Context<Tiny>>() <= 160);
+        assert!(std::mem::size_of::<ActorCell<Tiny>>() <= 384);
+        assert!(std::mem::size_of::<Mail<Tiny>>() <= 32);
+        node.shutdown().await;
     }
 }
