@@ -248,3 +248,71 @@ impl Facet for DurabilityFacet {
         Some(self.state.clone())
     }
 }
+
+/// The `msg_type` a fired reminder arrives with.
+pub const REMINDER_MSG_TYPE: &str = "reminder";
+
+/// The JSON body of a [`REMINDER_MSG_TYPE`] envelope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReminderFired {
+    /// The reminder's name.
+    pub name: String,
+    /// The payload it was registered with.
+    pub payload: Vec<u8>,
+    /// The tick that fired (ms since the Unix epoch).
+    pub due_at_ms: u64,
+    /// Ticks missed while nothing was running, coalesced into this one fire.
+    pub missed_ticks: u64,
+}
+
+/// Delivers fired reminders to actors on a node: the reminder's owner stream names the actor
+/// (`actor_id` as `name@node`, or a bare name on this node). The actor receives an envelope
+/// [`REMINDER_MSG_TYPE`] carrying [`ReminderFired`] as an ask, and the reminder is
+/// rescheduled only after the actor has handled it. The envelope carries an idempotency key
+/// per tick, so a durable actor handles a re-delivered tick once.
+#[derive(Debug, Clone)]
+pub struct ActorReminderSink {
+    node: plexspaces_core::Node,
+    timeout: std::time::Duration,
+}
+
+impl ActorReminderSink {
+    /// Delivers to actors of `node`, waiting up to `timeout` for each to handle its fire.
+    pub fn new(node: plexspaces_core::Node, timeout: std::time::Duration) -> Arc<Self> {
+        Arc::new(ActorReminderSink { node, timeout })
+    }
+}
+
+#[async_trait]
+impl crate::ReminderSink for ActorReminderSink {
+    async fn deliver(&self, fired: crate::reminders::FiredReminder) -> Result<()> {
+        let owner = &fired.reminder.owner;
+        let id = plexspaces_core::ActorId::parse(&owner.actor_id)
+            .or_else(|_| plexspaces_core::ActorId::new(&owner.actor_id, self.node.name()))
+            .map_err(|e| Error::InvalidArgument(format!("reminder owner: {e}")))?;
+        let undelivered = |e: plexspaces_core::Error| Error::Backend {
+            retryable: true,
+            message: format!(
+                "reminder {} not delivered to {id}: {e}",
+                fired.reminder.name
+            ),
+        };
+        let body = ReminderFired {
+            name: fired.reminder.name.clone(),
+            payload: fired.reminder.payload.clone(),
+            due_at_ms: fired.reminder.due_at_ms,
+            missed_ticks: fired.missed_ticks,
+        };
+        let env = Envelope::json(REMINDER_MSG_TYPE, &body)
+            .map_err(|e| Error::Codec(e.to_string()))?
+            .with_header(
+                IDEMPOTENCY_KEY_HEADER,
+                format!("reminder/{}/{}", body.name, body.due_at_ms),
+            );
+        let pid = self.node.pid(&id).map_err(undelivered)?;
+        pid.ask_envelope(env, self.timeout)
+            .await
+            .map(drop)
+            .map_err(undelivered)
+    }
+}

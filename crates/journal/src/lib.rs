@@ -88,10 +88,16 @@ pub use engine::{
     FaultPoint, IdempotencyKey, ReplayMessage,
 };
 pub use error::{Error, Result};
-pub use facet::{Durability, DurabilityFacet, IDEMPOTENCY_KEY_HEADER};
+pub use facet::{
+    ActorReminderSink, Durability, DurabilityFacet, ReminderFired, IDEMPOTENCY_KEY_HEADER,
+    REMINDER_MSG_TYPE,
+};
 pub use journal::Journal;
 pub use memory::{MemoryJournal, MemoryReminderStore};
-pub use reminders::{Reminder, ReminderScheduler, ReminderStore};
+pub use reminders::{
+    FiredReminder, Reminder, ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions,
+    ReminderSink, ReminderStore,
+};
 pub use types::{
     crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, StreamId, SystemClock,
 };
