@@ -12,10 +12,19 @@ impl Actor for Squarer {
     type Msg = ();
     type Reply = i64;
 
-    async fn handle_call(&mut self, _: (), ctx: &mut Context<Self>) -> Result<Option<i64>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        _: (),
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<i64>, BoxError> {
         let jobs = ctx.tuple_space("jobs")?;
-        let job = jobs.take(&template!("job", ?Int), Duration::from_secs(5)).await?;
-        let n = job.get(1).and_then(|v| v.as_int()).ok_or("job without a number")?;
+        let job = jobs
+            .take(&template!("job", ?Int), Duration::from_secs(5))
+            .await?;
+        let n = job
+            .get(1)
+            .and_then(|v| v.as_int())
+            .ok_or("job without a number")?;
         jobs.write(tuple!("done", n, n * n)).await?;
         Ok(Some(n * n))
     }
@@ -26,14 +35,25 @@ async fn an_actor_uses_the_space_of_its_facets_tenant() {
     let spaces = Spaces::memory();
     let node = Node::builder("ts").build().await.unwrap();
     let facet = TupleSpaceFacet::new(spaces.clone(), "acme", "math").unwrap();
-    let squarer = node.spawn_with(Squarer, SpawnOptions::default().facet(facet)).unwrap();
+    let squarer = node
+        .spawn_with(Squarer, SpawnOptions::default().facet(facet))
+        .unwrap();
     let acme = spaces.space(SpaceId::new("acme", "math", "jobs").unwrap());
     let other = spaces.space(SpaceId::new("globex", "math", "jobs").unwrap());
     other.write(tuple!("job", 3)).await.unwrap();
     acme.write(tuple!("job", 7)).await.unwrap();
     assert_eq!(squarer.ask(()).await.unwrap(), 49);
-    assert_eq!(acme.take_if_exists(&template!("done", 7, ?Int)).await.unwrap(), Some(tuple!("done", 7, 49)));
-    assert_eq!(other.count(&template!("job", ?Int)).await.unwrap(), 1, "another tenant's job untouched");
+    assert_eq!(
+        acme.take_if_exists(&template!("done", 7, ?Int))
+            .await
+            .unwrap(),
+        Some(tuple!("done", 7, 49))
+    );
+    assert_eq!(
+        other.count(&template!("job", ?Int)).await.unwrap(),
+        1,
+        "another tenant's job untouched"
+    );
     node.shutdown().await;
 }
 
