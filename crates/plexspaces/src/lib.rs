@@ -36,6 +36,15 @@
 pub use plexspaces_core::*;
 pub use plexspaces_macros::{actor, handler};
 
+/// Durable actors: journals, the durability facet, reminders, event sourcing (feature
+/// `durability`).
+#[cfg(feature = "durability")]
+pub use plexspaces_journal as journal;
+
+/// Linda tuple spaces and the facet that gives actors one (feature `tuplespace`).
+#[cfg(feature = "tuplespace")]
+pub use plexspaces_tuplespace as tuplespace;
+
 /// The names most programs need.
 pub mod prelude {
     pub use plexspaces_core::{
