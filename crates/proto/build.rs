@@ -8,6 +8,8 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let dir = root.join("plexspaces/v1");
+    // Watch the directory too, so a newly added .proto triggers a rebuild.
+    println!("cargo:rerun-if-changed={}", dir.display());
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();

@@ -1,8 +1,11 @@
 //! `plexspaces`: start a node, mint tokens, and talk to a node over gRPC.
 //!
 //! Exit codes: 0 ok; 1 failed (the node or actor failed); 2 usage error; 3 node unreachable
-//! or shutting down; 4 not found (unknown type, nothing active); 5 unauthenticated or
-//! forbidden; 6 invalid input; 7 timed out; 8 overloaded.
+//! or shutting down; 4 not found (unknown type, nothing active, no matching tuple with
+//! `--no-wait`); 5 unauthenticated or forbidden; 6 invalid input (bad JSON, bad tuple or
+//! template); 7 timed out (a blocking `space read`/`take` included); 8 overloaded.
+
+mod space;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +75,9 @@ enum Command {
     Actor(ActorCommand),
     /// Sends a message and prints the reply (same as `actor ask`).
     Invoke(MessageArgs),
+    /// Your tenant's tuple spaces: write, read, take and count tuples.
+    #[command(subcommand)]
+    Space(space::SpaceCommand),
 }
 
 #[derive(Args, Debug)]
@@ -295,6 +301,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ActorCommand::Ask(args),
             )
             .await
+        }
+        Command::Space(cmd) => {
+            space::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
         }
     }
 }

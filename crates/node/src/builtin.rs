@@ -1,16 +1,16 @@
-//! Built-in actor types: `counter`, the virtual actor of the README's curl sequence.
-
-use std::sync::Arc;
+//! Built-in actor types: `counter`, the durable virtual actor of the README's curl
+//! sequence, and `echo`, a stateless worker pool.
 
 use plexspaces_core::{Actor, BoxError, Context, Envelope, Error, Result};
 use serde_json::{json, Value};
 
 use crate::registry::ActorType;
-use crate::state::{SnapshotFacet, SnapshotStore};
+use crate::state::NodeJournal;
 
 /// A counter: `increment {"amount": n}` (default 1), `decrement {"amount": n}`,
 /// `get`, `update {"count": n}` (sets), `delete` (back to 0). Every reply is
-/// `{"count": n}`. Its state is kept by a [`SnapshotFacet`].
+/// `{"count": n}`; the count saturates at the `i64` bounds. Its state is kept by the
+/// node's durability facet (snapshot + journal replay).
 #[derive(Debug, Default)]
 pub struct Counter {
     count: i64,
@@ -58,9 +58,8 @@ impl Actor for Counter {
         _ctx: &mut Context<Self>,
     ) -> std::result::Result<Option<i64>, BoxError> {
         match msg {
-            CounterMsg::Add(n) => {
-                self.count = self.count.checked_add(n).ok_or("counter overflow")?;
-            }
+            // Saturating: no input makes the handler fail.
+            CounterMsg::Add(n) => self.count = self.count.saturating_add(n),
             CounterMsg::Get => {}
             CounterMsg::Set(n) => self.count = n,
         }
@@ -140,10 +139,48 @@ impl Actor for Counter {
     }
 }
 
-/// The `counter` type: virtual, state in `store`.
-pub fn counter_type(store: Arc<dyn SnapshotStore>) -> ActorType {
-    ActorType::virtual_actor("counter", |_| Counter::default())
-        .facets(SnapshotFacet::factory(store))
+/// The `counter` type: virtual, its state in `journal` (a durability facet per activation).
+pub fn counter_type(journal: &NodeJournal) -> ActorType {
+    ActorType::virtual_actor("counter", |_| Counter::default()).facets(journal.facets())
+}
+
+/// Echo: any `msg_type`, replies with its JSON payload unchanged (`null` for an empty
+/// body). Stateless.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+impl Actor for Echo {
+    type Msg = Value;
+    type Reply = Value;
+
+    async fn handle_call(
+        &mut self,
+        msg: Value,
+        _ctx: &mut Context<Self>,
+    ) -> std::result::Result<Option<Value>, BoxError> {
+        Ok(Some(msg))
+    }
+
+    fn decode(env: &Envelope) -> Result<Value> {
+        env.decode_json()
+    }
+
+    fn encode(msg: &Value) -> Result<Envelope> {
+        Envelope::json("echo", msg)
+    }
+
+    fn encode_reply(request_type: &str, reply: &Value) -> Result<Envelope> {
+        Envelope::json(request_type, reply)
+    }
+
+    fn decode_reply(env: &Envelope) -> Result<Value> {
+        env.decode_json()
+    }
+}
+
+/// The `echo` type: a stateless worker pool (the node's `actors.pool_workers`).
+pub fn echo_type() -> ActorType {
+    ActorType::worker_pool("echo", 0, |_| Echo)
 }
 
 #[cfg(test)]

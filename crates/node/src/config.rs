@@ -32,6 +32,10 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// Actor types and activations.
     pub actors: ActorsConfig,
+    /// Where virtual actor state is journaled.
+    pub journal: JournalConfig,
+    /// The node's tuple space.
+    pub tuplespace: crate::tuplespace::TupleSpaceConfig,
 }
 
 /// `[http]`
@@ -88,6 +92,31 @@ pub struct ActorsConfig {
     pub pool_workers: usize,
 }
 
+/// `[journal]`: the durability facet's journal (one per node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/db`). Unset: SQLite at
+    /// `<data_dir>/journal.db`. Never printed (it may hold a password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// PostgreSQL schema holding the journal tables (letters, digits, `_`).
+    pub schema: String,
+    /// Snapshot a virtual actor (`Actor::snapshot`) after this many messages and drop the
+    /// journal entries the snapshot covers (0: never; recovery then replays all history).
+    pub checkpoint_every_messages: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            url: None,
+            schema: "plexspaces".into(),
+            checkpoint_every_messages: 100,
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -97,6 +126,8 @@ impl Default for NodeConfig {
             grpc: GrpcConfig::default(),
             auth: AuthConfig::default(),
             actors: ActorsConfig::default(),
+            journal: JournalConfig::default(),
+            tuplespace: Default::default(),
         }
     }
 }
@@ -191,6 +222,18 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Int,
     ),
     ("PLEXSPACES_POOL_WORKERS", "actors.pool_workers", Kind::Int),
+    ("PLEXSPACES_JOURNAL_URL", "journal.url", Kind::Str),
+    ("PLEXSPACES_JOURNAL_SCHEMA", "journal.schema", Kind::Str),
+    (
+        "PLEXSPACES_JOURNAL_CHECKPOINT_EVERY",
+        "journal.checkpoint_every_messages",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_TUPLESPACE_BACKEND",
+        "tuplespace.backend",
+        Kind::Str,
+    ),
 ];
 
 /// `PLEXSPACES_*` variables that are not config keys but are known (used by the CLI).
@@ -280,6 +323,26 @@ impl NodeConfig {
                 "actors.pool_workers must be at least 1".into(),
             ));
         }
+        let schema = &self.journal.schema;
+        let schema_ok = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !schema_ok {
+            return Err(Error::Config(format!(
+                "journal.schema {schema:?}: letters, digits and `_` only, not starting with a digit"
+            )));
+        }
+        if let Some(url) = &self.journal.url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(Error::Config(
+                    "journal.url must be a postgres:// URL (unset: SQLite under data_dir)".into(),
+                ));
+            }
+        }
         if self.actors.mailbox_capacity == 0 {
             return Err(Error::Config(
                 "actors.mailbox_capacity must be at least 1".into(),
@@ -313,9 +376,9 @@ impl NodeConfig {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 
-    /// Where virtual actor state files live.
-    pub fn state_dir(&self) -> PathBuf {
-        self.data_dir.join("state")
+    /// The embedded journal's SQLite file (used when `journal.url` is unset).
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("journal.db")
     }
 
     /// The data directory.
@@ -456,6 +519,42 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("grpc.addr"), "{err}");
+    }
+
+    #[test]
+    fn journal_keys_load_and_the_url_is_a_secret() {
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[
+                ("PLEXSPACES_JOURNAL_URL", "postgres://u:pw1234@db:5432/x"),
+                ("PLEXSPACES_JOURNAL_SCHEMA", "node_a"),
+                ("PLEXSPACES_JOURNAL_CHECKPOINT_EVERY", "7"),
+            ]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.journal.url.as_ref().unwrap().expose(),
+            "postgres://u:pw1234@db:5432/x"
+        );
+        assert_eq!(c.journal.schema, "node_a");
+        assert_eq!(c.journal.checkpoint_every_messages, 7);
+        assert!(!c.masked_toml().contains("pw1234"));
+        assert_eq!(
+            NodeConfig::default().journal_path(),
+            PathBuf::from("plexspaces-data/journal.db")
+        );
+        for (key, value) in [
+            ("PLEXSPACES_JOURNAL_URL", "mysql://x"),
+            ("PLEXSPACES_JOURNAL_SCHEMA", "drop table"),
+        ] {
+            let err = NodeConfig::load(ConfigSources {
+                env: env(&[(key, value)]),
+                ..ConfigSources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("journal."), "{err}");
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum Error {
     /// An error from the actor runtime.
     #[error(transparent)]
     Core(#[from] plexspaces_core::Error),
+    /// An error from the tuple space.
+    #[error(transparent)]
+    TupleSpace(#[from] plexspaces_tuplespace::Error),
     /// No actor type of this name is registered.
     #[error("unknown actor type {0:?}")]
     UnknownActorType(String),
@@ -46,6 +49,7 @@ impl Error {
     pub fn kind(&self) -> &str {
         match self {
             Error::Core(e) => e.kind(),
+            Error::TupleSpace(e) => tuplespace_kind(e),
             Error::UnknownActorType(_) => "unknown_actor_type",
             Error::NotFound(_) => "not_found",
             Error::BadRequest(_) => "bad_request",
@@ -62,6 +66,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Core(e) => e.is_retryable() || matches!(e, plexspaces_core::Error::NoProc(_)),
+            Error::TupleSpace(e) => e.is_retryable(),
             Error::Overloaded(_) => true,
             _ => false,
         }
@@ -95,6 +100,27 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// The kind of a tuple space error.
+fn tuplespace_kind(e: &plexspaces_tuplespace::Error) -> &'static str {
+    use plexspaces_tuplespace::Error as Ts;
+    match e {
+        Ts::Arity { .. } => "arity",
+        Ts::TooLarge { .. } => "too_large",
+        Ts::TooDeep { .. } => "too_deep",
+        Ts::MalformedTemplate(_) => "malformed_template",
+        Ts::InvalidSpaceId(_) => "invalid_id",
+        Ts::InvalidArgument(_) => "invalid_argument",
+        Ts::Timeout(_) => "timeout",
+        Ts::NotFound(_) => "not_found",
+        Ts::TransactionClosed => "transaction_closed",
+        Ts::Unavailable { .. } => "unavailable",
+        Ts::Closed => "shutting_down",
+        Ts::Backend { .. } => "backend",
+        Ts::Corrupt(_) => "corrupt",
+        _ => "tuplespace",
+    }
+}
+
 /// THE mapping from an error kind (ours or the runtime's) to an HTTP status and a gRPC code.
 /// Every front door (HTTP, gRPC, CLI exit codes) goes through this table.
 pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
@@ -104,6 +130,11 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         "bad_request" | "decode" | "unknown_msg_type" | "invalid_argument" | "invalid_id" => {
             (StatusCode::BAD_REQUEST, Code::InvalidArgument)
         }
+        // bad tuples and templates (tuple space)
+        "arity" | "too_large" | "too_deep" | "malformed_template" => {
+            (StatusCode::BAD_REQUEST, Code::InvalidArgument)
+        }
+        "transaction_closed" => (StatusCode::CONFLICT, Code::FailedPrecondition),
         // auth
         "unauthenticated" => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
         "forbidden" | "rejected" => (StatusCode::FORBIDDEN, Code::PermissionDenied),
@@ -116,7 +147,9 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         // time
         "timeout" => (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
         // availability
-        "shutting_down" | "noproc" => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+        "shutting_down" | "noproc" | "unavailable" => {
+            (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable)
+        }
         "transport" => (StatusCode::BAD_GATEWAY, Code::Unavailable),
         "unsupported" => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
         // the actor or the node failed
@@ -188,6 +221,54 @@ mod tests {
             assert_eq!(err.http_status().as_u16(), http, "{err}");
             assert_eq!(err.grpc_code(), grpc, "{err}");
         }
+    }
+
+    #[test]
+    fn tuplespace_errors_map_by_their_kind() {
+        use plexspaces_tuplespace::Error as Ts;
+        let cases: Vec<(Ts, u16, tonic::Code)> = vec![
+            (
+                Ts::Arity { arity: 0, max: 64 },
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Ts::TooLarge { size: 2, max: 1 },
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (Ts::TooDeep { max: 8 }, 400, tonic::Code::InvalidArgument),
+            (
+                Ts::MalformedTemplate("nan".into()),
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Ts::InvalidSpaceId("empty".into()),
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Ts::Timeout(Duration::from_millis(1)),
+                504,
+                tonic::Code::DeadlineExceeded,
+            ),
+            (
+                Ts::Unavailable {
+                    backend: "redis",
+                    message: "down".into(),
+                },
+                503,
+                tonic::Code::Unavailable,
+            ),
+            (Ts::Corrupt("x".into()), 500, tonic::Code::Internal),
+        ];
+        for (e, http, grpc) in cases {
+            let err = Error::from(e);
+            assert_eq!(err.http_status().as_u16(), http, "{err}");
+            assert_eq!(err.grpc_code(), grpc, "{err}");
+        }
+        assert!(Error::from(Ts::Timeout(Duration::from_millis(1))).is_retryable());
     }
 
     #[test]

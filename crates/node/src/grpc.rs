@@ -115,6 +115,24 @@ fn summaries(activation: &Activation) -> Vec<ActorSummary> {
         .collect()
 }
 
+/// The `idempotency-key` request metadata (as the HTTP `Idempotency-Key` header).
+fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, Status> {
+    let Some(value) = metadata.get(plexspaces_journal::IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::BadRequest("idempotency-key must be visible ASCII".into()))?;
+    if text.is_empty() || text.len() > crate::http::MAX_IDEMPOTENCY_KEY {
+        return Err(Error::BadRequest(format!(
+            "idempotency-key must be 1 to {} bytes",
+            crate::http::MAX_IDEMPOTENCY_KEY
+        ))
+        .into());
+    }
+    Ok(Some(text.to_owned()))
+}
+
 fn envelope(msg_type: &str, payload: Vec<u8>, content_type: &str) -> Result<Envelope, Status> {
     if msg_type.is_empty() {
         return Err(Error::BadRequest("msg_type is required".into()).into());
@@ -165,8 +183,12 @@ impl ActorService for ActorApi {
         let tenant = s.tenant(&request, &named)?;
         s.check_open()?;
         let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let idempotency_key = idempotency_key(request.metadata())?;
         let r = request.into_inner();
-        let env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        let mut env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        if let Some(k) = idempotency_key {
+            env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k);
+        }
         let lease = s.registry.lease(&key).await?;
         lease.pid().try_tell_envelope(env).map_err(Error::from)?;
         Ok(Response::new(TellResponse {}))
@@ -183,8 +205,12 @@ impl ActorService for ActorApi {
         let tenant = s.tenant(&request, &named)?;
         s.check_open()?;
         let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let idempotency_key = idempotency_key(request.metadata())?;
         let r = request.into_inner();
-        let env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        let mut env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
+        if let Some(k) = idempotency_key {
+            env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k);
+        }
         let lease = s.registry.lease(&key).await?;
         let reply = lease
             .pid()

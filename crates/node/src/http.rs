@@ -7,9 +7,12 @@
 //!   `default` with auth disabled)
 //! - `POST /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}/invoke?msg_type=NAME`
 //! - `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/v1/openapi.json`
+//! - `GET /dashboard` (the web dashboard) and `GET /api/v1/dashboard/summary` (its data)
 //!
 //! Query parameters `msg_type`, `key`, `fire_and_forget` and `timeout_ms` steer the call;
-//! on GET the other query parameters become the JSON payload.
+//! on GET the other query parameters become the JSON payload. An `Idempotency-Key` header
+//! becomes the envelope header [`plexspaces_journal::IDEMPOTENCY_KEY_HEADER`]: a durable
+//! actor runs such a request once and answers duplicates with the first reply.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +40,12 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
 /// Query parameters that steer a call and are never part of the payload.
 pub const RESERVED_PARAMS: &[&str] = &["msg_type", "key", "fire_and_forget", "timeout_ms"];
+
+/// The shortest `timeout_ms` accepted; shorter deadlines are a 400, not a guaranteed 504.
+pub const MIN_TIMEOUT_MS: u64 = 100;
+
+/// The longest `Idempotency-Key` accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// HTTP request metrics.
 #[derive(Clone)]
@@ -95,6 +104,12 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Set when shutdown begins: new invocations and `/ready` answer 503.
     pub draining: Arc<AtomicBool>,
+    /// The runtime's per-type message counters (the dashboard's rates).
+    pub actor_metrics: Arc<plexspaces_core::MetricsFacet>,
+    /// The journal backend, for the dashboard (`"SQLite"`, `"PostgreSQL"`).
+    pub journal_backend: String,
+    /// When the node started.
+    pub started: tokio::time::Instant,
 }
 
 /// The HTTP API router.
@@ -111,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard_page))
+        .route("/api/v1/dashboard/summary", get(dashboard_summary))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -170,6 +187,44 @@ async fn ready(State(state): State<AppState>) -> Response {
         return error_response(&Error::Core(plexspaces_core::Error::ShuttingDown));
     }
     Json(json!({ "status": "ready" })).into_response()
+}
+
+async fn dashboard_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::dashboard::DASHBOARD_HTML,
+    )
+        .into_response()
+}
+
+async fn dashboard_summary(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let result = async {
+        let authorization = authorization(&headers)?;
+        let tenant = if state.auth.is_disabled() {
+            None
+        } else {
+            Some(state.auth.tenant_for(authorization, None)?)
+        };
+        crate::dashboard::summary(&state, tenant.as_deref()).await
+    }
+    .await;
+    match result {
+        Ok(summary) => ([(header::CACHE_CONTROL, "no-store")], Json(summary)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> crate::Result<Option<&str>> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::Unauthenticated("authorization header is not text".into()))
+        })
+        .transpose()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -249,6 +304,22 @@ async fn invoke_named_3(
     .await
 }
 
+/// The `Idempotency-Key` header: printable text of 1 to [`MAX_IDEMPOTENCY_KEY`] bytes.
+fn idempotency_key(headers: &HeaderMap) -> crate::Result<Option<String>> {
+    let Some(value) = headers.get(plexspaces_journal::IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(Error::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
+        )));
+    }
+    Ok(Some(text.to_owned()))
+}
+
 /// The default msg_type of each method (a `msg_type` parameter overrides it).
 pub fn default_msg_type(method: &Method) -> &'static str {
     match *method {
@@ -305,14 +376,7 @@ async fn call_inner(
     query: Params,
     body: Body,
 ) -> crate::Result<Response> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Error::Unauthenticated("authorization header is not text".into()))
-        })
-        .transpose()?;
-    let tenant = s.auth.tenant_for(authorization, path_tenant)?;
+    let tenant = s.auth.tenant_for(authorization(headers)?, path_tenant)?;
     if s.draining.load(Ordering::Acquire) {
         return Err(plexspaces_core::Error::ShuttingDown.into());
     }
@@ -359,6 +423,11 @@ async fn call_inner(
             let ms: u64 = ms.parse().map_err(|_| {
                 Error::BadRequest(format!("timeout_ms={ms:?}: expected milliseconds"))
             })?;
+            if ms < MIN_TIMEOUT_MS {
+                return Err(Error::BadRequest(format!(
+                    "timeout_ms={ms}: at least {MIN_TIMEOUT_MS}"
+                )));
+            }
             Duration::from_millis(ms).min(s.request_timeout)
         }
     };
@@ -382,7 +451,10 @@ async fn call_inner(
         .filter(|_| *method != Method::GET)
         .filter(|t| !t.starts_with("application/x-www-form-urlencoded"))
         .unwrap_or("application/json");
-    let env = Envelope::new(msg_type, payload, content_type);
+    let mut env = Envelope::new(msg_type, payload, content_type);
+    if let Some(key) = idempotency_key(headers)? {
+        env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, key);
+    }
     let lease = s.registry.lease(&key).await?;
     if fire_and_forget {
         lease.pid().try_tell_envelope(env)?;

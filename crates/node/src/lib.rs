@@ -5,9 +5,12 @@
 //! FaaS API (axum) and the gRPC API (tonic), authentication and tenancy ([`auth`]),
 //! metrics, and graceful shutdown ([`ServerHandle::shutdown`]).
 //!
+//! Virtual actor state is kept by `plexspaces-journal`'s durability facet, one per
+//! activation, in one journal per node (SQLite under the data dir, or PostgreSQL): see
+//! [`state`]. The node serves a web dashboard at `/dashboard` ([`dashboard`]).
+//!
 //! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote
-//! placement comes with `plexspaces-cluster`) and not the journal (virtual actor state is
-//! kept by a snapshot facet here until `plexspaces-journal`'s durability facet replaces it).
+//! placement comes with `plexspaces-cluster`) and not the journal (`plexspaces-journal`).
 //!
 //! # Invariants
 //! - At most one activation per (tenant, namespace, actor type, key) on a node.
@@ -35,6 +38,7 @@
 pub mod auth;
 pub mod builtin;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod http;
@@ -42,10 +46,11 @@ pub mod registry;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub mod tuplespace;
 
 pub use config::{ConfigSources, NodeConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 pub use error::{status_of, Error, Result};
 pub use registry::{ActivationKey, ActorType, FacetFactory, Registry, RegistryOptions, TypeKind};
 pub use secret::{mask_secrets, Secret};
 pub use server::{NodeServer, ServerHandle};
-pub use state::{FileSnapshotStore, MemorySnapshotStore, SnapshotFacet, SnapshotStore};
+pub use state::{durability_facets, stream_id, NodeJournal};

@@ -23,6 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use plexspaces_core::{
     Actor, ExitReason, Facet, Lifecycle, MailboxConfig, Node, Pid, SpawnOptions,
 };
+use plexspaces_tuplespace::{Spaces, TupleSpaceFacet};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -83,7 +84,7 @@ impl fmt::Display for ActivationKey {
 }
 
 /// Percent-escapes `%`, `/` and `@` so that a key part can be embedded anywhere.
-fn escape(part: &str) -> String {
+pub(crate) fn escape(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for c in part.chars() {
         match c {
@@ -94,6 +95,23 @@ fn escape(part: &str) -> String {
         }
     }
     out
+}
+
+/// The longest tenant, namespace or key, in bytes.
+pub const MAX_KEY_PART: usize = 256;
+
+fn check_part(what: &str, part: &str) -> Result<()> {
+    if part.len() > MAX_KEY_PART {
+        return Err(Error::BadRequest(format!(
+            "{what} is longer than {MAX_KEY_PART} bytes"
+        )));
+    }
+    if part.chars().any(char::is_control) {
+        return Err(Error::BadRequest(format!(
+            "{what} contains a control character"
+        )));
+    }
+    Ok(())
 }
 
 /// Makes the facets of one activation (a durability facet bound to its key, for example).
@@ -133,7 +151,9 @@ pub struct ActorType {
     name: String,
     kind: TypeKind,
     spawn: SpawnFn,
+    rust_type: &'static str,
     facets: Option<FacetFactory>,
+    durable: bool,
     idle_timeout: Option<Duration>,
     mailbox: Option<MailboxConfig>,
 }
@@ -163,7 +183,9 @@ impl ActorType {
             name: name.to_owned(),
             kind,
             spawn,
+            rust_type: std::any::type_name::<A>(),
             facets: None,
+            durable: false,
             idle_timeout: None,
             mailbox: None,
         }
@@ -195,6 +217,41 @@ impl ActorType {
     {
         self.facets = Some(Arc::new(factory));
         self
+    }
+
+    /// Keeps each activation's state in the node's journal: the node adds a
+    /// `plexspaces_journal::DurabilityFacet` per activation (after the facets of
+    /// [`ActorType::facets`]). The actor is recovered by snapshot (`Actor::snapshot` /
+    /// `Actor::restore`) plus replay of its journaled messages, so its handlers must be
+    /// deterministic (see `docs/durability.md`).
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
+    /// Whether [`ActorType::durable`] was asked for.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Adds the node's durability facets to a type marked [`ActorType::durable`].
+    pub(crate) fn attach_durability(mut self, durability: FacetFactory) -> Self {
+        if !self.durable {
+            return self;
+        }
+        let own = self.facets.take();
+        self.facets = Some(Arc::new(move |key: &ActivationKey| {
+            let mut facets = own.as_ref().map(|f| f(key)).unwrap_or_default();
+            facets.extend(durability(key));
+            facets
+        }));
+        self
+    }
+
+    /// The Rust type of its actors (`std::any::type_name`), the label of its runtime
+    /// metrics.
+    pub fn rust_type(&self) -> &'static str {
+        self.rust_type
     }
 
     /// Overrides the node's idle timeout for this type.
@@ -389,6 +446,7 @@ impl Registry {
     }
 
     /// The key a request for `key` resolves to: worker pools have one per tenant/namespace.
+    /// Each part must be at most [`MAX_KEY_PART`] bytes without control characters.
     pub fn resolve(
         &self,
         tenant: &str,
@@ -396,6 +454,9 @@ impl Registry {
         actor_type: &str,
         key: &str,
     ) -> Result<ActivationKey> {
+        for (what, part) in [("tenant", tenant), ("namespace", namespace), ("key", key)] {
+            check_part(what, part)?;
+        }
         let ty = self.actor_type(actor_type)?;
         let key = match ty.kind {
             TypeKind::Virtual => key,
@@ -504,6 +565,13 @@ impl Registry {
                 for f in facets(key) {
                     options = options.facet(f);
                 }
+            }
+            if let Some(spaces) = node.service::<Spaces>() {
+                // Scopes `ctx.tuple_space(name)` to the activation's own tenant and namespace:
+                // without it an actor would reach the node-wide default scope.
+                let scoped = TupleSpaceFacet::new((*spaces).clone(), &key.tenant, &key.namespace)
+                    .map_err(|e| Error::BadRequest(format!("tenant or namespace: {e}")))?;
+                options = options.facet(scoped);
             }
             match (ty.spawn)(node.clone(), key.clone(), options).await {
                 Ok(pid) => workers.push(pid),

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::grpc::{self, GrpcState};
 use crate::http::{self, AppState, HttpMetrics};
 use crate::registry::{ActorType, Registry, RegistryOptions};
-use crate::state::{FileSnapshotStore, SnapshotStore};
+use crate::state::NodeJournal;
 
 /// Starts nodes.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ struct HandleInner {
     draining: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
-    snapshots: Arc<dyn SnapshotStore>,
+    journal: NodeJournal,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -55,8 +55,10 @@ impl std::fmt::Debug for ServerHandle {
 }
 
 impl NodeServer {
-    /// Starts a node: the built-in `counter` type plus `types`, state files under the data
-    /// dir, HTTP and gRPC listeners on the configured addresses (port 0 picks a free one).
+    /// Starts a node: the built-in `counter` and `echo` types plus `types`, the journal
+    /// (SQLite under the data dir, or PostgreSQL), HTTP and gRPC listeners on the
+    /// configured addresses (port 0 picks a free one). Types marked
+    /// [`ActorType::durable`] get a durability facet per activation.
     pub async fn start(config: NodeConfig, types: Vec<ActorType>) -> Result<ServerHandle> {
         config.validate()?;
         let mut config = config;
@@ -87,14 +89,8 @@ impl NodeServer {
                 config.data_dir.display()
             ))
         })?;
-        let store: Arc<dyn SnapshotStore> =
-            Arc::new(FileSnapshotStore::open(config.state_dir()).map_err(|e| {
-                Error::Config(format!(
-                    "cannot create state dir {}: {e}",
-                    config.state_dir().display()
-                ))
-            })?);
-        tracing::info!(backend = store.backend(), path = %config.state_dir().display(), "virtual actor state initialized");
+        let journal = NodeJournal::open(&config).await?;
+        tracing::info!(backend = journal.backend, path = %journal.location, "journal initialized");
 
         let prometheus = prometheus::Registry::new();
         let actor_metrics = MetricsFacet::new(&prometheus)?;
@@ -105,6 +101,9 @@ impl NodeServer {
             .build()
             .await?;
         tracing::info!(backend = "InMemory", "channels initialized");
+        let spaces = crate::tuplespace::open_spaces(&config).await?;
+        node.insert_service(Arc::new(spaces.clone()));
+        tracing::info!(backend = spaces.backend_name(), "tuple space initialized");
         let registry = Registry::new(
             node.clone(),
             RegistryOptions {
@@ -114,9 +113,11 @@ impl NodeServer {
                 pool_workers: config.actors.pool_workers,
             },
         );
-        registry.register(builtin::counter_type(store.clone()));
+        registry.register(builtin::counter_type(&journal));
+        registry.register(builtin::echo_type());
+        let durability: crate::registry::FacetFactory = Arc::new(journal.facets());
         for ty in types {
-            registry.register(ty);
+            registry.register(ty.attach_durability(durability.clone()));
         }
         let http_metrics = HttpMetrics::new(&prometheus)?;
         let draining = Arc::new(AtomicBool::new(false));
@@ -138,8 +139,12 @@ impl NodeServer {
             request_timeout: config.request_timeout(),
             max_body_bytes: config.http.max_body_bytes,
             draining: draining.clone(),
+            actor_metrics: actor_metrics.clone(),
+            journal_backend: journal.backend.to_owned(),
+            started: tokio::time::Instant::now(),
         });
-        let routes = grpc::routes(GrpcState {
+        let (stop, stopped) = watch::channel(false);
+        let grpc_state = GrpcState {
             registry: registry.clone(),
             auth,
             http_metrics,
@@ -150,10 +155,13 @@ impl NodeServer {
             draining: draining.clone(),
             started: tokio::time::Instant::now(),
             requests: Arc::new(AtomicU64::new(0)),
-        })
-        .await?;
+        };
+        let tuple_space =
+            crate::tuplespace::TupleSpaceApi::new(grpc_state.clone(), spaces, stopped.clone());
+        let routes = grpc::routes(grpc_state)
+            .await?
+            .add_service(tuple_space.into_server());
 
-        let (stop, stopped) = watch::channel(false);
         let mut http_stop = stopped.clone();
         let http_task = tokio::spawn(async move {
             let result = axum::serve(http_listener, app)
@@ -167,7 +175,10 @@ impl NodeServer {
         });
         let mut grpc_stop = stopped;
         let grpc_task = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+            // TCP_NODELAY: a reply is several small writes (headers, data, trailers); without it
+            // Nagle plus delayed ACK can hold one back ~40 ms.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let result = tonic::transport::Server::builder()
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -190,7 +201,7 @@ impl NodeServer {
                 draining,
                 stop,
                 tasks: tokio::sync::Mutex::new(vec![http_task, grpc_task]),
-                snapshots: store,
+                journal,
             }),
         })
     }
@@ -207,9 +218,9 @@ impl ServerHandle {
         &self.inner.registry
     }
 
-    /// Where virtual actor state is kept.
-    pub fn snapshots(&self) -> &Arc<dyn SnapshotStore> {
-        &self.inner.snapshots
+    /// The journal that keeps virtual actor state.
+    pub fn journal(&self) -> &NodeJournal {
+        &self.inner.journal
     }
 
     /// The bound HTTP address.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod space;
+
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
 
 struct Node {
@@ -171,7 +173,8 @@ async fn readme_sequence_against_the_real_binary_then_sigterm() {
     let (status, log) = node.terminate();
     assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
     for line in [
-        "backend=\"file\"",
+        "backend=\"SQLite\"",
+        "journal.db",
         "backend=\"axum\"",
         "backend=\"tonic\"",
         "SIGTERM",

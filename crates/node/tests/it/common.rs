@@ -73,6 +73,9 @@ pub struct Setup {
     pub max_body: Option<usize>,
     pub idle_ms: Option<u64>,
     pub data_dir: Option<std::path::PathBuf>,
+    /// PostgreSQL journal: (url, schema).
+    pub postgres: Option<(String, String)>,
+    pub checkpoint_every: Option<u64>,
 }
 
 pub fn fixture(name: &str) -> std::path::PathBuf {
@@ -99,6 +102,13 @@ impl TestNode {
         });
         if let Some(max) = setup.max_body {
             config.http.max_body_bytes = max;
+        }
+        if let Some((url, schema)) = &setup.postgres {
+            config.journal.url = Some(Secret::new(url.clone()));
+            config.journal.schema = schema.clone();
+        }
+        if let Some(n) = setup.checkpoint_every {
+            config.journal.checkpoint_every_messages = n;
         }
         if let Some(ms) = setup.idle_ms {
             config.actors.idle_timeout_ms = ms;

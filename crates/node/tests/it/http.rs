@@ -88,6 +88,19 @@ async fn bad_input_is_400_with_a_json_error() {
             "bad_request",
         ),
         (
+            c.get(n.url("/api/v1/actors/ns/counter?timeout_ms=5")),
+            "bad_request",
+        ),
+        (
+            c.get(n.url("/api/v1/actors/ns/counter?key=a%00b")),
+            "bad_request",
+        ),
+        (
+            c.post(n.url("/api/v1/actors/ns/counter/invoke?msg_type=increment"))
+                .header("Idempotency-Key", ""),
+            "bad_request",
+        ),
+        (
             c.get(n.url("/api/v1/actors/ns/counter?fire_and_forget=maybe")),
             "bad_request",
         ),
@@ -205,7 +218,7 @@ async fn full_mailbox_is_429_and_slow_actor_is_504() {
 
     // A reply slower than timeout_ms is a 504.
     let (status, body) = send(
-        c.post(n.url("/api/v1/actors/default/probe/invoke?msg_type=block&timeout_ms=50&key=slow")),
+        c.post(n.url("/api/v1/actors/default/probe/invoke?msg_type=block&timeout_ms=100&key=slow")),
     )
     .await;
     assert_eq!(
@@ -254,6 +267,22 @@ async fn health_ready_metrics_and_openapi() {
     assert_eq!(served, file);
     let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert!(doc["paths"]["/api/v1/actors/{tenant_id}/{namespace}/{actor_type}"]["get"].is_object());
+    // Every GET route the router serves is described.
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/dashboard",
+        "/api/v1/dashboard/summary",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} not in openapi.json"
+        );
+        let status = c.get(n.url(path)).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 200, "{path}");
+    }
     n.handle.shutdown().await;
 }
 

@@ -2,6 +2,8 @@
 //! tonic clients). One test binary for the crate.
 
 mod common;
+mod dashboard;
 mod grpc;
 mod http;
+mod tuplespace;
 mod virtual_actors;
