@@ -120,25 +120,33 @@ pub(crate) fn plan_appends<'a>(
     }
 }
 
-fn refusal(a: &AppendReq<'_>, head: Option<(u64, u64)>) -> Result<Val> {
-    match head {
-        Some((e, _)) if a.epoch.0 < e => Err(Error::Fenced {
-            stream: a.stream.to_string(),
-            epoch: a.epoch.0,
+/// Why an append or snapshot with `epoch` is refused, given the stream's stored
+/// `(epoch, next_seq)`: `None` if the epoch is the current one.
+pub(crate) fn epoch_refusal(s: &StreamId, epoch: Epoch, cur: Option<(u64, u64)>) -> Option<Error> {
+    match cur {
+        Some((e, _)) if e == epoch.0 => None,
+        Some((e, _)) if epoch.0 < e => Some(Error::Fenced {
+            stream: s.to_string(),
+            epoch: epoch.0,
             current: e,
         }),
-        Some((e, next)) if a.epoch.0 == e => match a.entries.first() {
-            None => Ok(Val::Unit),
-            Some(first) => Err(Error::SequenceConflict {
-                stream: a.stream.to_string(),
-                expected: next,
-                found: first.seq,
-            }),
-        },
-        _ => Err(Error::InvalidArgument(format!(
-            "epoch {} was never acquired for stream {}",
-            a.epoch, a.stream
+        _ => Some(Error::InvalidArgument(format!(
+            "epoch {epoch} was never acquired for stream {s}"
         ))),
+    }
+}
+
+fn refusal(a: &AppendReq<'_>, head: Option<(u64, u64)>) -> Result<Val> {
+    if let Some(err) = epoch_refusal(a.stream, a.epoch, head) {
+        return Err(err);
+    }
+    match (head, a.entries.first()) {
+        (Some((_, next)), Some(first)) => Err(Error::SequenceConflict {
+            stream: a.stream.to_string(),
+            expected: next,
+            found: first.seq,
+        }),
+        _ => Ok(Val::Unit),
     }
 }
 

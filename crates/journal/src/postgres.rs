@@ -11,7 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use crate::group::{self, AppendReq, BatchWriter, Counters, GroupCommitStats, Op, Request, Val};
+use crate::group::{
+    self, epoch_refusal, AppendReq, BatchWriter, Counters, GroupCommitStats, Op, Request, Val,
+};
 use crate::reminders::{Reminder, ReminderStore};
 use crate::{Entry, Epoch, Error, Journal, Result, Seq, Snapshot, StreamId};
 
@@ -193,20 +195,6 @@ async fn current(
     })
 }
 
-fn refusal(s: &StreamId, epoch: Epoch, cur: Option<(u64, u64)>) -> Option<Error> {
-    match cur {
-        Some((e, _)) if e == epoch.0 => None,
-        Some((e, _)) if epoch.0 < e => Some(Error::Fenced {
-            stream: s.to_string(),
-            epoch: epoch.0,
-            current: e,
-        }),
-        _ => Some(Error::InvalidArgument(format!(
-            "epoch {epoch} was never acquired for stream {s}"
-        ))),
-    }
-}
-
 #[async_trait]
 impl BatchWriter for Writer {
     async fn begin(&mut self) -> Result<(), sqlx::Error> {
@@ -282,7 +270,7 @@ impl BatchWriter for Writer {
                     )),
                     None => None,
                 };
-                if let Some(err) = refusal(s, *epoch, cur) {
+                if let Some(err) = epoch_refusal(s, *epoch, cur) {
                     return Ok(Err(err));
                 }
                 sqlx::query(&format!(
@@ -335,7 +323,7 @@ impl BatchWriter for Writer {
                 .rows_affected();
                 if updated != 1 {
                     let cur = current(conn, schema, s).await?;
-                    let err = refusal(s, *epoch, cur).unwrap_or_else(|| {
+                    let err = epoch_refusal(s, *epoch, cur).unwrap_or_else(|| {
                         Error::InvalidArgument(format!("stream {s} does not exist"))
                     });
                     return Ok(Err(err));

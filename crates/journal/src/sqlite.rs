@@ -14,7 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 
-use crate::group::{self, AppendReq, BatchWriter, Counters, GroupCommitStats, Op, Request, Val};
+use crate::group::{
+    self, epoch_refusal, AppendReq, BatchWriter, Counters, GroupCommitStats, Op, Request, Val,
+};
 use crate::reminders::{Reminder, ReminderStore};
 use crate::{Entry, Epoch, Error, Journal, Result, Seq, Snapshot, StreamId};
 
@@ -153,20 +155,6 @@ async fn current(
     })
 }
 
-fn refusal(s: &StreamId, epoch: Epoch, cur: Option<(u64, u64)>) -> Option<Error> {
-    match cur {
-        Some((e, _)) if e == epoch.0 => None,
-        Some((e, _)) if epoch.0 < e => Some(Error::Fenced {
-            stream: s.to_string(),
-            epoch: epoch.0,
-            current: e,
-        }),
-        _ => Some(Error::InvalidArgument(format!(
-            "epoch {epoch} was never acquired for stream {s}"
-        ))),
-    }
-}
-
 #[async_trait]
 impl BatchWriter for Writer {
     async fn begin(&mut self) -> Result<(), sqlx::Error> {
@@ -226,7 +214,7 @@ impl BatchWriter for Writer {
                 checksum,
             } => {
                 let cur = current(conn, s).await?;
-                if let Some(err) = refusal(s, *epoch, cur) {
+                if let Some(err) = epoch_refusal(s, *epoch, cur) {
                     return Ok(Err(err));
                 }
                 sqlx::query(
@@ -270,7 +258,7 @@ impl BatchWriter for Writer {
                 seq,
             } => {
                 let cur = current(conn, s).await?;
-                if let Some(err) = refusal(s, *epoch, cur) {
+                if let Some(err) = epoch_refusal(s, *epoch, cur) {
                     return Ok(Err(err));
                 }
                 let n = sqlx::query(&format!(
