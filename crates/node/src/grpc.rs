@@ -75,6 +75,15 @@ impl GrpcState {
             .resolve(tenant, &a.namespace, &a.actor_type, &a.key)?)
     }
 
+    /// The activation a request addresses, for the caller's tenant (an address naming a
+    /// tenant must name the caller's own).
+    fn resolve<T: Addressed>(&self, request: &Request<T>) -> Result<ActivationKey, Status> {
+        let address = request.get_ref().address();
+        let named = address.map(|a| a.tenant.clone()).unwrap_or_default();
+        let tenant = self.tenant(request, &named)?;
+        self.key(&tenant, address)
+    }
+
     fn check_open(&self) -> Result<(), Status> {
         if self.draining.load(Ordering::Acquire) {
             return Err(Error::Core(plexspaces_core::Error::ShuttingDown).into());
@@ -116,6 +125,29 @@ fn summaries(activation: &Activation) -> Vec<ActorSummary> {
 }
 
 /// The `idempotency-key` request metadata (as the HTTP `Idempotency-Key` header).
+/// Requests that name an actor by address.
+trait Addressed {
+    fn address(&self) -> Option<&ActorAddress>;
+}
+
+macro_rules! addressed {
+    ($($request:ty),*) => {$(
+        impl Addressed for $request {
+            fn address(&self) -> Option<&ActorAddress> {
+                self.address.as_ref()
+            }
+        }
+    )*};
+}
+
+addressed!(
+    SpawnRequest,
+    TellRequest,
+    AskRequest,
+    StopRequest,
+    DescribeRequest
+);
+
 fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, Status> {
     let Some(value) = metadata.get(plexspaces_journal::IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
@@ -156,15 +188,8 @@ impl ActorService for ActorApi {
         request: Request<SpawnRequest>,
     ) -> Result<Response<SpawnResponse>, Status> {
         let s = &self.0;
-        let named = request
-            .get_ref()
-            .address
-            .as_ref()
-            .map(|a| a.tenant.clone())
-            .unwrap_or_default();
-        let tenant = s.tenant(&request, &named)?;
+        let key = s.resolve(&request)?;
         s.check_open()?;
-        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
         let lease = s.registry.lease(&key).await?;
         Ok(Response::new(SpawnResponse {
             actor_id: lease.pid().id().to_string(),
@@ -174,15 +199,8 @@ impl ActorService for ActorApi {
 
     async fn tell(&self, request: Request<TellRequest>) -> Result<Response<TellResponse>, Status> {
         let s = &self.0;
-        let named = request
-            .get_ref()
-            .address
-            .as_ref()
-            .map(|a| a.tenant.clone())
-            .unwrap_or_default();
-        let tenant = s.tenant(&request, &named)?;
+        let key = s.resolve(&request)?;
         s.check_open()?;
-        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
         let idempotency_key = idempotency_key(request.metadata())?;
         let r = request.into_inner();
         let mut env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
@@ -196,15 +214,8 @@ impl ActorService for ActorApi {
 
     async fn ask(&self, request: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
         let s = &self.0;
-        let named = request
-            .get_ref()
-            .address
-            .as_ref()
-            .map(|a| a.tenant.clone())
-            .unwrap_or_default();
-        let tenant = s.tenant(&request, &named)?;
+        let key = s.resolve(&request)?;
         s.check_open()?;
-        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
         let idempotency_key = idempotency_key(request.metadata())?;
         let r = request.into_inner();
         let mut env = envelope(&r.msg_type, r.payload.to_vec(), &r.content_type)?;
@@ -226,14 +237,7 @@ impl ActorService for ActorApi {
 
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
         let s = &self.0;
-        let named = request
-            .get_ref()
-            .address
-            .as_ref()
-            .map(|a| a.tenant.clone())
-            .unwrap_or_default();
-        let tenant = s.tenant(&request, &named)?;
-        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let key = s.resolve(&request)?;
         let stopped = s.registry.deactivate(&key).await;
         Ok(Response::new(StopResponse { stopped }))
     }
@@ -259,14 +263,7 @@ impl ActorService for ActorApi {
         request: Request<DescribeRequest>,
     ) -> Result<Response<DescribeResponse>, Status> {
         let s = &self.0;
-        let named = request
-            .get_ref()
-            .address
-            .as_ref()
-            .map(|a| a.tenant.clone())
-            .unwrap_or_default();
-        let tenant = s.tenant(&request, &named)?;
-        let key = s.key(&tenant, request.get_ref().address.as_ref())?;
+        let key = s.resolve(&request)?;
         let activation = s
             .registry
             .get(&key)

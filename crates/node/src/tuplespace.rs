@@ -137,6 +137,17 @@ impl TupleSpaceApi {
         Ok(self.spaces.space(SpaceId::new(&tenant, namespace, space)?))
     }
 
+    /// The caller's space and the request's template (the non-blocking template calls).
+    fn space_and_template(
+        &self,
+        request: Request<pb::TemplateRequest>,
+    ) -> Result<(TupleSpace, Template), Status> {
+        let r = request.get_ref();
+        let space = self.space(&request, &r.namespace, &r.space)?;
+        let template = required_template(request.into_inner().template)?;
+        Ok((space, template))
+    }
+
     fn timeout(&self, ms: u64) -> Duration {
         if ms == 0 {
             self.state.request_timeout.min(MAX_WAIT)
@@ -317,9 +328,7 @@ impl TupleSpaceService for TupleSpaceApi {
         &self,
         request: Request<pb::TemplateRequest>,
     ) -> Result<Response<pb::TupleResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
+        let (space, template) = self.space_and_template(request)?;
         let tuple = space.read_if_exists(&template).await.map_err(ts_err)?;
         Ok(tuple_response(tuple))
     }
@@ -328,9 +337,7 @@ impl TupleSpaceService for TupleSpaceApi {
         &self,
         request: Request<pb::TemplateRequest>,
     ) -> Result<Response<pb::TupleResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
+        let (space, template) = self.space_and_template(request)?;
         let tuple = space.take_if_exists(&template).await.map_err(ts_err)?;
         Ok(tuple_response(tuple))
     }
@@ -339,9 +346,7 @@ impl TupleSpaceService for TupleSpaceApi {
         &self,
         request: Request<pb::TemplateRequest>,
     ) -> Result<Response<pb::TuplesResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
+        let (space, template) = self.space_and_template(request)?;
         let tuples = space.read_all(&template).await.map_err(ts_err)?;
         Ok(tuples_response(tuples))
     }
@@ -350,9 +355,7 @@ impl TupleSpaceService for TupleSpaceApi {
         &self,
         request: Request<pb::TemplateRequest>,
     ) -> Result<Response<pb::TuplesResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
+        let (space, template) = self.space_and_template(request)?;
         let tuples = space.take_all(&template).await.map_err(ts_err)?;
         Ok(tuples_response(tuples))
     }
@@ -361,9 +364,7 @@ impl TupleSpaceService for TupleSpaceApi {
         &self,
         request: Request<pb::TemplateRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
+        let (space, template) = self.space_and_template(request)?;
         let count = space.count(&template).await.map_err(ts_err)?;
         Ok(Response::new(pb::CountResponse { count }))
     }
