@@ -6,6 +6,7 @@
 //! template); 7 timed out (a blocking `space read`/`take` included); 8 overloaded.
 
 mod space;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -308,17 +309,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn init_logging() {
-    let filter = std::env::var("PLEXSPACES_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 async fn start(args: StartArgs) -> Result<(), Failure> {
     let mut overrides = Vec::new();
     let mut set = |key: &str, value: Option<String>| {
@@ -343,7 +333,13 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         print!("{}", config.masked_toml());
         return Ok(());
     }
-    init_logging();
+    let telemetry = telemetry::init(&config.otlp).map_err(|message| Failure { code: 6, message })?;
+    let result = run_node(config).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_node(config: NodeConfig) -> Result<(), Failure> {
     let handle = NodeServer::start(config, Vec::new())
         .await
         .map_err(|e| Failure {

@@ -36,6 +36,42 @@ pub struct NodeConfig {
     pub journal: JournalConfig,
     /// The node's tuple space.
     pub tuplespace: crate::tuplespace::TupleSpaceConfig,
+    /// OpenTelemetry span export.
+    pub otlp: OtlpConfig,
+}
+
+/// `[otlp]`: OpenTelemetry span export over OTLP/HTTP (protobuf). The `plexspaces` binary
+/// exports when `endpoint` is set (and it was built with its `otlp` feature).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// The collector's base URL, e.g. `http://127.0.0.1:4318` (spans go to
+    /// `<endpoint>/v1/traces`). Unset: no export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The `service.name` resource attribute of exported spans.
+    pub service_name: String,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            endpoint: None,
+            service_name: "plexspaces".into(),
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// The URL spans are POSTed to (`<endpoint>/v1/traces`), if export is on.
+    pub fn traces_url(&self) -> Option<String> {
+        let base = self.endpoint.as_deref()?.trim_end_matches('/');
+        if base.ends_with("/v1/traces") {
+            Some(base.to_owned())
+        } else {
+            Some(format!("{base}/v1/traces"))
+        }
+    }
 }
 
 /// `[http]`
@@ -128,6 +164,7 @@ impl Default for NodeConfig {
             actors: ActorsConfig::default(),
             journal: JournalConfig::default(),
             tuplespace: Default::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -232,6 +269,12 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "PLEXSPACES_TUPLESPACE_BACKEND",
         "tuplespace.backend",
+        Kind::Str,
+    ),
+    ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
+    (
+        "PLEXSPACES_OTLP_SERVICE_NAME",
+        "otlp.service_name",
         Kind::Str,
     ),
 ];
@@ -342,6 +385,17 @@ impl NodeConfig {
                     "journal.url must be a postgres:// URL (unset: SQLite under data_dir)".into(),
                 ));
             }
+        }
+        if let Some(endpoint) = &self.otlp.endpoint {
+            let rest = endpoint.strip_prefix("http://").unwrap_or_default();
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "otlp.endpoint {endpoint:?} must be an http:// URL, e.g. http://127.0.0.1:4318"
+                )));
+            }
+        }
+        if self.otlp.service_name.trim().is_empty() {
+            return Err(Error::Config("otlp.service_name must not be empty".into()));
         }
         if self.actors.mailbox_capacity == 0 {
             return Err(Error::Config(
@@ -554,6 +608,56 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(err.contains("journal."), "{err}");
+        }
+    }
+
+    #[test]
+    fn otlp_keys_load_and_are_checked() {
+        let c = NodeConfig::load(ConfigSources::default()).unwrap();
+        assert_eq!(c.otlp.endpoint, None);
+        assert_eq!(c.otlp.service_name, "plexspaces");
+        assert_eq!(c.otlp.traces_url(), None);
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[
+                ("PLEXSPACES_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+                ("PLEXSPACES_OTLP_SERVICE_NAME", "edge"),
+            ]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(c.otlp.service_name, "edge");
+        assert_eq!(
+            c.otlp.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "[otlp]\nendpoint = \"http://collector:4318/v1/traces\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(ConfigSources {
+            file: Some(file),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.otlp.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        for (key, value) in [
+            ("PLEXSPACES_OTLP_ENDPOINT", "grpc://x:4317"),
+            ("PLEXSPACES_OTLP_ENDPOINT", "https://x:4318"),
+            ("PLEXSPACES_OTLP_SERVICE_NAME", " "),
+        ] {
+            let err = NodeConfig::load(ConfigSources {
+                env: env(&[(key, value)]),
+                ..ConfigSources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("otlp."), "{err}");
         }
     }
 

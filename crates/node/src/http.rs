@@ -110,6 +110,8 @@ pub struct AppState {
     pub journal_backend: String,
     /// When the node started.
     pub started: tokio::time::Instant,
+    /// Runs each request in an `http.request` span (on when spans are exported).
+    pub request_spans: bool,
 }
 
 /// The HTTP API router.
@@ -154,7 +156,21 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let started = tokio::time::Instant::now();
-    let response = next.run(req).await;
+    let response = if state.request_spans {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "http.request",
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let response = next.run(req).instrument(span.clone()).await;
+        span.record("http.response.status_code", response.status().as_u16());
+        response
+    } else {
+        next.run(req).await
+    };
     let status = response.status().as_u16().to_string();
     state.metrics.total.fetch_add(1, Ordering::Relaxed);
     state

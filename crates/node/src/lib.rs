@@ -48,7 +48,7 @@ pub mod server;
 pub mod state;
 pub mod tuplespace;
 
-pub use config::{ConfigSources, NodeConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
+pub use config::{ConfigSources, NodeConfig, OtlpConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 pub use error::{status_of, Error, Result};
 pub use registry::{ActivationKey, ActorType, FacetFactory, Registry, RegistryOptions, TypeKind};
 pub use secret::{mask_secrets, Secret};

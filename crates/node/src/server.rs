@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use plexspaces_core::{MailboxConfig, MetricsFacet, Node};
+use plexspaces_core::{MailboxConfig, MetricsFacet, Node, TracingFacet};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -95,11 +95,15 @@ impl NodeServer {
         let prometheus = prometheus::Registry::new();
         let actor_metrics = MetricsFacet::new(&prometheus)?;
         let mailbox = MailboxConfig::Bounded(config.actors.mailbox_capacity);
-        let node = Node::builder(config.node_id.clone())
+        // Spans (`actor.message`, `http.request`) only when something exports them.
+        let spans = config.otlp.endpoint.is_some();
+        let mut node = Node::builder(config.node_id.clone())
             .mailbox(mailbox)
-            .facet(actor_metrics.clone())
-            .build()
-            .await?;
+            .facet(actor_metrics.clone());
+        if spans {
+            node = node.facet(TracingFacet::new());
+        }
+        let node = node.build().await?;
         tracing::info!(backend = "InMemory", "channels initialized");
         let spaces = crate::tuplespace::open_spaces(&config).await?;
         node.insert_service(Arc::new(spaces.clone()));
@@ -142,6 +146,7 @@ impl NodeServer {
             actor_metrics: actor_metrics.clone(),
             journal_backend: journal.backend.to_owned(),
             started: tokio::time::Instant::now(),
+            request_spans: spans,
         });
         let (stop, stopped) = watch::channel(false);
         let grpc_state = GrpcState {
