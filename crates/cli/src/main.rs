@@ -333,7 +333,8 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         print!("{}", config.masked_toml());
         return Ok(());
     }
-    let telemetry = telemetry::init(&config.otlp).map_err(|message| Failure { code: 6, message })?;
+    let telemetry =
+        telemetry::init(&config.otlp).map_err(|message| Failure { code: 6, message })?;
     let result = run_node(config).await;
     telemetry.shutdown().await;
     result

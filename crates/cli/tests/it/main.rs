@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+#[cfg(feature = "otlp")]
+mod otlp;
 mod space;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
