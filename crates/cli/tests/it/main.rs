@@ -1,7 +1,9 @@
 //! Runs the real `plexspaces` binary: `start` on free ports, the README curl sequence over
 //! HTTP, the gRPC subcommands, exit codes, and a clean exit on SIGTERM.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,39 +18,84 @@ struct Node {
     child: Child,
     http: String,
     grpc: String,
+    /// Everything the node has written to stderr so far (read by a thread, so the node
+    /// never blocks on a full pipe).
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
+/// The address logged on a `<what> api listening addr=...` line.
+fn listening_addr(log: &str, what: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{what} api listening")))?;
+    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    Some(addr.trim_matches('"').to_owned())
+}
+
 impl Node {
+    /// Starts the binary on ports the kernel picks (port 0), then reads the bound addresses
+    /// from its log: picking a free port first and passing it races with other tests.
     async fn start(extra_env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let http_port = plexspaces_test_util::free_port().unwrap();
-        let grpc_port = plexspaces_test_util::free_port().unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args([
             "start",
             "--node-id",
             "cli-node",
             "--http-addr",
-            &format!("127.0.0.1:{http_port}"),
+            "127.0.0.1:0",
             "--listen-addr",
-            &format!("127.0.0.1:{grpc_port}"),
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path())
         .env_remove("PLEXSPACES_DISABLE_AUTH")
         .env_remove("PLEXSPACES_JWT_SECRET")
         .env("PLEXSPACES_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("plexspaces starts");
+        let mut child = cmd.spawn().expect("plexspaces starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        let addrs = || {
+            let log = log.lock().unwrap_or_else(|p| p.into_inner());
+            Some((listening_addr(&log, "http")?, listening_addr(&log, "grpc")?))
+        };
+        let bound = plexspaces_test_util::eventually(Duration::from_secs(60), || {
+            let found = addrs().is_some();
+            async move { found }
+        })
+        .await;
+        let (http, grpc) = match (bound, addrs()) {
+            (true, Some(addrs)) => addrs,
+            _ => panic!(
+                "node did not come up:\n{}",
+                log.lock().unwrap_or_else(|p| p.into_inner())
+            ),
+        };
         let node = Node {
             child,
-            http: format!("http://127.0.0.1:{http_port}"),
-            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            http: format!("http://{http}"),
+            grpc: format!("http://{grpc}"),
+            log,
+            reader: Some(reader),
             _dir: dir,
         };
         let health = format!("{}/health", node.http);
@@ -58,7 +105,7 @@ impl Node {
                 .is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert!(up, "node did not come up");
+        assert!(up, "node did not answer /health");
         node
     }
 
@@ -72,16 +119,16 @@ impl Node {
     }
 
     /// SIGTERM, then the exit status and everything the node logged.
-    fn terminate(self) -> (std::process::ExitStatus, String) {
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
-        let out = self.child.wait_with_output().unwrap();
-        let child_status = out.status;
-        (
-            child_status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (status, log)
     }
 }
 
