@@ -104,17 +104,31 @@ pub trait Backend: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Entry>>;
 
-    /// Claim every live matching entry whose id is not in `exclude`.
+    /// Claim every live matching entry whose id is not in `exclude`. By default: find them,
+    /// then claim each by id (one that another caller claimed first is skipped).
     async fn take_all(
         &self,
         space: &SpaceId,
         template: &Template,
         now: Timestamp,
         exclude: &HashSet<TupleId>,
-    ) -> Result<Vec<Entry>>;
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for e in self.find(space, template, now, usize::MAX).await? {
+            if exclude.contains(&e.id) {
+                continue;
+            }
+            if let Some(got) = self.take_by_id(space, e.id, now).await? {
+                out.push(got);
+            }
+        }
+        Ok(out)
+    }
 
-    /// The number of live matching entries.
-    async fn count(&self, space: &SpaceId, template: &Template, now: Timestamp) -> Result<u64>;
+    /// The number of live matching entries. By default: how many `find` returns.
+    async fn count(&self, space: &SpaceId, template: &Template, now: Timestamp) -> Result<u64> {
+        Ok(self.find(space, template, now, usize::MAX).await?.len() as u64)
+    }
 
     /// Set a live entry's lease deadline (`None`: forever). False if there is no live entry.
     async fn renew(

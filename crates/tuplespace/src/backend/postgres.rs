@@ -408,31 +408,6 @@ impl Backend for PostgresBackend {
         self.claim(&space.key(), id, now).await
     }
 
-    async fn take_all(
-        &self,
-        space: &SpaceId,
-        template: &Template,
-        now: Timestamp,
-        exclude: &HashSet<TupleId>,
-    ) -> Result<Vec<Entry>> {
-        let key = space.key();
-        let found = self.scan(space, template, now, usize::MAX).await?;
-        let mut out = Vec::new();
-        for e in found {
-            if exclude.contains(&e.id) {
-                continue;
-            }
-            if let Some(got) = self.claim(&key, e.id, now).await? {
-                out.push(got);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn count(&self, space: &SpaceId, template: &Template, now: Timestamp) -> Result<u64> {
-        Ok(self.scan(space, template, now, usize::MAX).await?.len() as u64)
-    }
-
     async fn renew(
         &self,
         space: &SpaceId,

@@ -486,10 +486,6 @@ impl Backend for RedisBackend {
         Ok(out)
     }
 
-    async fn count(&self, space: &SpaceId, template: &Template, now: Timestamp) -> Result<u64> {
-        Ok(self.scan(space, template, now, usize::MAX).await?.len() as u64)
-    }
-
     async fn renew(
         &self,
         space: &SpaceId,
