@@ -20,6 +20,8 @@ pub mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod wake;
 
 /// A write seen by a backend that another process (or backend instance) made.
 #[derive(Debug, Clone, PartialEq)]

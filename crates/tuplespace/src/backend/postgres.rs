@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -18,6 +18,7 @@ use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::sql::{arity, db_id, entry, PAGE, PURGE_EVERY};
+use super::wake;
 use super::{Backend, Capabilities, External};
 use crate::codec::{encode, template_key, tuple_key};
 use crate::{Entry, Error, NewTuple, Result, SpaceId, Template, Timestamp, TupleId};
@@ -70,31 +71,6 @@ fn row_entry(r: &PgRow) -> Result<Entry> {
     entry(id, &data, exp)
 }
 
-fn instance_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn parse_payload(payload: &str) -> Option<(String, SpaceId, Vec<TupleId>)> {
-    let mut parts = payload.splitn(3, '|');
-    let origin = parts.next()?.to_owned();
-    let ids = parts
-        .next()?
-        .split(',')
-        .map(|s| s.parse().ok().map(TupleId))
-        .collect::<Option<Vec<_>>>()?;
-    let space = SpaceId::from_key(parts.next()?).ok()?;
-    Some((origin, space, ids))
-}
-
 impl PostgresBackend {
     /// Connect, and create the schema and table if missing.
     pub async fn connect(options: PostgresOptions) -> Result<Self> {
@@ -129,7 +105,7 @@ impl PostgresBackend {
             pool,
             table,
             channel: format!("tuplespace_{schema}"),
-            instance: instance_id(),
+            instance: wake::instance_id(),
             takes: AtomicU64::new(0),
         })
     }
@@ -245,15 +221,11 @@ impl PostgresBackend {
         space: &str,
         ids: &[TupleId],
     ) -> Result<()> {
-        for chunk in ids.chunks(IDS_PER_NOTIFY) {
-            let list = chunk
-                .iter()
-                .map(|i| i.0.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
+        let ids: Vec<u64> = ids.iter().map(|i| i.0).collect();
+        for payload in wake::payloads(&self.instance, space, &ids, IDS_PER_NOTIFY) {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(&self.channel)
-                .bind(format!("{}|{list}|{space}", self.instance))
+                .bind(payload)
                 .execute(&mut **tx)
                 .await
                 .map_err(map_err)?;
@@ -443,7 +415,7 @@ impl Backend for PostgresBackend {
                     r = listener.try_recv() => r,
                 };
                 let ev = match ev {
-                    Ok(Some(n)) => match parse_payload(n.payload()) {
+                    Ok(Some(n)) => match wake::parse(n.payload()) {
                         Some((origin, _, _)) if origin == instance => continue,
                         Some((_, space, ids)) => External::Written { space, ids },
                         None => {

@@ -10,8 +10,7 @@
 //! connection they resubscribe and tell every waiter to look again.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
@@ -19,6 +18,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, Script};
 use tokio::sync::mpsc;
 
+use super::wake;
 use super::{Backend, Capabilities, External};
 use crate::codec::{decode, encode, template_key, tuple_key};
 use crate::{Entry, Error, NewTuple, Result, SpaceId, Template, Timestamp, Tuple, TupleId};
@@ -114,31 +114,6 @@ impl Keys {
     }
 }
 
-fn instance_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn parse_payload(payload: &str) -> Option<(String, SpaceId, Vec<TupleId>)> {
-    let mut parts = payload.splitn(3, '|');
-    let origin = parts.next()?.to_owned();
-    let ids = parts
-        .next()?
-        .split(',')
-        .map(|s| s.parse().ok().map(TupleId))
-        .collect::<Option<Vec<_>>>()?;
-    let space = SpaceId::from_key(parts.next()?).ok()?;
-    Some((origin, space, ids))
-}
-
 impl RedisBackend {
     /// Connect.
     pub async fn connect(options: RedisOptions) -> Result<Self> {
@@ -152,7 +127,7 @@ impl RedisBackend {
             conn,
             channel: format!("{}:events", options.prefix),
             prefix: options.prefix,
-            instance: instance_id(),
+            instance: wake::instance_id(),
             claim: Script::new(CLAIM),
             renew: Script::new(RENEW),
         })
@@ -197,16 +172,8 @@ impl RedisBackend {
     }
 
     fn publish(&self, pipe: &mut redis::Pipeline, space: &SpaceId, ids: &[u64]) {
-        for chunk in ids.chunks(500) {
-            let list = chunk
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            pipe.cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(format!("{}|{list}|{}", self.instance, space.key()))
-                .ignore();
+        for payload in wake::payloads(&self.instance, &space.key(), ids, 500) {
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(payload).ignore();
         }
     }
 
@@ -551,7 +518,7 @@ impl Backend for RedisBackend {
                     Ok(p) => p,
                     Err(_) => continue,
                 };
-                match parse_payload(&payload) {
+                match wake::parse(&payload) {
                     Some((origin, _, _)) if origin == instance => {}
                     Some((_, space, ids)) => {
                         if tx.send(External::Written { space, ids }).await.is_err() {
