@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
 
 use crate::envelope::Envelope;
@@ -226,7 +225,6 @@ pub struct MetricsFacet {
     errors: CounterVec,
     latency: HistogramVec,
     mailbox: GaugeVec,
-    labels: DashMap<&'static str, String>,
 }
 
 impl MetricsFacet {
@@ -270,7 +268,6 @@ impl MetricsFacet {
             errors,
             latency,
             mailbox,
-            labels: DashMap::new(),
         }))
     }
 
@@ -300,13 +297,6 @@ impl MetricsFacet {
             .with_label_values(&[short_type(actor_type)])
             .get() as u64
     }
-
-    fn label(&self, actor_type: &'static str) -> String {
-        self.labels
-            .entry(actor_type)
-            .or_insert_with(|| short_type(actor_type).to_owned())
-            .clone()
-    }
 }
 
 /// `my_crate::module::Counter` -> `Counter` (generic arguments shortened too).
@@ -331,8 +321,8 @@ impl Facet for MetricsFacet {
         msg: &MessageMeta,
         outcome: &MessageOutcome,
     ) -> Result<()> {
-        let label = self.label(actor.actor_type);
-        let labels = [label.as_str()];
+        // A slice of the 'static type name: no allocation or lookup per message.
+        let labels = [short_type(actor.actor_type)];
         self.messages.with_label_values(&labels).inc();
         if outcome.failed {
             self.errors.with_label_values(&labels).inc();
