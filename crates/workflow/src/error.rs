@@ -116,7 +116,9 @@ pub enum WorkflowError {
     },
     /// Replay asked for a different step than history holds: the workflow code changed in a
     /// way that is not compatible with running executions. The execution is suspended.
-    #[error("non-determinism at step {step}: history holds {expected}, the code asked for {found}")]
+    #[error(
+        "non-determinism at step {step}: history holds {expected}, the code asked for {found}"
+    )]
     NonDeterminism {
         /// The step (0-based command index in this run).
         step: u32,
@@ -148,6 +150,23 @@ pub enum WorkflowError {
         workflow_type: String,
         /// The version (0: any).
         version: u32,
+    },
+    /// The workflow has closed; it takes no more signals, updates or cancel requests.
+    #[error("workflow {id} is {status}")]
+    Closed {
+        /// The workflow id.
+        id: String,
+        /// Its final status.
+        status: String,
+    },
+    /// The awaited workflow ended without a result (failed, cancelled, or suspended by a
+    /// non-determinism or storage error).
+    #[error("workflow {id} ended with {failure}")]
+    Failed {
+        /// The workflow id.
+        id: String,
+        /// How it ended.
+        failure: Failure,
     },
     /// An update was rejected by its validator; nothing was recorded.
     #[error("update {name} rejected: {reason}")]
@@ -202,6 +221,8 @@ impl WorkflowError {
             WorkflowError::NotFound(_) => "not_found",
             WorkflowError::UnknownType { .. } => "unknown_workflow_type",
             WorkflowError::UpdateRejected { .. } => "update_rejected",
+            WorkflowError::Closed { .. } => "closed",
+            WorkflowError::Failed { failure, .. } => &failure.kind,
             WorkflowError::InvalidArgument(_) => "invalid_argument",
             WorkflowError::Timeout(_) => "timeout",
             WorkflowError::Unsupported(_) => "unsupported",

@@ -192,13 +192,17 @@ impl HistoryEvent {
     /// A short description for non-determinism errors: `activity charge`, `timer`, ...
     pub fn describe(&self) -> String {
         match self {
-            HistoryEvent::WorkflowStarted { workflow_type, .. } => format!("start of {workflow_type}"),
+            HistoryEvent::WorkflowStarted { workflow_type, .. } => {
+                format!("start of {workflow_type}")
+            }
             HistoryEvent::ActivityCompleted { name, .. } => format!("activity {name}"),
             HistoryEvent::TimerStarted { .. } | HistoryEvent::TimerFired { .. } => "timer".into(),
             HistoryEvent::SignalReceived { name, .. } => format!("signal {name}"),
             HistoryEvent::UpdateAccepted { name, .. } => format!("update {name}"),
             HistoryEvent::UpdateCompleted { .. } => "update answer".into(),
-            HistoryEvent::ChildStarted { workflow_type, .. } => format!("child workflow {workflow_type}"),
+            HistoryEvent::ChildStarted { workflow_type, .. } => {
+                format!("child workflow {workflow_type}")
+            }
             HistoryEvent::ChildCompleted { child_id, .. } => format!("result of child {child_id}"),
             HistoryEvent::Recorded { name, .. } => format!("recorded value {name}"),
             HistoryEvent::VersionMarker { change_id, .. } => format!("version marker {change_id}"),

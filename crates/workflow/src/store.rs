@@ -326,10 +326,7 @@ impl WorkflowStore for MemoryWorkflowStore {
         let mut inner = self.inner.lock();
         let inbox = inner.inboxes.entry(key.clone()).or_default();
         if let Some(id) = item.dedupe_id {
-            if let Some(existing) = inbox
-                .values()
-                .find(|i| i.dedupe_id.as_deref() == Some(id))
-            {
+            if let Some(existing) = inbox.values().find(|i| i.dedupe_id.as_deref() == Some(id)) {
                 return Ok(existing.clone());
             }
         }
