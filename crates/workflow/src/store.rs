@@ -348,7 +348,11 @@ impl WorkflowStore for MemoryWorkflowStore {
         Ok(inner
             .inboxes
             .get(key)
-            .map(|i| i.range(after + 1..).map(|(_, v)| v.clone()).collect())
+            .map(|i| {
+                i.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
