@@ -134,17 +134,19 @@ mod imp {
                 )
                 .await,
             );
-            let dir = tempfile::tempdir().expect("temp dir");
-            let journal = SqliteJournal::open(SqliteOptions::new(dir.path().join("journal.db")))
-                .await
-                .expect("sqlite journal");
-            let store = SqlWorkflowStore::open_sqlite(dir.path().join("workflows.db"))
-                .await
-                .expect("sqlite store");
-            rows.push(
-                measure("SQLite", engine(Arc::new(journal), Arc::new(store)), sequential, concurrent)
-                    .await,
-            );
+            for (label, full) in [("SQLite, synchronous=FULL", true), ("SQLite, synchronous=NORMAL", false)] {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let mut options = SqliteOptions::new(dir.path().join("journal.db"));
+                options.synchronous_full = full;
+                let journal = SqliteJournal::open(options).await.expect("sqlite journal");
+                let store = SqlWorkflowStore::open_sqlite(dir.path().join("workflows.db"))
+                    .await
+                    .expect("sqlite store");
+                rows.push(
+                    measure(label, engine(Arc::new(journal), Arc::new(store)), sequential, concurrent)
+                        .await,
+                );
+            }
             let url = std::env::var("WF_PG_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
             let schema = format!("wfbench_{}", std::process::id());

@@ -36,6 +36,9 @@ pub(crate) struct RunShared {
 #[derive(Debug)]
 pub(crate) struct RunState {
     pub(crate) epoch: Epoch,
+    /// A new run's start event, written together with its first command's event (one
+    /// durable write fewer; until then the record holds everything needed to start over).
+    pub(crate) pending_start: Option<HistoryEvent>,
     pub(crate) next_seq: Seq,
     pub(crate) replay: VecDeque<HistoryEvent>,
     pub(crate) versions: HashMap<String, u32>,
@@ -764,19 +767,35 @@ impl WorkflowContext {
             st.warned = true;
             tracing::warn!(workflow = %self.inner.key, events, bytes, "workflow history passed its warning threshold; consider continue-as-new");
         }
-        self.inner
+        let mut entries = Vec::with_capacity(2);
+        let start = st.pending_start.take();
+        if let Some(start) = &start {
+            entries.push(Entry::new(
+                st.next_seq,
+                EntryKind::Event,
+                serde_json::to_vec(start)?,
+            ));
+        }
+        let seq = st.next_seq + entries.len() as u64;
+        entries.push(Entry::new(seq, EntryKind::Event, payload));
+        let written = entries.len() as u64;
+        if let Err(e) = self
+            .inner
             .engine
             .journal
-            .append(
-                &self.inner.stream,
-                st.epoch,
-                vec![Entry::new(st.next_seq, EntryKind::Event, payload)],
-            )
-            .await?;
-        st.next_seq += 1;
+            .append(&self.inner.stream, st.epoch, entries)
+            .await
+        {
+            st.pending_start = start;
+            return Err(e.into());
+        }
+        st.next_seq += written;
         st.history_events = events;
         st.history_bytes = bytes;
         if let Some(hook) = &options.event_hook {
+            if let Some(start) = &start {
+                hook(&self.inner.key, start);
+            }
             hook(&self.inner.key, &event);
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use plexspaces_core::{Actor, BoxError, Context, ExitReason, Node};
-use plexspaces_journal::{Clock, Entry, EntryKind, Epoch, Journal, StreamId, SystemClock};
+use plexspaces_journal::{Clock, Epoch, Journal, StreamId, SystemClock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -236,12 +236,12 @@ impl std::fmt::Debug for EngineOptions {
 }
 
 impl Default for EngineOptions {
-    /// Poll every 100 ms; warn at 10,000 events or 10 MiB, fail at 50,000 events or 50 MiB
+    /// Poll every second; warn at 10,000 events or 10 MiB, fail at 50,000 events or 50 MiB
     /// (Temporal's limits).
     fn default() -> Self {
         Self {
             clock: TokioClock::new(),
-            inbox_poll: Duration::from_millis(100),
+            inbox_poll: Duration::from_secs(1),
             history_warn_events: 10_000,
             history_warn_bytes: 10 << 20,
             history_max_events: 50_000,
@@ -251,12 +251,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// The registered code versions of one workflow type.
+type Versions = BTreeMap<u32, Arc<dyn ErasedWorkflow>>;
+
 pub(crate) struct EngineInner {
     pub(crate) node: Option<Node>,
     pub(crate) journal: Arc<dyn Journal>,
     pub(crate) store: Arc<dyn WorkflowStore>,
     pub(crate) options: EngineOptions,
-    definitions: RwLock<HashMap<String, BTreeMap<u32, Arc<dyn ErasedWorkflow>>>>,
+    definitions: RwLock<HashMap<String, Versions>>,
     running: Mutex<HashMap<WorkflowKey, RunEntry>>,
     changed: watch::Sender<u64>,
 }
@@ -648,6 +651,7 @@ async fn run_once(
     let stream = history_stream(key, run);
     let epoch = engine.journal.acquire_epoch(&stream).await?;
     let (mut events, mut bytes) = load_history(&engine.journal, &stream, Some(epoch)).await?;
+    let mut pending_start = None;
     if events.is_empty() {
         let (inbox_low_water, consumed_above) = if run > 1 {
             inbox_handover_from(engine, &history_stream(key, run - 1)).await?
@@ -662,19 +666,8 @@ async fn run_once(
             inbox_low_water,
             consumed_above,
         };
-        let payload = serde_json::to_vec(&started)?;
-        bytes = payload.len() as u64;
-        engine
-            .journal
-            .append(
-                &stream,
-                epoch,
-                vec![Entry::new(1, EntryKind::Event, payload)],
-            )
-            .await?;
-        if let Some(hook) = &engine.options.event_hook {
-            hook(key, &started);
-        }
+        bytes = serde_json::to_vec(&started)?.len() as u64;
+        pending_start = Some(started.clone());
         events.push(started);
     }
     let history_events = events.len() as u64;
@@ -729,7 +722,8 @@ async fn run_once(
     }
     let state = RunState {
         epoch,
-        next_seq: history_events + 1,
+        next_seq: history_events + 1 - u64::from(pending_start.is_some()),
+        pending_start,
         replay,
         versions,
         step: 0,

@@ -154,6 +154,7 @@ pub enum InboxKind {
     Cancel,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl InboxKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {

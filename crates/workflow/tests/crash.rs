@@ -218,8 +218,14 @@ async fn killed_during_a_long_sleep(backend: Backend) {
 }
 
 async fn signal_sent_while_down_is_delivered_after_recovery(backend: Backend) {
-    let crashed = run_child(&backend, "start:waiter", "wait", "null", Some("started"));
-    assert_eq!(crashed.paused.as_deref(), Some("started"));
+    let crashed = run_child(
+        &backend,
+        "start:waiter",
+        "wait",
+        "null",
+        Some("activity:prepare"),
+    );
+    assert_eq!(crashed.paused.as_deref(), Some("activity:prepare"));
     // The process is dead: the client API stores the signal.
     let client = backend.client().await;
     let payload = json!({ "approved_by": "ops", "n": 3 });
@@ -231,6 +237,7 @@ async fn signal_sent_while_down_is_delivered_after_recovery(backend: Backend) {
     let recovered = run_child(&backend, "recover", "wait", "null", None);
     assert_eq!(recovered.result, Some(payload.clone()));
     let (counts, _) = effects(&backend.effects());
+    assert_eq!(counts.get("prepare"), Some(&1));
     assert_eq!(counts.get("got"), Some(&1));
     backend.drop_schema().await;
 }

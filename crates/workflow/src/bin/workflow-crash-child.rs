@@ -9,15 +9,15 @@
 //!   or `recover` (resume what is unfinished)
 //! - `WF_ID`: the workflow id
 //! - `PAUSE_AFTER`: hang after this history event is durable, printing `PAUSED <what>`:
-//!   `activity:<name>` (after its completion), `timer` (after the timer started) or
-//!   `started` (after the workflow started)
+//!   `activity:<name>` (after its completion) or `timer` (after the timer started)
 //!
 //! Workflows:
 //! - `five`: activities `a1`..`a5`, each returning `input * 10 + i`; result: their list.
 //! - `sleeper`: activity `before`, a durable sleep of `input` ms, activity `after` (which
 //!   records the time it ran); result: `{ "after_ms" }`. The timer's fire time is printed
 //!   as `FIRE_AT <ms>` when it starts.
-//! - `waiter`: waits for signal `go`, then activity `got`; result: the signal's payload.
+//! - `waiter`: activity `prepare`, then waits for signal `go`, then activity `got`; result:
+//!   the signal's payload.
 //!
 //! Output: `RESULT <json>` when the workflow completes, then `DONE`.
 
@@ -67,7 +67,6 @@ fn pause_point(event: &HistoryEvent) -> Option<String> {
             println!("FIRE_AT {fire_at_ms}");
             Some("timer".into())
         }
-        HistoryEvent::WorkflowStarted { .. } => Some("started".into()),
         _ => None,
     }
 }
@@ -132,6 +131,11 @@ fn register(engine: &WorkflowEngine) {
     engine.register(workflow_fn(
         "waiter",
         |ctx: WorkflowContext, _: ()| async move {
+            ctx.activity("prepare", &options(), |actx| async move {
+                effect("prepare", actx.idempotency_key(), "");
+                Ok(())
+            })
+            .await?;
             let payload: Value = ctx.signal("go").await?;
             let p = payload.clone();
             ctx.activity("got", &options(), move |actx| {
