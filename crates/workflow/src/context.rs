@@ -408,7 +408,7 @@ impl WorkflowContext {
         let item = self
             .wait_inbox(&mut st, step, InboxKind::Update, name)
             .await?;
-        let update_id = item.dedupe_id.clone().unwrap_or_default();
+        let update_id = crate::engine::caller_id(&item);
         self.append(
             &mut st,
             HistoryEvent::UpdateAccepted {

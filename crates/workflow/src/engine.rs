@@ -6,7 +6,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use plexspaces_core::{Actor, BoxError, Context, ExitReason, Node};
 use plexspaces_journal::{Clock, Epoch, Journal, StreamId, SystemClock};
@@ -412,7 +415,7 @@ impl EngineInner {
     }
 
     pub(crate) async fn cancel(self: &Arc<Self>, key: &WorkflowKey, reason: &str) -> Result<()> {
-        self.push(key, InboxKind::Cancel, reason, &Value::Null, Some("cancel"))
+        self.push(key, InboxKind::Cancel, reason, &Value::Null, Some(""))
             .await
             .map(drop)
     }
@@ -432,6 +435,9 @@ impl EngineInner {
                 status: record.status.as_str().to_owned(),
             });
         }
+        // Dedupe ids are scoped by kind, so a caller's signal id can never collide with an
+        // update id or take the place of the one cancel request.
+        let scoped = dedupe_id.map(|id| format!("{}:{id}", kind_prefix(kind)));
         let item = self
             .store
             .push_inbox(
@@ -440,7 +446,7 @@ impl EngineInner {
                     kind,
                     name,
                     payload,
-                    dedupe_id,
+                    dedupe_id: scoped.as_deref(),
                 },
             )
             .await?;
@@ -750,7 +756,17 @@ async fn run_once(
             replay_end: Notify::new(),
         }),
     };
-    let outcome = definition.run(ctx.clone(), input).await;
+    let outcome = AssertUnwindSafe(definition.run(ctx.clone(), input))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "workflow code panicked".to_owned());
+            Err(WorkflowError::Panicked(message))
+        });
     let terminal = {
         let st = ctx.inner.state.lock().await;
         terminal_event(outcome, &st)?
@@ -1065,9 +1081,10 @@ impl WorkflowEngine {
             .inner
             .push(key, InboxKind::Update, name, &payload, Some(update_id))
             .await?;
-        if item.kind != InboxKind::Update || item.name != name {
+        if item.name != name {
             return Err(WorkflowError::InvalidArgument(format!(
-                "id {update_id} was already used by another request"
+                "update id {update_id} was already used by an update named {}",
+                item.name
             )));
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -1201,6 +1218,23 @@ impl WorkflowEngine {
     pub(crate) fn inner(&self) -> &Arc<EngineInner> {
         &self.inner
     }
+}
+
+fn kind_prefix(kind: InboxKind) -> &'static str {
+    match kind {
+        InboxKind::Signal => "signal",
+        InboxKind::Update => "update",
+        InboxKind::Cancel => "cancel",
+    }
+}
+
+/// The caller's id of an inbox item (its dedupe id without the kind scope).
+pub(crate) fn caller_id(item: &crate::InboxItem) -> String {
+    let id = item.dedupe_id.as_deref().unwrap_or_default();
+    id.strip_prefix(kind_prefix(item.kind))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(id)
+        .to_owned()
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {

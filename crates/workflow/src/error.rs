@@ -178,6 +178,9 @@ pub enum WorkflowError {
     /// The operation is not supported here.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Workflow code panicked. The execution is suspended (a bug to fix, then resume).
+    #[error("workflow code panicked: {0}")]
+    Panicked(String),
     /// Another activation owns this execution (it was fenced); this one stopped.
     #[error("fenced: {0}")]
     Fenced(String),
@@ -220,6 +223,7 @@ impl WorkflowError {
             WorkflowError::Timeout(_) => "timeout",
             WorkflowError::Unsupported(_) => "unsupported",
             WorkflowError::Fenced(_) => "fenced",
+            WorkflowError::Panicked(_) => "panic",
             WorkflowError::Storage(_) => "storage",
             WorkflowError::Codec(_) => "codec",
             WorkflowError::ContinueAsNew(_) => "continued_as_new",
@@ -243,6 +247,7 @@ impl WorkflowError {
                 | WorkflowError::UnknownType { .. }
                 | WorkflowError::Storage(_)
                 | WorkflowError::Fenced(_)
+                | WorkflowError::Panicked(_)
         )
     }
 }
