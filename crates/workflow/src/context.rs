@@ -50,6 +50,8 @@ pub(crate) struct RunState {
     pub(crate) consumed: BTreeSet<u64>,
     pub(crate) inbox_seen: u64,
     pub(crate) pending: BTreeMap<u64, InboxItem>,
+    /// When the inbox was last read from the store.
+    pub(crate) inbox_read_at: Option<Instant>,
     pub(crate) cancel_delivered: bool,
     pub(crate) rng: u64,
     /// Replay-only runs (the replay-test helper) stop where history ends.
@@ -449,7 +451,7 @@ impl WorkflowContext {
                 .store
                 .set_inbox_result(&self.inner.key, request.inbox_seq, &result)
                 .await?;
-            self.inner.engine.notify_changed();
+            self.inner.engine.notify_changed(&self.inner.key, false);
         }
         Ok(())
     }
@@ -777,8 +779,15 @@ impl WorkflowContext {
         Ok(())
     }
 
-    /// Reads new inbox items from the store into `pending`.
-    async fn refresh_inbox(&self, st: &mut RunState) -> Result<()> {
+    /// Reads new inbox items from the store into `pending`, unless `force` is false and the
+    /// last read is younger than the poll interval: senders in this process wake the run
+    /// (and a wake forces a read), so the store is polled only for other processes.
+    async fn refresh_inbox(&self, st: &mut RunState, force: bool) -> Result<()> {
+        let poll = self.inner.engine.options.inbox_poll;
+        if !force && st.inbox_read_at.is_some_and(|t| t.elapsed() < poll) {
+            return Ok(());
+        }
+        st.inbox_read_at = Some(Instant::now());
         let items = self
             .inner
             .engine
@@ -807,12 +816,14 @@ impl WorkflowContext {
         if st.cancel_delivered || st.replay_only {
             return std::future::pending().await;
         }
+        let mut force = false;
         loop {
-            self.refresh_inbox(st).await?;
+            self.refresh_inbox(st, force).await?;
             if let Some(c) = st.pending.values().find(|i| i.kind == InboxKind::Cancel) {
                 return Ok(c.clone());
             }
             self.inbox_changed().await;
+            force = true;
         }
     }
 
@@ -825,8 +836,9 @@ impl WorkflowContext {
         kind: InboxKind,
         name: &str,
     ) -> Result<InboxItem> {
+        let mut force = false;
         loop {
-            self.refresh_inbox(st).await?;
+            self.refresh_inbox(st, force).await?;
             if !st.cancel_delivered {
                 if let Some(c) = st.pending.values().find(|i| i.kind == InboxKind::Cancel) {
                     let c = c.clone();
@@ -841,6 +853,7 @@ impl WorkflowContext {
                 return Ok(item.clone());
             }
             self.inbox_changed().await;
+            force = true;
         }
     }
 

@@ -264,7 +264,9 @@ pub(crate) struct EngineInner {
     pub(crate) options: EngineOptions,
     definitions: RwLock<HashMap<String, Versions>>,
     running: Mutex<HashMap<WorkflowKey, RunEntry>>,
-    changed: watch::Sender<u64>,
+    /// Per workflow: bumped when its record changes or an update is answered, so waiters
+    /// re-read only their own record.
+    changed: Mutex<HashMap<WorkflowKey, watch::Sender<u64>>>,
 }
 
 impl EngineInner {
@@ -283,8 +285,23 @@ impl EngineInner {
         }
     }
 
-    pub(crate) fn notify_changed(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    /// Wakes whoever waits on `key`'s record; `closed`: nothing will change any more.
+    pub(crate) fn notify_changed(&self, key: &WorkflowKey, closed: bool) {
+        let mut changed = self.changed.lock();
+        if let Some(tx) = changed.get(key) {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        if closed {
+            changed.remove(key);
+        }
+    }
+
+    fn watch_changes(&self, key: &WorkflowKey) -> watch::Receiver<u64> {
+        self.changed
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     fn definition(
@@ -326,7 +343,7 @@ impl EngineInner {
         done: impl Fn(&WorkflowRecord) -> bool,
     ) -> Result<WorkflowRecord> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut changes = self.changed.subscribe();
+        let mut changes = self.watch_changes(key);
         loop {
             changes.borrow_and_update();
             let record = self.record(key).await?;
@@ -622,7 +639,7 @@ async fn drive(engine: Arc<EngineInner>, key: WorkflowKey, shared: Arc<RunShared
         }
     }
     engine.running.lock().remove(&key);
-    engine.notify_changed();
+    engine.notify_changed(&key, false);
 }
 
 async fn suspend(
@@ -740,6 +757,7 @@ async fn run_once(
         consumed,
         inbox_seen: 0,
         pending: BTreeMap::new(),
+        inbox_read_at: None,
         cancel_delivered: false,
         rng: random_seed(),
         replay_only: false,
@@ -878,7 +896,7 @@ async fn finalize(
     }
     record.updated_ms = engine.now_ms();
     engine.store.update(record).await?;
-    engine.notify_changed();
+    engine.notify_changed(&record.key, record.status.is_closed());
     Ok(next_run)
 }
 
@@ -935,7 +953,6 @@ impl WorkflowEngine {
         store: Arc<dyn WorkflowStore>,
         options: EngineOptions,
     ) -> Self {
-        let (changed, _) = watch::channel(0);
         Self {
             inner: Arc::new(EngineInner {
                 node,
@@ -944,7 +961,7 @@ impl WorkflowEngine {
                 options,
                 definitions: RwLock::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
-                changed,
+                changed: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -1088,7 +1105,7 @@ impl WorkflowEngine {
             )));
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut changes = self.inner.changed.subscribe();
+        let mut changes = self.inner.watch_changes(key);
         loop {
             changes.borrow_and_update();
             if let Some(result) = self

@@ -73,6 +73,7 @@ pub async fn replay<W: WorkflowBehavior>(workflow: W, history: &[HistoryEvent]) 
         consumed: BTreeSet::new(),
         inbox_seen: 0,
         pending: BTreeMap::new(),
+        inbox_read_at: None,
         cancel_delivered: false,
         rng: 0,
         replay_only: true,
