@@ -122,6 +122,8 @@ impl NodeServer {
     ///     .workflow(double)
     ///     .start()
     ///     .await?;
+    /// // curl -X POST http://127.0.0.1:8094/api/v1/workflows/default \
+    /// //   -d '{"workflow_type": "double", "workflow_id": "d1", "input": 21}'
     /// handle.run_until_signal().await?;
     /// # Ok(())
     /// # }
@@ -228,6 +230,8 @@ impl NodeServer {
             journal_backend: journal.backend.to_owned(),
             started: tokio::time::Instant::now(),
             request_spans: spans,
+            workflows: workflows.engine.clone(),
+            stopped: stopped.clone(),
         });
         let grpc_state = GrpcState {
             registry: registry.clone(),
@@ -331,8 +335,9 @@ impl ServerHandle {
         self.inner.grpc_addr
     }
 
-    /// Graceful shutdown: refuse new work (503), stop accepting, let in-flight requests
-    /// finish, stop driving workflows (they stay running in the store and resume on the next start), then stop
+    /// Graceful shutdown: refuse new work (503), stop accepting, end waits for workflow
+    /// results and update answers (503), let in-flight requests finish, stop driving
+    /// workflows (they stay running in the store and resume on the next start), then stop
     /// every actor. Idempotent.
     pub async fn shutdown(&self) {
         if self.inner.draining.swap(true, Ordering::AcqRel) {
