@@ -11,7 +11,7 @@
 //!
 //! Each node runs a durable workflow engine (`plexspaces-workflow`, see [`workflows`]):
 //! history in the same journal, records in `<data_dir>/workflows.db` (or the journal's
-//! PostgreSQL schema), served at `/api/v1/workflows/...`.
+//! PostgreSQL schema), served at `/api/v1/workflows/...` and as gRPC `WorkflowService`.
 //! Register your own workflow types with [`NodeServer::builder`].
 //!
 //! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote

@@ -247,9 +247,15 @@ impl NodeServer {
         };
         let tuple_space =
             crate::tuplespace::TupleSpaceApi::new(grpc_state.clone(), spaces, stopped.clone());
+        let workflow_api = grpc::WorkflowApi::new(
+            grpc_state.clone(),
+            workflows.engine.clone(),
+            stopped.clone(),
+        );
         let routes = grpc::routes(grpc_state)
             .await?
-            .add_service(tuple_space.into_server());
+            .add_service(tuple_space.into_server())
+            .add_service(workflow_api.into_server());
 
         // Last before serving: nothing below fails, so no workflow is driven by a node that
         // did not start.
