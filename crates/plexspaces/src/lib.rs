@@ -45,6 +45,11 @@ pub use plexspaces_journal as journal;
 #[cfg(feature = "tuplespace")]
 pub use plexspaces_tuplespace as tuplespace;
 
+/// Durable workflows: activities with retries, durable timers, signals, queries, updates,
+/// child workflows, sagas (feature `workflow`).
+#[cfg(feature = "workflow")]
+pub use plexspaces_workflow as workflow;
+
 /// The names most programs need.
 pub mod prelude {
     pub use plexspaces_core::{

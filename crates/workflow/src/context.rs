@@ -36,6 +36,9 @@ pub(crate) struct RunShared {
 #[derive(Debug)]
 pub(crate) struct RunState {
     pub(crate) epoch: Epoch,
+    /// A new run's start event, written together with its first command's event (one
+    /// durable write fewer; until then the record holds everything needed to start over).
+    pub(crate) pending_start: Option<HistoryEvent>,
     pub(crate) next_seq: Seq,
     pub(crate) replay: VecDeque<HistoryEvent>,
     pub(crate) versions: HashMap<String, u32>,
@@ -72,14 +75,6 @@ impl RunState {
         }
         (low, self.consumed.range(low..).copied().collect())
     }
-}
-
-/// What a replay lookup found for a command.
-enum Replayed {
-    /// History holds the command's event.
-    Event(HistoryEvent),
-    /// History ends here: run the command live.
-    Live,
 }
 
 pub(crate) struct CtxInner {
@@ -196,21 +191,18 @@ impl WorkflowContext {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
         let what = format!("activity {name}");
-        if let Replayed::Event(e) = self
-            .replay(
-                &mut st,
-                step,
-                &what,
-                |e| matches!(e, HistoryEvent::ActivityCompleted { name: n, .. } if n == name),
-            )
-            .await?
-        {
-            let HistoryEvent::ActivityCompleted {
-                attempts, outcome, ..
-            } = e
-            else {
-                return Err(unreachable_event(step));
-            };
+        let recorded = self
+            .replay(&mut st, step, &what, |e| match e {
+                HistoryEvent::ActivityCompleted {
+                    name: n,
+                    attempts,
+                    outcome,
+                    ..
+                } if n == name => Some((*attempts, outcome.clone())),
+                _ => None,
+            })
+            .await?;
+        if let Some((attempts, outcome)) = recorded {
             return match outcome {
                 StepOutcome::Ok(v) => decode(v),
                 StepOutcome::Err(failure) => Err(WorkflowError::Activity {
@@ -299,25 +291,25 @@ impl WorkflowContext {
     pub async fn sleep(&self, duration: Duration) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
-        let fire_at_ms = match self
-            .replay(&mut st, step, "timer", |e| {
-                matches!(e, HistoryEvent::TimerStarted { .. })
+        let started = self
+            .replay(&mut st, step, "timer", |e| match e {
+                HistoryEvent::TimerStarted { fire_at_ms, .. } => Some(*fire_at_ms),
+                _ => None,
             })
-            .await?
-        {
-            Replayed::Event(HistoryEvent::TimerStarted { fire_at_ms, .. }) => {
-                if let Replayed::Event(_) = self
+            .await?;
+        let fire_at_ms = match started {
+            Some(fire_at_ms) => {
+                let fired = self
                     .replay(&mut st, step, "timer", |e| {
-                        matches!(e, HistoryEvent::TimerFired { .. })
+                        matches!(e, HistoryEvent::TimerFired { .. }).then_some(())
                     })
-                    .await?
-                {
+                    .await?;
+                if fired.is_some() {
                     return Ok(());
                 }
                 fire_at_ms
             }
-            Replayed::Event(_) => return Err(unreachable_event(step)),
-            Replayed::Live => {
+            None => {
                 let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
                 let fire_at_ms = self.inner.engine.now_ms().saturating_add(ms);
                 self.append(&mut st, HistoryEvent::TimerStarted { step, fire_at_ms })
@@ -341,18 +333,15 @@ impl WorkflowContext {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
         let what = format!("signal {name}");
-        if let Replayed::Event(e) = self
-            .replay(
-                &mut st,
-                step,
-                &what,
-                |e| matches!(e, HistoryEvent::SignalReceived { name: n, .. } if n == name),
-            )
-            .await?
-        {
-            let HistoryEvent::SignalReceived { payload, .. } = e else {
-                return Err(unreachable_event(step));
-            };
+        let recorded = self
+            .replay(&mut st, step, &what, |e| match e {
+                HistoryEvent::SignalReceived {
+                    name: n, payload, ..
+                } if n == name => Some(payload.clone()),
+                _ => None,
+            })
+            .await?;
+        if let Some(payload) = recorded {
             return decode(payload);
         }
         let item = self
@@ -378,24 +367,19 @@ impl WorkflowContext {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
         let what = format!("update {name}");
-        if let Replayed::Event(e) = self
-            .replay(
-                &mut st,
-                step,
-                &what,
-                |e| matches!(e, HistoryEvent::UpdateAccepted { name: n, .. } if n == name),
-            )
-            .await?
-        {
-            let HistoryEvent::UpdateAccepted {
-                inbox_seq,
-                update_id,
-                payload,
-                ..
-            } = e
-            else {
-                return Err(unreachable_event(step));
-            };
+        let recorded = self
+            .replay(&mut st, step, &what, |e| match e {
+                HistoryEvent::UpdateAccepted {
+                    name: n,
+                    inbox_seq,
+                    update_id,
+                    payload,
+                    ..
+                } if n == name => Some((*inbox_seq, update_id.clone(), payload.clone())),
+                _ => None,
+            })
+            .await?;
+        if let Some((inbox_seq, update_id, payload)) = recorded {
             return Ok(UpdateRequest {
                 update_id,
                 payload: decode(payload)?,
@@ -405,7 +389,7 @@ impl WorkflowContext {
         let item = self
             .wait_inbox(&mut st, step, InboxKind::Update, name)
             .await?;
-        let update_id = item.dedupe_id.clone().unwrap_or_default();
+        let update_id = crate::engine::caller_id(&item);
         self.append(
             &mut st,
             HistoryEvent::UpdateAccepted {
@@ -434,15 +418,17 @@ impl WorkflowContext {
     ) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
-        let result = match self
-            .replay(&mut st, step, "update answer", |e| {
-                matches!(e, HistoryEvent::UpdateCompleted { inbox_seq, .. } if *inbox_seq == request.inbox_seq)
+        let recorded = self
+            .replay(&mut st, step, "update answer", |e| match e {
+                HistoryEvent::UpdateCompleted {
+                    inbox_seq, result, ..
+                } if *inbox_seq == request.inbox_seq => Some(result.clone()),
+                _ => None,
             })
-            .await?
-        {
-            Replayed::Event(HistoryEvent::UpdateCompleted { result, .. }) => result,
-            Replayed::Event(_) => return Err(unreachable_event(step)),
-            Replayed::Live => {
+            .await?;
+        let result = match recorded {
+            Some(result) => result,
+            None => {
                 let result = encode(result)?;
                 self.append(
                     &mut st,
@@ -480,26 +466,25 @@ impl WorkflowContext {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
         let what = format!("child workflow {workflow_type}");
-        match self
+        let started = self
             .replay(&mut st, step, &what, |e| {
                 matches!(e, HistoryEvent::ChildStarted { workflow_type: t, .. } if t == workflow_type)
+                    .then_some(())
             })
-            .await?
-        {
-            Replayed::Event(_) => {
-                if let Replayed::Event(e) = self
-                    .replay(&mut st, step, "result of child", |e| {
-                        matches!(e, HistoryEvent::ChildCompleted { .. })
+            .await?;
+        match started {
+            Some(()) => {
+                let recorded = self
+                    .replay(&mut st, step, "result of child", |e| match e {
+                        HistoryEvent::ChildCompleted { outcome, .. } => Some(outcome.clone()),
+                        _ => None,
                     })
-                    .await?
-                {
-                    let HistoryEvent::ChildCompleted { outcome, .. } = e else {
-                        return Err(unreachable_event(step));
-                    };
+                    .await?;
+                if let Some(outcome) = recorded {
                     return child_outcome(child_id, outcome);
                 }
             }
-            Replayed::Live => {
+            None => {
                 self.append(
                     &mut st,
                     HistoryEvent::ChildStarted {
@@ -666,18 +651,13 @@ impl WorkflowContext {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
         let what = format!("recorded value {name}");
-        if let Replayed::Event(e) = self
-            .replay(
-                &mut st,
-                step,
-                &what,
-                |e| matches!(e, HistoryEvent::Recorded { name: n, .. } if n == name),
-            )
-            .await?
-        {
-            let HistoryEvent::Recorded { value, .. } = e else {
-                return Err(unreachable_event(step));
-            };
+        let recorded = self
+            .replay(&mut st, step, &what, |e| match e {
+                HistoryEvent::Recorded { name: n, value, .. } if n == name => Some(value.clone()),
+                _ => None,
+            })
+            .await?;
+        if let Some(value) = recorded {
             return decode(value);
         }
         let v = f(&mut st)?;
@@ -693,28 +673,27 @@ impl WorkflowContext {
         Ok(v)
     }
 
-    /// Looks up the command at `step` in history. A cancellation recorded at this step
-    /// returns [`WorkflowError::Cancelled`]; any other mismatch is a non-determinism error.
-    async fn replay(
+    /// Looks up the command at `step` in history: `Some` with what `recorded` takes from
+    /// the event when history holds it, `None` where history ends (run live). A
+    /// cancellation recorded at this step returns [`WorkflowError::Cancelled`]; any other
+    /// event is a non-determinism error naming the step.
+    async fn replay<R>(
         &self,
         st: &mut RunState,
         step: u32,
         what: &str,
-        expected: impl Fn(&HistoryEvent) -> bool,
-    ) -> Result<Replayed> {
+        recorded: impl Fn(&HistoryEvent) -> Option<R>,
+    ) -> Result<Option<R>> {
         let Some(front) = st.replay.front() else {
             if st.replay_only {
                 return Err(self.end_of_replay(st).await);
             }
-            return Ok(Replayed::Live);
+            return Ok(None);
         };
         if front.step() == Some(step) {
-            if expected(front) {
-                return Ok(Replayed::Event(
-                    st.replay
-                        .pop_front()
-                        .ok_or_else(|| unreachable_event(step))?,
-                ));
+            if let Some(r) = recorded(front) {
+                st.replay.pop_front();
+                return Ok(Some(r));
             }
             if let HistoryEvent::CancelRequested {
                 reason, inbox_seq, ..
@@ -764,19 +743,35 @@ impl WorkflowContext {
             st.warned = true;
             tracing::warn!(workflow = %self.inner.key, events, bytes, "workflow history passed its warning threshold; consider continue-as-new");
         }
-        self.inner
+        let mut entries = Vec::with_capacity(2);
+        let start = st.pending_start.take();
+        if let Some(start) = &start {
+            entries.push(Entry::new(
+                st.next_seq,
+                EntryKind::Event,
+                serde_json::to_vec(start)?,
+            ));
+        }
+        let seq = st.next_seq + entries.len() as u64;
+        entries.push(Entry::new(seq, EntryKind::Event, payload));
+        let written = entries.len() as u64;
+        if let Err(e) = self
+            .inner
             .engine
             .journal
-            .append(
-                &self.inner.stream,
-                st.epoch,
-                vec![Entry::new(st.next_seq, EntryKind::Event, payload)],
-            )
-            .await?;
-        st.next_seq += 1;
+            .append(&self.inner.stream, st.epoch, entries)
+            .await
+        {
+            st.pending_start = start;
+            return Err(e.into());
+        }
+        st.next_seq += written;
         st.history_events = events;
         st.history_bytes = bytes;
         if let Some(hook) = &options.event_hook {
+            if let Some(start) = &start {
+                hook(&self.inner.key, start);
+            }
             hook(&self.inner.key, &event);
         }
         Ok(())
@@ -869,12 +864,6 @@ fn next_step(st: &mut RunState) -> u32 {
     let s = st.step;
     st.step += 1;
     s
-}
-
-fn unreachable_event(step: u32) -> WorkflowError {
-    WorkflowError::Storage(format!(
-        "history event at step {step} changed while it was read"
-    ))
 }
 
 fn child_outcome<O: DeserializeOwned>(

@@ -6,10 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use plexspaces_core::{Actor, BoxError, Context, ExitReason, Node};
-use plexspaces_journal::{Clock, Entry, EntryKind, Epoch, Journal, StreamId, SystemClock};
+use plexspaces_journal::{Clock, Epoch, Journal, StreamId, SystemClock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -236,12 +239,12 @@ impl std::fmt::Debug for EngineOptions {
 }
 
 impl Default for EngineOptions {
-    /// Poll every 100 ms; warn at 10,000 events or 10 MiB, fail at 50,000 events or 50 MiB
+    /// Poll every second; warn at 10,000 events or 10 MiB, fail at 50,000 events or 50 MiB
     /// (Temporal's limits).
     fn default() -> Self {
         Self {
             clock: TokioClock::new(),
-            inbox_poll: Duration::from_millis(100),
+            inbox_poll: Duration::from_secs(1),
             history_warn_events: 10_000,
             history_warn_bytes: 10 << 20,
             history_max_events: 50_000,
@@ -251,12 +254,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// The registered code versions of one workflow type.
+type Versions = BTreeMap<u32, Arc<dyn ErasedWorkflow>>;
+
 pub(crate) struct EngineInner {
     pub(crate) node: Option<Node>,
     pub(crate) journal: Arc<dyn Journal>,
     pub(crate) store: Arc<dyn WorkflowStore>,
     pub(crate) options: EngineOptions,
-    definitions: RwLock<HashMap<String, BTreeMap<u32, Arc<dyn ErasedWorkflow>>>>,
+    definitions: RwLock<HashMap<String, Versions>>,
     running: Mutex<HashMap<WorkflowKey, RunEntry>>,
     changed: watch::Sender<u64>,
 }
@@ -409,7 +415,7 @@ impl EngineInner {
     }
 
     pub(crate) async fn cancel(self: &Arc<Self>, key: &WorkflowKey, reason: &str) -> Result<()> {
-        self.push(key, InboxKind::Cancel, reason, &Value::Null, Some("cancel"))
+        self.push(key, InboxKind::Cancel, reason, &Value::Null, Some(""))
             .await
             .map(drop)
     }
@@ -429,6 +435,9 @@ impl EngineInner {
                 status: record.status.as_str().to_owned(),
             });
         }
+        // Dedupe ids are scoped by kind, so a caller's signal id can never collide with an
+        // update id or take the place of the one cancel request.
+        let scoped = dedupe_id.map(|id| format!("{}:{id}", kind_prefix(kind)));
         let item = self
             .store
             .push_inbox(
@@ -437,7 +446,7 @@ impl EngineInner {
                     kind,
                     name,
                     payload,
-                    dedupe_id,
+                    dedupe_id: scoped.as_deref(),
                 },
             )
             .await?;
@@ -648,6 +657,7 @@ async fn run_once(
     let stream = history_stream(key, run);
     let epoch = engine.journal.acquire_epoch(&stream).await?;
     let (mut events, mut bytes) = load_history(&engine.journal, &stream, Some(epoch)).await?;
+    let mut pending_start = None;
     if events.is_empty() {
         let (inbox_low_water, consumed_above) = if run > 1 {
             inbox_handover_from(engine, &history_stream(key, run - 1)).await?
@@ -662,19 +672,8 @@ async fn run_once(
             inbox_low_water,
             consumed_above,
         };
-        let payload = serde_json::to_vec(&started)?;
-        bytes = payload.len() as u64;
-        engine
-            .journal
-            .append(
-                &stream,
-                epoch,
-                vec![Entry::new(1, EntryKind::Event, payload)],
-            )
-            .await?;
-        if let Some(hook) = &engine.options.event_hook {
-            hook(key, &started);
-        }
+        bytes = serde_json::to_vec(&started)?.len() as u64;
+        pending_start = Some(started.clone());
         events.push(started);
     }
     let history_events = events.len() as u64;
@@ -729,7 +728,8 @@ async fn run_once(
     }
     let state = RunState {
         epoch,
-        next_seq: history_events + 1,
+        next_seq: history_events + 1 - u64::from(pending_start.is_some()),
+        pending_start,
         replay,
         versions,
         step: 0,
@@ -756,7 +756,17 @@ async fn run_once(
             replay_end: Notify::new(),
         }),
     };
-    let outcome = definition.run(ctx.clone(), input).await;
+    let outcome = AssertUnwindSafe(definition.run(ctx.clone(), input))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "workflow code panicked".to_owned());
+            Err(WorkflowError::Panicked(message))
+        });
     let terminal = {
         let st = ctx.inner.state.lock().await;
         terminal_event(outcome, &st)?
@@ -1071,9 +1081,10 @@ impl WorkflowEngine {
             .inner
             .push(key, InboxKind::Update, name, &payload, Some(update_id))
             .await?;
-        if item.kind != InboxKind::Update || item.name != name {
+        if item.name != name {
             return Err(WorkflowError::InvalidArgument(format!(
-                "id {update_id} was already used by another request"
+                "update id {update_id} was already used by an update named {}",
+                item.name
             )));
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -1207,6 +1218,23 @@ impl WorkflowEngine {
     pub(crate) fn inner(&self) -> &Arc<EngineInner> {
         &self.inner
     }
+}
+
+fn kind_prefix(kind: InboxKind) -> &'static str {
+    match kind {
+        InboxKind::Signal => "signal",
+        InboxKind::Update => "update",
+        InboxKind::Cancel => "cancel",
+    }
+}
+
+/// The caller's id of an inbox item (its dedupe id without the kind scope).
+pub(crate) fn caller_id(item: &crate::InboxItem) -> String {
+    let id = item.dedupe_id.as_deref().unwrap_or_default();
+    id.strip_prefix(kind_prefix(item.kind))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(id)
+        .to_owned()
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// A failure as it is recorded in history and shown to clients: a stable kind and a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct Failure {
     /// A stable, machine-readable kind (`activity_failed`, `cancelled`, or an application kind).
     pub kind: String,
@@ -11,17 +12,12 @@ pub struct Failure {
     pub message: String,
 }
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
-
 /// What an activity attempt returns when it fails.
 ///
 /// `kind` is matched against [`crate::RetryPolicy::non_retryable`]; an activity can also mark
 /// one failure as never retryable with [`ActivityFailure::non_retryable`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct ActivityFailure {
     /// The failure kind (for example `InsufficientFunds`, `timeout`, `heartbeat_timeout`).
     pub kind: String,
@@ -52,20 +48,17 @@ impl ActivityFailure {
     }
 }
 
-impl std::fmt::Display for ActivityFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
-
 impl From<plexspaces_core::Error> for ActivityFailure {
-    /// An actor call's error: retryable exactly when the runtime says so (timeouts, full
-    /// mailboxes, transport), with the runtime's error kind.
+    /// An actor call's error, with the runtime's error kind. Retryable when the runtime
+    /// says so (timeouts, full mailboxes, transport) and also for `noproc`: inside an
+    /// activity, a missing actor is usually one its supervisor is restarting, and the
+    /// retry policy bounds the attempts anyway.
     fn from(e: plexspaces_core::Error) -> Self {
+        let retryable = e.is_retryable() || e.kind() == "noproc";
         Self {
             kind: e.kind().to_owned(),
             message: e.to_string(),
-            non_retryable: !e.is_retryable(),
+            non_retryable: !retryable,
         }
     }
 }
@@ -185,6 +178,9 @@ pub enum WorkflowError {
     /// The operation is not supported here.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Workflow code panicked. The execution is suspended (a bug to fix, then resume).
+    #[error("workflow code panicked: {0}")]
+    Panicked(String),
     /// Another activation owns this execution (it was fenced); this one stopped.
     #[error("fenced: {0}")]
     Fenced(String),
@@ -227,6 +223,7 @@ impl WorkflowError {
             WorkflowError::Timeout(_) => "timeout",
             WorkflowError::Unsupported(_) => "unsupported",
             WorkflowError::Fenced(_) => "fenced",
+            WorkflowError::Panicked(_) => "panic",
             WorkflowError::Storage(_) => "storage",
             WorkflowError::Codec(_) => "codec",
             WorkflowError::ContinueAsNew(_) => "continued_as_new",
@@ -250,6 +247,7 @@ impl WorkflowError {
                 | WorkflowError::UnknownType { .. }
                 | WorkflowError::Storage(_)
                 | WorkflowError::Fenced(_)
+                | WorkflowError::Panicked(_)
         )
     }
 }

@@ -154,6 +154,7 @@ pub enum InboxKind {
     Cancel,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl InboxKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -348,7 +349,11 @@ impl WorkflowStore for MemoryWorkflowStore {
         Ok(inner
             .inboxes
             .get(key)
-            .map(|i| i.range(after + 1..).map(|(_, v)| v.clone()).collect())
+            .map(|i| {
+                i.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

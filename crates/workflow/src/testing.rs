@@ -1,10 +1,8 @@
 //! The replay-test helper: run recorded histories against new workflow code in tests, so an
 //! incompatible change is caught before it reaches running executions.
 //!
-//! ```ignore
-//! let history = engine.history(&key, None).await?; // or load a saved JSON fixture
-//! plexspaces_workflow::testing::replay(MyWorkflowV2, &history).await?;
-//! ```
+//! Get a history with `engine.history(&key, None)` (or load one saved as JSON) and call
+//! `testing::replay(new_code, &history)`; the crate's `tests/workflow.rs` does exactly that.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -63,6 +61,7 @@ pub async fn replay<W: WorkflowBehavior>(workflow: W, history: &[HistoryEvent]) 
     let key = WorkflowKey::new("replay", "replay", "replay");
     let state = RunState {
         epoch: Epoch(0),
+        pending_start: None,
         next_seq: history.len() as u64 + 1,
         replay,
         versions,

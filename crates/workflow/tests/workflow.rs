@@ -838,3 +838,70 @@ async fn a_running_workflow_is_an_actor_process_on_the_node() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_workflow_is_suspended_not_lost() {
+    let e = engine();
+    e.register(workflow_fn(
+        "buggy",
+        |ctx: WorkflowContext, _: ()| async move {
+            ctx.activity("fine", &ActivityOptions::default(), |_| async { Ok(1u32) })
+                .await?;
+            if ctx.run() == 1 {
+                panic!("bug in workflow code");
+            }
+            Ok(())
+        },
+    ));
+    e.start(&key("buggy"), "buggy", &()).await.unwrap();
+    match e.result::<()>(&key("buggy"), TIMEOUT).await {
+        Err(WorkflowError::Failed { failure, .. }) => {
+            assert_eq!(failure.kind, "panic");
+            assert!(
+                failure.message.contains("bug in workflow code"),
+                "{}",
+                failure.message
+            );
+        }
+        other => panic!("expected a suspension, got {other:?}"),
+    }
+    let d = e.describe(&key("buggy")).await.unwrap();
+    assert_eq!(d.record.status, WorkflowStatus::Suspended);
+    assert!(!d.active_here);
+    assert_eq!(d.history_events, 2, "the completed activity stays recorded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dedupe_ids_of_signals_updates_and_cancel_do_not_collide() {
+    let e = engine();
+    e.register(workflow_fn(
+        "ids",
+        |ctx: WorkflowContext, _: ()| async move {
+            let s: String = ctx.signal("s").await?;
+            let u: UpdateRequest<String> = ctx.next_update("u").await?;
+            ctx.complete_update(&u, &format!("{}:{}", u.update_id, u.payload))
+                .await?;
+            ctx.signal::<String>("never").await?;
+            Ok(s)
+        },
+    ));
+    let k = key("ids");
+    e.start(&k, "ids", &()).await.unwrap();
+    e.signal(&k, "s", &"sig", Some("same")).await.unwrap();
+    let answer = e
+        .update(&k, "u", &"upd", Some("same"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!("same:upd"),
+        "the update id is the caller's, unscoped"
+    );
+    e.signal(&k, "other", &"x", Some("cancel")).await.unwrap();
+    e.cancel(&k, "stop").await.unwrap();
+    let err = e.result::<String>(&k, TIMEOUT).await.unwrap_err();
+    assert!(
+        matches!(&err, WorkflowError::Cancelled { reason } if reason == "stop"),
+        "{err}"
+    );
+}
