@@ -381,7 +381,7 @@ pub(crate) async fn run(
                 .into_inner();
             let v = value(&r.value_json);
             match output {
-                Output::Json => println!("{}", json!({ "value": v })),
+                Output::Json => println!("{}", json!({ "value": v, "update_id": r.update_id })),
                 Output::Human => println!("{}", pretty(&v)),
             }
         }

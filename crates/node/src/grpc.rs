@@ -552,20 +552,25 @@ impl WorkflowService for WorkflowApi {
             0 => workflows::DEFAULT_UPDATE_WAIT,
             ms => workflows::wait("wait_ms", ms)?,
         };
-        let update_id = (!r.update_id.is_empty()).then_some(r.update_id.as_str());
-        if let Some(id) = update_id {
-            check_id("update_id", id)?;
-        }
+        let update_id = if r.update_id.is_empty() {
+            workflows::new_update_id()
+        } else {
+            check_id("update_id", &r.update_id)?;
+            r.update_id.clone()
+        };
         let value = self
-            .until_stopped(async {
-                Ok(self
-                    .engine
-                    .update(&key, &r.name, &payload, update_id, Some(wait))
-                    .await?)
-            })
+            .until_stopped(workflows::update(
+                &self.engine,
+                &key,
+                &r.name,
+                &payload,
+                &update_id,
+                wait,
+            ))
             .await?;
         Ok(Response::new(UpdateWorkflowResponse {
             value_json: value.to_string(),
+            update_id,
         }))
     }
 

@@ -816,7 +816,13 @@ async fn workflow_update(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(
+    // The update id: the caller's Idempotency-Key, else a fresh one, echoed in the
+    // response's Idempotency-Key header (a 504's retry collects the answer with it).
+    let update_id = match idempotency_key(&headers) {
+        Ok(id) => id.unwrap_or_else(workflows::new_update_id),
+        Err(e) => return respond(Err(e)),
+    };
+    let mut response = respond(
         async {
             let tenant = workflow_tenant(&s, &headers)?;
             let (namespace, workflow_id, name) = path_of(path)?;
@@ -827,18 +833,27 @@ async fn workflow_update(
                 None => workflows::DEFAULT_UPDATE_WAIT,
                 Some(ms) => workflows::wait("wait_ms", ms)?,
             };
-            let update_id = idempotency_key(&headers)?;
             let payload: Value = json_body(&body_of(&s, body)?, Some(Value::Null))?;
-            let value = until_stopped(&s, async {
-                Ok(s.workflows
-                    .update(&key, &name, &payload, update_id.as_deref(), Some(wait))
-                    .await?)
-            })
+            let value = until_stopped(
+                &s,
+                workflows::update(&s.workflows, &key, &name, &payload, &update_id, wait),
+            )
             .await?;
             Ok(Json(value).into_response())
         }
         .await,
-    )
+    );
+    if matches!(
+        response.status(),
+        StatusCode::OK | StatusCode::GATEWAY_TIMEOUT
+    ) {
+        if let Ok(v) = HeaderValue::from_str(&update_id) {
+            response
+                .headers_mut()
+                .insert(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, v);
+        }
+    }
+    response
 }
 
 async fn workflow_cancel(

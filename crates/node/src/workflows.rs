@@ -253,6 +253,44 @@ pub fn wait(what: &str, ms: u64) -> Result<Duration> {
     Ok(wait)
 }
 
+/// A fresh update id for an update whose caller gave none (`update-` and 16 hex digits), so
+/// the caller can be told which id collects the answer later.
+pub fn new_update_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("update-{:016x}", h.finish())
+}
+
+/// Sends an update with id `update_id` and waits up to `wait` for the answer. Not answered
+/// in time: a timeout whose message names the id to retry with.
+pub async fn update(
+    engine: &WorkflowEngine,
+    key: &WorkflowKey,
+    name: &str,
+    payload: &Value,
+    update_id: &str,
+    wait: Duration,
+) -> Result<Value> {
+    match engine
+        .update(key, name, payload, Some(update_id), Some(wait))
+        .await
+    {
+        Err(WorkflowError::Timeout(_)) => Err(WorkflowError::Timeout(format!(
+            "update {name} of workflow {key} not answered within {} ms; it stays accepted: \
+             retry with update id {update_id} to collect the answer",
+            wait.as_millis()
+        ))
+        .into()),
+        other => Ok(other?),
+    }
+}
+
 /// A list limit: 1 to [`MAX_LIST_LIMIT`].
 pub fn list_limit(limit: Option<u64>) -> Result<usize> {
     match limit {
@@ -463,6 +501,9 @@ mod tests {
         assert_eq!(wait("wait_ms", 30_000).unwrap(), MAX_WAIT);
         assert!(wait("wait_ms", 30_001).is_err());
         assert_eq!(list_limit(None).unwrap(), DEFAULT_LIST_LIMIT);
+        let (a, b) = (new_update_id(), new_update_id());
+        assert!(a.starts_with("update-") && a.len() == 23, "{a}");
+        assert_ne!(a, b);
         assert!(list_limit(Some(0)).is_err());
         assert!(list_limit(Some(1001)).is_err());
         assert_eq!(

@@ -51,7 +51,7 @@ async fn an_approval_from_start_to_result_through_the_cli() {
     let answer = stdout_json(&node.cli(&update));
     assert_eq!(
         answer,
-        json!({"value": {"accepted": true, "comment": "looks good"}})
+        json!({"value": {"accepted": true, "comment": "looks good"}, "update_id": "c1"})
     );
     assert_eq!(stdout_json(&node.cli(&update)), answer);
 

@@ -372,6 +372,7 @@ async fn workflow_service_start_signal_result_describe() {
     let bad_json = client.update(update("{nope")).await.unwrap_err();
     assert_eq!(bad_json.code(), Code::InvalidArgument);
     let answer = client.update(update(r#""ok""#)).await.unwrap().into_inner();
+    assert_eq!(answer.update_id, "c-1");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&answer.value_json).unwrap(),
         json!({"accepted": true, "comment": "ok"})

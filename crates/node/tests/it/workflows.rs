@@ -177,17 +177,33 @@ async fn updates_are_validated_and_answered_once_per_id() {
         (200, json!("LGTM"))
     );
     assert!(n.status_becomes("ops", "review", "awaiting_approval").await);
-    // An update nobody takes is not answered in time: 504.
-    let (status, body) = send(
-        c.post(n.wf("ops/review/updates/comment?wait_ms=100"))
-            .json(&json!("late")),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("timeout")),
-        "{body}"
-    );
+    // An update nobody takes is not answered in time: 504, naming the update id the node
+    // chose (also in the response's Idempotency-Key header) to collect the answer later.
+    let late = c
+        .post(n.wf("ops/review/updates/comment?wait_ms=100"))
+        .json(&json!("late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status().as_u16(), 504);
+    let id = late.headers()["idempotency-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("update-"), "{id}");
+    let body: Value = late.json().await.unwrap();
+    assert_eq!(body["code"], "timeout", "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&id), "{body}");
+    // A caller's key is echoed.
+    let resp = c
+        .post(n.wf("ops/review/updates/comment?wait_ms=0"))
+        .header("Idempotency-Key", "mine")
+        .json(&json!("later"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 504);
+    assert_eq!(resp.headers()["idempotency-key"], "mine");
 
     let (status, _) = send(c.post(n.wf("ops/review/signals/approve"))).await;
     assert_eq!(status, 202);
