@@ -1,12 +1,15 @@
 //! `plexspaces`: start a node, mint tokens, and talk to a node over gRPC.
 //!
-//! Exit codes: 0 ok; 1 failed (the node or actor failed); 2 usage error; 3 node unreachable
-//! or shutting down; 4 not found (unknown type, nothing active, no matching tuple with
-//! `--no-wait`); 5 unauthenticated or forbidden; 6 invalid input (bad JSON, bad tuple or
-//! template); 7 timed out (a blocking `space read`/`take` included); 8 overloaded.
+//! Exit codes: 0 ok; 1 failed (the node or actor failed, the workflow failed or was
+//! cancelled, or has closed); 2 usage error; 3 node unreachable or shutting down; 4 not
+//! found (unknown type, nothing active, no matching tuple with `--no-wait`, no such
+//! workflow or query); 5 unauthenticated or forbidden; 6 invalid input (bad JSON, bad tuple
+//! or template, a rejected update); 7 timed out (a blocking `space read`/`take`, a workflow
+//! still running, an update not answered in time); 8 overloaded.
 
 mod space;
 mod telemetry;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +82,9 @@ enum Command {
     /// Your tenant's tuple spaces: write, read, take and count tuples.
     #[command(subcommand)]
     Space(space::SpaceCommand),
+    /// Your tenant's durable workflows: start, signal, query, update, cancel, await.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +311,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Space(cmd) => {
             space::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Workflow(cmd) => {
+            workflow::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
         }
     }
 }

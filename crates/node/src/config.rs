@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub journal: JournalConfig,
     /// The node's tuple space.
     pub tuplespace: crate::tuplespace::TupleSpaceConfig,
+    /// The node's workflow engine.
+    pub workflows: crate::workflows::WorkflowsConfig,
     /// OpenTelemetry span export.
     pub otlp: OtlpConfig,
 }
@@ -164,6 +166,7 @@ impl Default for NodeConfig {
             actors: ActorsConfig::default(),
             journal: JournalConfig::default(),
             tuplespace: Default::default(),
+            workflows: Default::default(),
             otlp: OtlpConfig::default(),
         }
     }
@@ -270,6 +273,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "PLEXSPACES_TUPLESPACE_BACKEND",
         "tuplespace.backend",
         Kind::Str,
+    ),
+    (
+        "PLEXSPACES_WORKFLOW_INBOX_POLL_MS",
+        "workflows.inbox_poll_ms",
+        Kind::Int,
     ),
     ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
     (
@@ -402,6 +410,7 @@ impl NodeConfig {
                 "actors.mailbox_capacity must be at least 1".into(),
             ));
         }
+        self.workflows.validate()?;
         Ok(())
     }
 
@@ -658,6 +667,27 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(err.contains("otlp."), "{err}");
+        }
+    }
+
+    #[test]
+    fn workflow_keys_load_and_are_checked() {
+        let c = NodeConfig::load(ConfigSources::default()).unwrap();
+        assert_eq!(c.workflows.inbox_poll_ms, 1000);
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[("PLEXSPACES_WORKFLOW_INBOX_POLL_MS", "250")]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(c.workflows.inbox_poll_ms, 250);
+        for value in ["0", "60001"] {
+            let err = NodeConfig::load(ConfigSources {
+                env: env(&[("PLEXSPACES_WORKFLOW_INBOX_POLL_MS", value)]),
+                ..ConfigSources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("workflows.inbox_poll_ms"), "{err}");
         }
     }
 

@@ -15,6 +15,9 @@ pub enum Error {
     /// An error from the tuple space.
     #[error(transparent)]
     TupleSpace(#[from] plexspaces_tuplespace::Error),
+    /// An error from the workflow engine.
+    #[error(transparent)]
+    Workflow(#[from] plexspaces_workflow::WorkflowError),
     /// No actor type of this name is registered.
     #[error("unknown actor type {0:?}")]
     UnknownActorType(String),
@@ -50,6 +53,7 @@ impl Error {
         match self {
             Error::Core(e) => e.kind(),
             Error::TupleSpace(e) => tuplespace_kind(e),
+            Error::Workflow(e) => workflow_kind(e),
             Error::UnknownActorType(_) => "unknown_actor_type",
             Error::NotFound(_) => "not_found",
             Error::BadRequest(_) => "bad_request",
@@ -67,6 +71,11 @@ impl Error {
         match self {
             Error::Core(e) => e.is_retryable() || matches!(e, plexspaces_core::Error::NoProc(_)),
             Error::TupleSpace(e) => e.is_retryable(),
+            Error::Workflow(e) => matches!(
+                e,
+                plexspaces_workflow::WorkflowError::Timeout(_)
+                    | plexspaces_workflow::WorkflowError::Storage(_)
+            ),
             Error::Overloaded(_) => true,
             _ => false,
         }
@@ -121,6 +130,27 @@ fn tuplespace_kind(e: &plexspaces_tuplespace::Error) -> &'static str {
     }
 }
 
+/// The kind of a workflow error a client call can return. Failures of the workflow itself
+/// (activity, child, application, non-determinism, history limit) are not errors of a client
+/// call: a result request reports them as the workflow's outcome. Should one surface
+/// anyway, it is `workflow_failed`, never the application's own kind.
+fn workflow_kind(e: &plexspaces_workflow::WorkflowError) -> &'static str {
+    use plexspaces_workflow::WorkflowError as Wf;
+    match e {
+        Wf::NotFound(_) => "not_found",
+        Wf::UnknownType { .. } => "unknown_workflow_type",
+        Wf::UpdateRejected { .. } => "update_rejected",
+        Wf::Closed { .. } => "closed",
+        Wf::InvalidArgument(_) => "invalid_argument",
+        Wf::Codec(_) => "codec",
+        Wf::Timeout(_) => "timeout",
+        Wf::Unsupported(_) => "unsupported",
+        Wf::Fenced(_) => "fenced",
+        Wf::Storage(_) => "storage",
+        _ => "workflow_failed",
+    }
+}
+
 /// THE mapping from an error kind (ours or the runtime's) to an HTTP status and a gRPC code.
 /// Every front door (HTTP, gRPC, CLI exit codes) goes through this table.
 pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
@@ -135,11 +165,18 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
             (StatusCode::BAD_REQUEST, Code::InvalidArgument)
         }
         "transaction_closed" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        // workflows
+        "codec" => (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+        "update_rejected" => (StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument),
+        "closed" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        "fenced" => (StatusCode::CONFLICT, Code::Aborted),
         // auth
         "unauthenticated" => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
         "forbidden" | "rejected" => (StatusCode::FORBIDDEN, Code::PermissionDenied),
         // addressing
-        "unknown_actor_type" | "not_found" => (StatusCode::NOT_FOUND, Code::NotFound),
+        "unknown_actor_type" | "unknown_workflow_type" | "not_found" => {
+            (StatusCode::NOT_FOUND, Code::NotFound)
+        }
         "name_taken" => (StatusCode::CONFLICT, Code::AlreadyExists),
         // size and load
         "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
@@ -147,7 +184,7 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         // time
         "timeout" => (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
         // availability
-        "shutting_down" | "noproc" | "unavailable" => {
+        "shutting_down" | "noproc" | "unavailable" | "storage" => {
             (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable)
         }
         "transport" => (StatusCode::BAD_GATEWAY, Code::Unavailable),
@@ -269,6 +306,98 @@ mod tests {
             assert_eq!(err.grpc_code(), grpc, "{err}");
         }
         assert!(Error::from(Ts::Timeout(Duration::from_millis(1))).is_retryable());
+    }
+
+    #[test]
+    fn workflow_errors_map_by_their_kind() {
+        use plexspaces_workflow::{Failure, WorkflowError as Wf};
+        let cases: Vec<(Wf, &str, u16, tonic::Code)> = vec![
+            (
+                Wf::NotFound("w".into()),
+                "not_found",
+                404,
+                tonic::Code::NotFound,
+            ),
+            (
+                Wf::UnknownType {
+                    workflow_type: "x".into(),
+                    version: 0,
+                },
+                "unknown_workflow_type",
+                404,
+                tonic::Code::NotFound,
+            ),
+            (
+                Wf::InvalidArgument("x".into()),
+                "invalid_argument",
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Wf::Codec("x".into()),
+                "codec",
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Wf::UpdateRejected {
+                    name: "u".into(),
+                    reason: "no".into(),
+                },
+                "update_rejected",
+                422,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Wf::Closed {
+                    id: "w".into(),
+                    status: "completed".into(),
+                },
+                "closed",
+                409,
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                Wf::Timeout("x".into()),
+                "timeout",
+                504,
+                tonic::Code::DeadlineExceeded,
+            ),
+            (
+                Wf::Unsupported("x".into()),
+                "unsupported",
+                501,
+                tonic::Code::Unimplemented,
+            ),
+            (Wf::Fenced("x".into()), "fenced", 409, tonic::Code::Aborted),
+            (
+                Wf::Storage("x".into()),
+                "storage",
+                503,
+                tonic::Code::Unavailable,
+            ),
+            // The application's own kind never leaks into the mapping.
+            (
+                Wf::Failed {
+                    id: "w".into(),
+                    failure: Failure {
+                        kind: "not_found".into(),
+                        message: "m".into(),
+                    },
+                },
+                "workflow_failed",
+                500,
+                tonic::Code::Internal,
+            ),
+        ];
+        for (e, kind, http, grpc) in cases {
+            let err = Error::from(e);
+            assert_eq!(err.kind(), kind, "{err}");
+            assert_eq!(err.http_status().as_u16(), http, "{err}");
+            assert_eq!(err.grpc_code(), grpc, "{err}");
+        }
+        assert!(Error::from(Wf::Storage("x".into())).is_retryable());
+        assert!(!Error::from(Wf::NotFound("x".into())).is_retryable());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The gRPC API (tonic): `plexspaces.v1.ActorService`, `plexspaces.v1.NodeService`,
-//! `grpc.health.v1.Health` and server reflection. Every declared RPC is served.
+//! `plexspaces.v1.WorkflowService`, `grpc.health.v1.Health` and server reflection (the
+//! tuple space service is in [`crate::tuplespace`]). Every declared RPC is served.
 //!
 //! The tenant comes from the `authorization: Bearer <jwt>` metadata, exactly as on HTTP;
 //! an address's `tenant` field, when set, must match it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +13,31 @@ use std::time::Duration;
 use plexspaces_core::Envelope;
 use plexspaces_proto::v1::actor_service_server::{ActorService, ActorServiceServer};
 use plexspaces_proto::v1::node_service_server::{NodeService, NodeServiceServer};
+use plexspaces_proto::v1::workflow_service_server::{WorkflowService, WorkflowServiceServer};
 use plexspaces_proto::v1::{
     ActorAddress, ActorSummary, AskRequest, AskResponse, CapacityRequest, CapacityResponse,
     DescribeRequest, DescribeResponse, HealthRequest, HealthResponse, ListRequest, ListResponse,
     MetricsSummaryRequest, MetricsSummaryResponse, SpawnRequest, SpawnResponse, StopRequest,
     StopResponse, TellRequest, TellResponse, TypeMetrics,
 };
+use plexspaces_proto::v1::{
+    CancelWorkflowRequest, CancelWorkflowResponse, DescribeWorkflowRequest,
+    DescribeWorkflowResponse, ListWorkflowsRequest, ListWorkflowsResponse, QueryWorkflowRequest,
+    QueryWorkflowResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    StartWorkflowResponse, UpdateWorkflowRequest, UpdateWorkflowResponse, WorkflowFailure,
+    WorkflowHistoryRequest, WorkflowHistoryResponse, WorkflowInfo, WorkflowResultRequest,
+    WorkflowResultResponse,
+};
+use plexspaces_workflow::{Failure, WorkflowEngine, WorkflowKey, WorkflowRecord};
+use serde_json::Value;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::http::HttpMetrics;
 use crate::registry::{lifecycle_name, Activation, ActivationKey, Registry};
+use crate::workflows::{self, Outcome};
 
 /// What the gRPC services share.
 #[derive(Clone)]
@@ -358,6 +373,316 @@ impl NodeService for NodeApi {
     }
 }
 
+/// `plexspaces.v1.WorkflowService` over the node's workflow engine.
+#[derive(Clone)]
+pub struct WorkflowApi {
+    state: GrpcState,
+    engine: WorkflowEngine,
+    stop: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for WorkflowApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowApi")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkflowApi {
+    /// The service over `engine`, with the gRPC API's auth. `stop` turning true ends waits
+    /// for results and update answers (so that graceful shutdown does not wait on them).
+    pub fn new(state: GrpcState, engine: WorkflowEngine, stop: watch::Receiver<bool>) -> Self {
+        WorkflowApi {
+            state,
+            engine,
+            stop,
+        }
+    }
+
+    /// The tonic server for the router.
+    pub fn into_server(self) -> WorkflowServiceServer<Self> {
+        WorkflowServiceServer::new(self)
+    }
+
+    /// The caller's tenant, once the node is known to take new work.
+    fn tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let tenant = self.state.tenant(request, "")?;
+        self.state.check_open()?;
+        Ok(tenant)
+    }
+
+    /// The workflow a request names, in the caller's tenant.
+    fn key<T>(
+        &self,
+        request: &Request<T>,
+        namespace: &str,
+        workflow_id: &str,
+    ) -> Result<WorkflowKey, Status> {
+        let tenant = self.tenant(request)?;
+        Ok(workflows::key(&tenant, or_default(namespace), workflow_id)?)
+    }
+
+    /// Runs `work` unless the node begins to shut down first (then: unavailable).
+    async fn until_stopped<T>(
+        &self,
+        work: impl Future<Output = crate::Result<T>>,
+    ) -> crate::Result<T> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            r = work => r,
+            _ = stop.wait_for(|s| *s) => Err(Error::Core(plexspaces_core::Error::ShuttingDown)),
+        }
+    }
+}
+
+fn or_default(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    }
+}
+
+/// JSON text of a request field; empty is `null`.
+fn json_field(field: &str, text: &str) -> Result<Value, Status> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text)
+        .map_err(|e| Error::BadRequest(format!("{field} is not JSON: {e}")).into())
+}
+
+fn failure_of(f: Failure) -> WorkflowFailure {
+    WorkflowFailure {
+        kind: f.kind,
+        message: f.message,
+    }
+}
+
+fn info_of(record: WorkflowRecord) -> WorkflowInfo {
+    WorkflowInfo {
+        tenant: record.key.tenant,
+        namespace: record.key.namespace,
+        workflow_id: record.key.workflow_id,
+        workflow_type: record.workflow_type,
+        version: record.version,
+        run: record.run,
+        status: record.status.as_str().to_owned(),
+        input_json: record.input.to_string(),
+        result_json: record.result.map(|v| v.to_string()).unwrap_or_default(),
+        failure: record.failure.map(failure_of),
+        queries_json: record.queries.map(|v| v.to_string()).unwrap_or_default(),
+        parent: record.parent.unwrap_or_default(),
+        created_ms: record.created_ms,
+        updated_ms: record.updated_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl WorkflowService for WorkflowApi {
+    async fn start(
+        &self,
+        request: Request<StartWorkflowRequest>,
+    ) -> Result<Response<StartWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        let input = json_field("input_json", &r.input_json)?;
+        let started = self
+            .engine
+            .start(&key, &r.workflow_type, &input)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(StartWorkflowResponse {
+            namespace: started.key.namespace,
+            workflow_id: started.key.workflow_id,
+            workflow_type: started.workflow_type,
+            run: started.run,
+            status: started.status.as_str().to_owned(),
+            already_started: started.already_started,
+        }))
+    }
+
+    async fn signal(
+        &self,
+        request: Request<SignalWorkflowRequest>,
+    ) -> Result<Response<SignalWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        workflows::check_name("signal", &r.name)?;
+        let payload = json_field("payload_json", &r.payload_json)?;
+        let dedupe_id = (!r.dedupe_id.is_empty()).then_some(r.dedupe_id.as_str());
+        if let Some(id) = dedupe_id {
+            check_id("dedupe_id", id)?;
+        }
+        let seq = self
+            .engine
+            .signal(&key, &r.name, &payload, dedupe_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(SignalWorkflowResponse { seq }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryWorkflowRequest>,
+    ) -> Result<Response<QueryWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        workflows::check_name("query", &r.name)?;
+        let value = self
+            .engine
+            .query(&key, &r.name)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(QueryWorkflowResponse {
+            value_json: value.to_string(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateWorkflowRequest>,
+    ) -> Result<Response<UpdateWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        workflows::check_name("update", &r.name)?;
+        let payload = json_field("payload_json", &r.payload_json)?;
+        let wait = match r.wait_ms {
+            0 => workflows::DEFAULT_UPDATE_WAIT,
+            ms => workflows::wait("wait_ms", ms)?,
+        };
+        let update_id = if r.update_id.is_empty() {
+            workflows::new_update_id()
+        } else {
+            check_id("update_id", &r.update_id)?;
+            r.update_id.clone()
+        };
+        let value = self
+            .until_stopped(workflows::update(
+                &self.engine,
+                &key,
+                &r.name,
+                &payload,
+                &update_id,
+                wait,
+            ))
+            .await?;
+        Ok(Response::new(UpdateWorkflowResponse {
+            value_json: value.to_string(),
+            update_id,
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<CancelWorkflowRequest>,
+    ) -> Result<Response<CancelWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        let reason = workflows::cancel_reason(Some(&r.reason))?;
+        self.engine
+            .cancel(&key, &reason)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(CancelWorkflowResponse {}))
+    }
+
+    async fn get_result(
+        &self,
+        request: Request<WorkflowResultRequest>,
+    ) -> Result<Response<WorkflowResultResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        let wait = workflows::wait("wait_ms", r.wait_ms)?;
+        let outcome = self
+            .until_stopped(workflows::outcome(&self.engine, &key, wait))
+            .await?;
+        Ok(Response::new(match outcome {
+            Outcome::Completed(result) => WorkflowResultResponse {
+                status: "completed".into(),
+                result_json: result.to_string(),
+                failure: None,
+            },
+            Outcome::Ended { status, failure } => WorkflowResultResponse {
+                status: status.as_str().to_owned(),
+                result_json: String::new(),
+                failure: Some(failure_of(failure)),
+            },
+            Outcome::Running => WorkflowResultResponse {
+                status: "running".into(),
+                result_json: String::new(),
+                failure: None,
+            },
+        }))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<DescribeWorkflowRequest>,
+    ) -> Result<Response<DescribeWorkflowResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        let d = self.engine.describe(&key).await.map_err(Error::from)?;
+        Ok(Response::new(DescribeWorkflowResponse {
+            workflow: Some(info_of(d.record)),
+            history_events: d.history_events,
+            active_here: d.active_here,
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListWorkflowsRequest>,
+    ) -> Result<Response<ListWorkflowsResponse>, Status> {
+        let tenant = self.tenant(&request)?;
+        let r = request.into_inner();
+        let namespace = (!r.namespace.is_empty()).then_some(r.namespace.as_str());
+        if let Some(ns) = namespace {
+            workflows::check_namespace(ns)?;
+        }
+        let status = workflows::status_filter(Some(&r.status))?;
+        let limit = workflows::list_limit((r.limit != 0).then_some(u64::from(r.limit)))?;
+        let records = self
+            .engine
+            .list(&tenant, namespace, status, limit)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(ListWorkflowsResponse {
+            workflows: records.into_iter().map(info_of).collect(),
+        }))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<WorkflowHistoryRequest>,
+    ) -> Result<Response<WorkflowHistoryResponse>, Status> {
+        let r = request.get_ref();
+        let key = self.key(&request, &r.namespace, &r.workflow_id)?;
+        let run = (r.run != 0).then_some(r.run);
+        let (run, events) = workflows::history(&self.engine, &key, run).await?;
+        let events_json = events
+            .iter()
+            .map(|e| serde_json::to_string(e).map_err(|e| Error::Io(format!("history: {e}"))))
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(Response::new(WorkflowHistoryResponse { run, events_json }))
+    }
+}
+
+/// A caller-chosen id (update id, dedupe id): visible ASCII, 1 to
+/// [`crate::http::MAX_IDEMPOTENCY_KEY`] bytes.
+fn check_id(what: &str, id: &str) -> Result<(), Status> {
+    let visible = id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if id.is_empty() || id.len() > crate::http::MAX_IDEMPOTENCY_KEY || !visible {
+        return Err(Error::BadRequest(format!(
+            "{what} must be 1 to {} bytes of visible ASCII",
+            crate::http::MAX_IDEMPOTENCY_KEY
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// The gRPC router with every service: actor, node, health and reflection.
 pub async fn routes(state: GrpcState) -> crate::Result<tonic::service::Routes> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -366,6 +691,9 @@ pub async fn routes(state: GrpcState) -> crate::Result<tonic::service::Routes> {
         .await;
     health_reporter
         .set_serving::<NodeServiceServer<NodeApi>>()
+        .await;
+    health_reporter
+        .set_serving::<WorkflowServiceServer<WorkflowApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)

@@ -8,6 +8,11 @@
 //! - `POST /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}/invoke?msg_type=NAME`
 //! - `GET /health`, `GET /ready`, `GET /metrics`, `GET /api/v1/openapi.json`
 //! - `GET /dashboard` (the web dashboard) and `GET /api/v1/dashboard/summary` (its data)
+//! - workflows, in the token's tenant: `POST|GET /api/v1/workflows/{namespace}` (start,
+//!   list), `GET .../{workflow_id}` (describe), `GET .../{workflow_id}/result?wait_ms=N`,
+//!   `GET .../{workflow_id}/history`, `POST .../{workflow_id}/signals/{name}`,
+//!   `POST .../{workflow_id}/queries/{name}`, `POST .../{workflow_id}/updates/{name}`,
+//!   `POST .../{workflow_id}/cancel`
 //!
 //! Query parameters `msg_type`, `key`, `fire_and_forget` and `timeout_ms` steer the call;
 //! on GET the other query parameters become the JSON payload. An `Idempotency-Key` header
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -28,12 +33,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use plexspaces_core::Envelope;
+use plexspaces_workflow::{HistoryEvent, WorkflowEngine, WorkflowRecord};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::workflows::{self, Outcome};
 
 /// The OpenAPI document, kept in the repo as `docs/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
@@ -112,6 +122,10 @@ pub struct AppState {
     pub started: tokio::time::Instant,
     /// Runs each request in an `http.request` span (on when spans are exported).
     pub request_spans: bool,
+    /// The node's workflow engine.
+    pub workflows: WorkflowEngine,
+    /// Turns true when shutdown begins: waits for workflow results and update answers end.
+    pub stopped: watch::Receiver<bool>,
 }
 
 /// The HTTP API router.
@@ -130,6 +144,38 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard", get(dashboard_page))
         .route("/api/v1/dashboard/summary", get(dashboard_summary))
+        .route(
+            "/api/v1/workflows/{namespace}",
+            post(workflow_start).get(workflow_list),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}",
+            get(workflow_describe),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/result",
+            get(workflow_result),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/history",
+            get(workflow_history),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/signals/{name}",
+            post(workflow_signal),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/queries/{name}",
+            post(workflow_query),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/updates/{name}",
+            post(workflow_update),
+        )
+        .route(
+            "/api/v1/workflows/{namespace}/{workflow_id}/cancel",
+            post(workflow_cancel),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -487,4 +533,346 @@ async fn call_inner(
         response.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     Ok(response)
+}
+
+// ---- workflows ----
+
+type PathOf<T> = Result<Path<T>, PathRejection>;
+type QueryOf<T> = Result<Query<T>, QueryRejection>;
+
+/// `?status=&limit=` of a list request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `?wait_ms=` of a result or update request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    wait_ms: Option<u64>,
+}
+
+/// `?run=` of a history request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    run: Option<u64>,
+}
+
+/// The body of a start request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    workflow_type: String,
+    workflow_id: String,
+    #[serde(default)]
+    input: Value,
+}
+
+/// The body of a cancel request (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+/// A list response.
+#[derive(Debug, Serialize)]
+struct WorkflowList {
+    workflows: Vec<WorkflowRecord>,
+}
+
+/// A history response.
+#[derive(Debug, Serialize)]
+struct WorkflowHistory {
+    run: u64,
+    events: Vec<HistoryEvent>,
+}
+
+/// The response, or the error as JSON (server errors logged).
+fn respond(result: crate::Result<Response>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            if e.http_status().is_server_error() {
+                tracing::warn!(error = %e.public_message(), "workflow request failed");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+fn path_of<T>(path: PathOf<T>) -> crate::Result<T> {
+    path.map(|Path(v)| v)
+        .map_err(|e| Error::BadRequest(format!("path: {}", e.body_text())))
+}
+
+fn query_of<T>(query: QueryOf<T>) -> crate::Result<T> {
+    query
+        .map(|Query(v)| v)
+        .map_err(|e| Error::BadRequest(format!("query string: {}", e.body_text())))
+}
+
+fn body_of(s: &AppState, body: Body) -> crate::Result<Bytes> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(s.max_body_bytes)
+        } else {
+            Error::BadRequest(e.body_text())
+        }
+    })
+}
+
+/// A JSON body; an empty body is `empty` (or a 400 when there is no default).
+fn json_body<T: DeserializeOwned>(bytes: &[u8], empty: Option<T>) -> crate::Result<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return empty.ok_or_else(|| Error::BadRequest("a JSON body is required".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("body: {e}")))
+}
+
+/// The caller's tenant, once the node is known to take new work.
+fn workflow_tenant(s: &AppState, headers: &HeaderMap) -> crate::Result<String> {
+    let tenant = s.auth.tenant_for(authorization(headers)?, None)?;
+    if s.draining.load(Ordering::Acquire) {
+        return Err(plexspaces_core::Error::ShuttingDown.into());
+    }
+    Ok(tenant)
+}
+
+/// Runs `work` unless the node begins to shut down first (then: 503).
+async fn until_stopped<T>(
+    s: &AppState,
+    work: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    let mut stopped = s.stopped.clone();
+    tokio::select! {
+        r = work => r,
+        _ = stopped.wait_for(|s| *s) => Err(plexspaces_core::Error::ShuttingDown.into()),
+    }
+}
+
+async fn workflow_start(
+    State(s): State<AppState>,
+    path: PathOf<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let namespace = path_of(path)?;
+            let body: StartBody = json_body(&body_of(&s, body)?, None)?;
+            let key = workflows::key(&tenant, &namespace, &body.workflow_id)?;
+            let started = s
+                .workflows
+                .start(&key, &body.workflow_type, &body.input)
+                .await?;
+            let status = if started.already_started {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(started)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_list(
+    State(s): State<AppState>,
+    path: PathOf<String>,
+    query: QueryOf<ListParams>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let namespace = path_of(path)?;
+            let params = query_of(query)?;
+            workflows::check_namespace(&namespace)?;
+            let status = workflows::status_filter(params.status.as_deref())?;
+            let limit = workflows::list_limit(params.limit)?;
+            let records = s
+                .workflows
+                .list(&tenant, Some(&namespace), status, limit)
+                .await?;
+            Ok(Json(WorkflowList { workflows: records }).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_describe(
+    State(s): State<AppState>,
+    path: PathOf<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id) = path_of(path)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            let description = s.workflows.describe(&key).await?;
+            Ok(Json(description).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_result(
+    State(s): State<AppState>,
+    path: PathOf<(String, String)>,
+    query: QueryOf<WaitParams>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id) = path_of(path)?;
+            let params = query_of(query)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            let wait = workflows::wait("wait_ms", params.wait_ms.unwrap_or(0))?;
+            let outcome = until_stopped(&s, workflows::outcome(&s.workflows, &key, wait)).await?;
+            let status = if outcome == Outcome::Running {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(outcome.to_json())).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_history(
+    State(s): State<AppState>,
+    path: PathOf<(String, String)>,
+    query: QueryOf<HistoryParams>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id) = path_of(path)?;
+            let params = query_of(query)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            let (run, events) = workflows::history(&s.workflows, &key, params.run).await?;
+            Ok(Json(WorkflowHistory { run, events }).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_signal(
+    State(s): State<AppState>,
+    path: PathOf<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id, name) = path_of(path)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            workflows::check_name("signal", &name)?;
+            let dedupe_id = idempotency_key(&headers)?;
+            let payload: Value = json_body(&body_of(&s, body)?, Some(Value::Null))?;
+            let seq = s
+                .workflows
+                .signal(&key, &name, &payload, dedupe_id.as_deref())
+                .await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({ "seq": seq }))).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_query(
+    State(s): State<AppState>,
+    path: PathOf<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id, name) = path_of(path)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            workflows::check_name("query", &name)?;
+            let value = s.workflows.query(&key, &name).await?;
+            Ok(Json(value).into_response())
+        }
+        .await,
+    )
+}
+
+async fn workflow_update(
+    State(s): State<AppState>,
+    path: PathOf<(String, String, String)>,
+    query: QueryOf<WaitParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // The update id: the caller's Idempotency-Key, else a fresh one, echoed in the
+    // response's Idempotency-Key header (a 504's retry collects the answer with it).
+    let update_id = match idempotency_key(&headers) {
+        Ok(id) => id.unwrap_or_else(workflows::new_update_id),
+        Err(e) => return respond(Err(e)),
+    };
+    let mut response = respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id, name) = path_of(path)?;
+            let params = query_of(query)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            workflows::check_name("update", &name)?;
+            let wait = match params.wait_ms {
+                None => workflows::DEFAULT_UPDATE_WAIT,
+                Some(ms) => workflows::wait("wait_ms", ms)?,
+            };
+            let payload: Value = json_body(&body_of(&s, body)?, Some(Value::Null))?;
+            let value = until_stopped(
+                &s,
+                workflows::update(&s.workflows, &key, &name, &payload, &update_id, wait),
+            )
+            .await?;
+            Ok(Json(value).into_response())
+        }
+        .await,
+    );
+    if matches!(
+        response.status(),
+        StatusCode::OK | StatusCode::GATEWAY_TIMEOUT
+    ) {
+        if let Ok(v) = HeaderValue::from_str(&update_id) {
+            response
+                .headers_mut()
+                .insert(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, v);
+        }
+    }
+    response
+}
+
+async fn workflow_cancel(
+    State(s): State<AppState>,
+    path: PathOf<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            let tenant = workflow_tenant(&s, &headers)?;
+            let (namespace, workflow_id) = path_of(path)?;
+            let key = workflows::key(&tenant, &namespace, &workflow_id)?;
+            let body: Option<CancelBody> = json_body(&body_of(&s, body)?, Some(None))?;
+            let body = body.unwrap_or_default();
+            let reason = workflows::cancel_reason(body.reason.as_deref())?;
+            s.workflows.cancel(&key, &reason).await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response())
+        }
+        .await,
+    )
 }

@@ -9,6 +9,11 @@
 //! activation, in one journal per node (SQLite under the data dir, or PostgreSQL): see
 //! [`state`]. The node serves a web dashboard at `/dashboard` ([`dashboard`]).
 //!
+//! Each node runs a durable workflow engine (`plexspaces-workflow`, see [`workflows`]):
+//! history in the same journal, records in `<data_dir>/workflows.db` (or the journal's
+//! PostgreSQL schema), served at `/api/v1/workflows/...` and as gRPC `WorkflowService`.
+//! Register your own workflow types with [`NodeServer::builder`].
+//!
 //! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote
 //! placement comes with `plexspaces-cluster`) and not the journal (`plexspaces-journal`).
 //!
@@ -47,10 +52,12 @@ pub mod secret;
 pub mod server;
 pub mod state;
 pub mod tuplespace;
+pub mod workflows;
 
 pub use config::{ConfigSources, NodeConfig, OtlpConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 pub use error::{status_of, Error, Result};
 pub use registry::{ActivationKey, ActorType, FacetFactory, Registry, RegistryOptions, TypeKind};
 pub use secret::{mask_secrets, Secret};
-pub use server::{NodeServer, ServerHandle};
+pub use server::{NodeServer, NodeServerBuilder, ServerHandle};
 pub use state::{durability_facets, stream_id, NodeJournal};
+pub use workflows::WorkflowType;

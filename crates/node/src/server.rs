@@ -1,7 +1,8 @@
 //! Starting and stopping a node with its HTTP and gRPC listeners.
 //!
-//! `NodeServer::start(config, types)` binds both listeners, starts the runtime node and
-//! returns a [`ServerHandle`]. `handle.shutdown()` is the graceful path (also taken on
+//! `NodeServer::start(config, types)` (or [`NodeServer::builder`], which also takes
+//! workflow types) binds both listeners, starts the runtime node and its workflow engine,
+//! and returns a [`ServerHandle`]. `handle.shutdown()` is the graceful path (also taken on
 //! SIGTERM/SIGINT by [`ServerHandle::run_until_signal`]): `/ready` and new invocations
 //! answer 503, the listeners stop accepting, in-flight requests finish, then the node stops
 //! every actor (each saving its state through its facets).
@@ -22,10 +23,52 @@ use crate::grpc::{self, GrpcState};
 use crate::http::{self, AppState, HttpMetrics};
 use crate::registry::{ActorType, Registry, RegistryOptions};
 use crate::state::NodeJournal;
+use crate::workflows::{NodeWorkflows, WorkflowType};
 
 /// Starts nodes.
 #[derive(Debug)]
 pub struct NodeServer;
+
+/// What a node starts with besides its configuration: the library user's actor types and
+/// workflow types, registered after the built-in ones and before the node serves requests.
+#[derive(Debug)]
+pub struct NodeServerBuilder {
+    config: NodeConfig,
+    actor_types: Vec<ActorType>,
+    workflow_types: Vec<WorkflowType>,
+}
+
+impl NodeServerBuilder {
+    /// Adds an actor type.
+    pub fn actor_type(mut self, actor_type: ActorType) -> Self {
+        self.actor_types.push(actor_type);
+        self
+    }
+
+    /// Adds actor types.
+    pub fn actor_types(mut self, actor_types: impl IntoIterator<Item = ActorType>) -> Self {
+        self.actor_types.extend(actor_types);
+        self
+    }
+
+    /// Adds a workflow type (one version of it; register each version a running workflow
+    /// may still need). Workflows of this type are resumed when the node starts.
+    pub fn workflow<W: plexspaces_workflow::WorkflowBehavior>(mut self, workflow: W) -> Self {
+        self.workflow_types.push(WorkflowType::new(workflow));
+        self
+    }
+
+    /// Adds prepared workflow types.
+    pub fn workflow_types(mut self, types: impl IntoIterator<Item = WorkflowType>) -> Self {
+        self.workflow_types.extend(types);
+        self
+    }
+
+    /// Starts the node (see [`NodeServer::start`]).
+    pub async fn start(self) -> Result<ServerHandle> {
+        NodeServer::start_with(self.config, self.actor_types, self.workflow_types).await
+    }
+}
 
 /// A running node with its listeners. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +85,7 @@ struct HandleInner {
     stop: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
     journal: NodeJournal,
+    workflows: NodeWorkflows,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -56,10 +100,47 @@ impl std::fmt::Debug for ServerHandle {
 
 impl NodeServer {
     /// Starts a node: the built-in `counter` and `echo` types plus `types`, the journal
-    /// (SQLite under the data dir, or PostgreSQL), HTTP and gRPC listeners on the
+    /// (SQLite under the data dir, or PostgreSQL), the workflow engine with the built-in
+    /// workflow types (see [`crate::workflows`]), HTTP and gRPC listeners on the
     /// configured addresses (port 0 picks a free one). Types marked
     /// [`ActorType::durable`] get a durability facet per activation.
     pub async fn start(config: NodeConfig, types: Vec<ActorType>) -> Result<ServerHandle> {
+        Self::start_with(config, types, Vec::new()).await
+    }
+
+    /// A node to start with more actor and workflow types, registered before it serves:
+    ///
+    /// ```no_run
+    /// use plexspaces_node::{NodeConfig, NodeServer};
+    /// use plexspaces_workflow::{workflow_fn, WorkflowContext};
+    ///
+    /// # async fn run() -> Result<(), plexspaces_node::Error> {
+    /// let double = workflow_fn("double", |_ctx: WorkflowContext, n: i64| async move {
+    ///     Ok(n.saturating_mul(2))
+    /// });
+    /// let handle = NodeServer::builder(NodeConfig::default())
+    ///     .workflow(double)
+    ///     .start()
+    ///     .await?;
+    /// // curl -X POST http://127.0.0.1:8094/api/v1/workflows/default \
+    /// //   -d '{"workflow_type": "double", "workflow_id": "d1", "input": 21}'
+    /// handle.run_until_signal().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(config: NodeConfig) -> NodeServerBuilder {
+        NodeServerBuilder {
+            config,
+            actor_types: Vec::new(),
+            workflow_types: Vec::new(),
+        }
+    }
+
+    async fn start_with(
+        config: NodeConfig,
+        types: Vec<ActorType>,
+        workflow_types: Vec<WorkflowType>,
+    ) -> Result<ServerHandle> {
         config.validate()?;
         let mut config = config;
         let http_addr = config.http_addr()?;
@@ -123,6 +204,7 @@ impl NodeServer {
         for ty in types {
             registry.register(ty.attach_durability(durability.clone()));
         }
+        let workflows = crate::workflows::open(&node, &journal, &config, workflow_types).await?;
         let http_metrics = HttpMetrics::new(&prometheus)?;
         let draining = Arc::new(AtomicBool::new(false));
 
@@ -135,6 +217,7 @@ impl NodeServer {
         let http_addr = http_listener.local_addr()?;
         let grpc_addr = grpc_listener.local_addr()?;
 
+        let (stop, stopped) = watch::channel(false);
         let app = http::router(AppState {
             registry: registry.clone(),
             auth: auth.clone(),
@@ -147,8 +230,9 @@ impl NodeServer {
             journal_backend: journal.backend.to_owned(),
             started: tokio::time::Instant::now(),
             request_spans: spans,
+            workflows: workflows.engine.clone(),
+            stopped: stopped.clone(),
         });
-        let (stop, stopped) = watch::channel(false);
         let grpc_state = GrpcState {
             registry: registry.clone(),
             auth,
@@ -163,10 +247,22 @@ impl NodeServer {
         };
         let tuple_space =
             crate::tuplespace::TupleSpaceApi::new(grpc_state.clone(), spaces, stopped.clone());
+        let workflow_api = grpc::WorkflowApi::new(
+            grpc_state.clone(),
+            workflows.engine.clone(),
+            stopped.clone(),
+        );
         let routes = grpc::routes(grpc_state)
             .await?
-            .add_service(tuple_space.into_server());
+            .add_service(tuple_space.into_server())
+            .add_service(workflow_api.into_server());
 
+        // Last before serving: nothing below fails, so no workflow is driven by a node that
+        // did not start.
+        if let Err(e) = workflows.recover().await {
+            workflows.engine.shutdown();
+            return Err(e);
+        }
         let mut http_stop = stopped.clone();
         let http_task = tokio::spawn(async move {
             let result = axum::serve(http_listener, app)
@@ -207,6 +303,7 @@ impl NodeServer {
                 stop,
                 tasks: tokio::sync::Mutex::new(vec![http_task, grpc_task]),
                 journal,
+                workflows,
             }),
         })
     }
@@ -228,6 +325,12 @@ impl ServerHandle {
         &self.inner.journal
     }
 
+    /// The workflow engine: start, signal, query, update, cancel and await workflows from
+    /// Rust, as the HTTP and gRPC APIs do.
+    pub fn workflows(&self) -> &plexspaces_workflow::WorkflowEngine {
+        &self.inner.workflows.engine
+    }
+
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.inner.http_addr
@@ -238,8 +341,10 @@ impl ServerHandle {
         self.inner.grpc_addr
     }
 
-    /// Graceful shutdown: refuse new work (503), stop accepting, let in-flight requests
-    /// finish, then stop every actor. Idempotent.
+    /// Graceful shutdown: refuse new work (503), stop accepting, end waits for workflow
+    /// results and update answers (503), let in-flight requests finish, stop driving
+    /// workflows (they stay running in the store and resume on the next start), then stop
+    /// every actor. Idempotent.
     pub async fn shutdown(&self) {
         if self.inner.draining.swap(true, Ordering::AcqRel) {
             // Someone else is shutting down; wait for them.
@@ -255,6 +360,7 @@ impl ServerHandle {
         for t in tasks.drain(..) {
             let _ = t.await;
         }
+        self.inner.workflows.engine.shutdown();
         self.inner.node.shutdown().await;
         tracing::info!("node stopped");
     }

@@ -5,8 +5,8 @@
 //! Rust actors never are.
 //!
 //! With the `grpc` feature it also holds the tonic clients and servers of the services in
-//! `proto/plexspaces/v1/` (`ActorService`, `NodeService`, `TupleSpaceService`) and [`FILE_DESCRIPTOR_SET`] for
-//! gRPC reflection. Without it, it pulls in no gRPC code.
+//! `proto/plexspaces/v1/` (`ActorService`, `NodeService`, `TupleSpaceService`,
+//! `WorkflowService`) and [`FILE_DESCRIPTOR_SET`] for gRPC reflection. Without it, it pulls in no gRPC code.
 
 /// `plexspaces.v1`: envelopes, node-to-node frames, and the node's gRPC services.
 #[allow(clippy::all, missing_docs)]

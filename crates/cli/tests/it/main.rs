@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 #[cfg(feature = "otlp")]
 mod otlp;
 mod space;
+mod workflow;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
 

@@ -220,6 +220,7 @@ async fn node_service_health_and_reflection() {
     for svc in [
         "plexspaces.v1.ActorService",
         "plexspaces.v1.NodeService",
+        "plexspaces.v1.WorkflowService",
         "grpc.health.v1.Health",
     ] {
         assert!(names.contains(&svc.to_owned()), "{svc} not in {names:?}");
@@ -304,5 +305,142 @@ async fn grpc_tenants_are_isolated_and_tokens_checked() {
     assert_eq!(err.code(), Code::Unauthenticated);
     let registry = n.handle.registry().clone();
     assert!(eventually(|| async { registry.live_count() == 1 }).await);
+    n.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn workflow_service_start_signal_result_describe() {
+    use plexspaces_proto::v1::workflow_service_client::WorkflowServiceClient;
+    use plexspaces_proto::v1::{
+        DescribeWorkflowRequest, QueryWorkflowRequest, SignalWorkflowRequest, StartWorkflowRequest,
+        UpdateWorkflowRequest, WorkflowResultRequest,
+    };
+    let n = TestNode::start(Setup::default()).await;
+    let mut client = WorkflowServiceClient::connect(n.grpc_endpoint())
+        .await
+        .unwrap();
+    let start = StartWorkflowRequest {
+        namespace: String::new(),
+        workflow_id: "g-1".into(),
+        workflow_type: "approval".into(),
+        input_json: r#"{"subject": "grpc", "require_comment": true}"#.into(),
+    };
+    let started = client.start(start.clone()).await.unwrap().into_inner();
+    assert_eq!(
+        (started.namespace.as_str(), started.status.as_str()),
+        ("default", "running")
+    );
+    assert!(!started.already_started);
+    assert!(
+        client
+            .start(start)
+            .await
+            .unwrap()
+            .into_inner()
+            .already_started
+    );
+
+    let status = |client: WorkflowServiceClient<tonic::transport::Channel>| async move {
+        let mut client = client;
+        client
+            .query(QueryWorkflowRequest {
+                namespace: "default".into(),
+                workflow_id: "g-1".into(),
+                name: "status".into(),
+            })
+            .await
+            .map(|r| r.into_inner().value_json)
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(|| {
+            let c = client.clone();
+            async move { status(c).await == r#""awaiting_comment""# }
+        })
+        .await
+    );
+    let update = |payload: &str| UpdateWorkflowRequest {
+        namespace: String::new(),
+        workflow_id: "g-1".into(),
+        name: "comment".into(),
+        payload_json: payload.into(),
+        update_id: "c-1".into(),
+        wait_ms: 0,
+    };
+    let rejected = client.update(update(r#""""#)).await.unwrap_err();
+    assert_eq!(rejected.code(), Code::InvalidArgument, "{rejected:?}");
+    let bad_json = client.update(update("{nope")).await.unwrap_err();
+    assert_eq!(bad_json.code(), Code::InvalidArgument);
+    let answer = client.update(update(r#""ok""#)).await.unwrap().into_inner();
+    assert_eq!(answer.update_id, "c-1");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer.value_json).unwrap(),
+        json!({"accepted": true, "comment": "ok"})
+    );
+
+    let signal = SignalWorkflowRequest {
+        namespace: String::new(),
+        workflow_id: "g-1".into(),
+        name: "approve".into(),
+        payload_json: r#"{"by": "grpc"}"#.into(),
+        dedupe_id: String::new(),
+    };
+    let seq = client
+        .signal(signal.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .seq;
+    assert_eq!(seq, 2, "the update was inbox item 1");
+    let result = client
+        .get_result(WorkflowResultRequest {
+            namespace: String::new(),
+            workflow_id: "g-1".into(),
+            wait_ms: 10_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(result.status, "completed");
+    let value: serde_json::Value = serde_json::from_str(&result.result_json).unwrap();
+    assert_eq!(value["approval"], json!({"by": "grpc"}));
+    assert_eq!(value["comment"], "ok");
+
+    let described = client
+        .describe(DescribeWorkflowRequest {
+            namespace: String::new(),
+            workflow_id: "g-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info = described.workflow.unwrap();
+    assert_eq!(
+        (info.workflow_type.as_str(), info.status.as_str(), info.run),
+        ("approval", "completed", 1)
+    );
+    assert_eq!(info.tenant, "default");
+    assert!(info.failure.is_none());
+    assert_eq!(described.history_events, 6);
+
+    // Error codes: closed, unknown, bad id.
+    let closed = client.signal(signal).await.unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition, "{closed:?}");
+    let missing = client
+        .describe(DescribeWorkflowRequest {
+            namespace: String::new(),
+            workflow_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let bad_id = client
+        .describe(DescribeWorkflowRequest {
+            namespace: String::new(),
+            workflow_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), Code::InvalidArgument);
     n.handle.shutdown().await;
 }

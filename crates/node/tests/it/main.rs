@@ -7,3 +7,4 @@ mod grpc;
 mod http;
 mod tuplespace;
 mod virtual_actors;
+mod workflows;
