@@ -105,6 +105,50 @@ impl std::fmt::Debug for WorkflowContext {
     }
 }
 
+/// One kind of message [`WorkflowContext::receive`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receive<'a> {
+    /// A signal with this name.
+    Signal(&'a str),
+    /// An update with this name.
+    Update(&'a str),
+}
+
+impl Receive<'_> {
+    fn matches(&self, kind: InboxKind, name: &str) -> bool {
+        match self {
+            Receive::Signal(n) => kind == InboxKind::Signal && *n == name,
+            Receive::Update(n) => kind == InboxKind::Update && *n == name,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Receive::Signal(n) => format!("signal {n}"),
+            Receive::Update(n) => format!("update {n}"),
+        }
+    }
+}
+
+/// What [`WorkflowContext::receive`] got.
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// A signal.
+    Signal {
+        /// Its name.
+        name: String,
+        /// Its payload.
+        payload: Value,
+    },
+    /// An update; answer it with [`WorkflowContext::complete_update`].
+    Update {
+        /// Its name.
+        name: String,
+        /// The request.
+        request: UpdateRequest<Value>,
+    },
+}
+
 /// An update handed to the workflow by [`WorkflowContext::next_update`]; answer it with
 /// [`WorkflowContext::complete_update`].
 #[derive(Debug, Clone)]
@@ -332,83 +376,107 @@ impl WorkflowContext {
     /// Waits for the next signal named `name`. Signals of one name are delivered in the
     /// order they were accepted; signals of other names wait for their own `signal` call.
     pub async fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        let mut st = self.inner.state.lock().await;
-        let step = next_step(&mut st);
-        let what = format!("signal {name}");
-        let recorded = self
-            .replay(&mut st, step, &what, |e| match e {
-                HistoryEvent::SignalReceived {
-                    name: n, payload, ..
-                } if n == name => Some(payload.clone()),
-                _ => None,
-            })
-            .await?;
-        if let Some(payload) = recorded {
-            return decode(payload);
+        match self.receive(&[Receive::Signal(name)]).await? {
+            Received::Signal { payload, .. } => decode(payload),
+            Received::Update { name, .. } => Err(not_asked_for("update", &name)),
         }
-        let item = self
-            .wait_inbox(&mut st, step, InboxKind::Signal, name)
-            .await?;
-        self.append(
-            &mut st,
-            HistoryEvent::SignalReceived {
-                step,
-                name: name.to_owned(),
-                inbox_seq: item.seq,
-                payload: item.payload.clone(),
-            },
-        )
-        .await?;
-        st.consume(item.seq);
-        decode(item.payload)
     }
 
     /// Waits for the next update named `name` (updates were validated before they were
     /// accepted). Answer it with [`WorkflowContext::complete_update`].
     pub async fn next_update<T: DeserializeOwned>(&self, name: &str) -> Result<UpdateRequest<T>> {
+        match self.receive(&[Receive::Update(name)]).await? {
+            Received::Update { request, .. } => Ok(UpdateRequest {
+                update_id: request.update_id,
+                payload: decode(request.payload)?,
+                inbox_seq: request.inbox_seq,
+            }),
+            Received::Signal { name, .. } => Err(not_asked_for("signal", &name)),
+        }
+    }
+
+    /// Waits for whichever of several inbox messages comes first (Erlang's `receive` with
+    /// several patterns): the oldest accepted signal or update that matches one of
+    /// `patterns`. Others stay in the inbox.
+    pub async fn receive(&self, patterns: &[Receive<'_>]) -> Result<Received> {
         let mut st = self.inner.state.lock().await;
         let step = next_step(&mut st);
-        let what = format!("update {name}");
+        let what = patterns
+            .iter()
+            .map(Receive::describe)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let wants = |kind: InboxKind, name: &str| patterns.iter().any(|p| p.matches(kind, name));
         let recorded = self
             .replay(&mut st, step, &what, |e| match e {
+                HistoryEvent::SignalReceived { name, payload, .. }
+                    if wants(InboxKind::Signal, name) =>
+                {
+                    Some(Received::Signal {
+                        name: name.clone(),
+                        payload: payload.clone(),
+                    })
+                }
                 HistoryEvent::UpdateAccepted {
-                    name: n,
+                    name,
                     inbox_seq,
                     update_id,
                     payload,
                     ..
-                } if n == name => Some((*inbox_seq, update_id.clone(), payload.clone())),
+                } if wants(InboxKind::Update, name) => Some(Received::Update {
+                    name: name.clone(),
+                    request: UpdateRequest {
+                        update_id: update_id.clone(),
+                        payload: payload.clone(),
+                        inbox_seq: *inbox_seq,
+                    },
+                }),
                 _ => None,
             })
             .await?;
-        if let Some((inbox_seq, update_id, payload)) = recorded {
-            return Ok(UpdateRequest {
-                update_id,
-                payload: decode(payload)?,
-                inbox_seq,
-            });
+        if let Some(received) = recorded {
+            return Ok(received);
         }
         let item = self
-            .wait_inbox(&mut st, step, InboxKind::Update, name)
+            .wait_inbox(&mut st, step, |i| wants(i.kind, &i.name))
             .await?;
-        let update_id = crate::engine::caller_id(&item);
-        self.append(
-            &mut st,
-            HistoryEvent::UpdateAccepted {
-                step,
-                name: name.to_owned(),
-                inbox_seq: item.seq,
-                update_id: update_id.clone(),
-                payload: item.payload.clone(),
-            },
-        )
-        .await?;
+        let (event, received) = match item.kind {
+            InboxKind::Update => {
+                let update_id = crate::engine::caller_id(&item);
+                (
+                    HistoryEvent::UpdateAccepted {
+                        step,
+                        name: item.name.clone(),
+                        inbox_seq: item.seq,
+                        update_id: update_id.clone(),
+                        payload: item.payload.clone(),
+                    },
+                    Received::Update {
+                        name: item.name,
+                        request: UpdateRequest {
+                            update_id,
+                            payload: item.payload,
+                            inbox_seq: item.seq,
+                        },
+                    },
+                )
+            }
+            _ => (
+                HistoryEvent::SignalReceived {
+                    step,
+                    name: item.name.clone(),
+                    inbox_seq: item.seq,
+                    payload: item.payload.clone(),
+                },
+                Received::Signal {
+                    name: item.name,
+                    payload: item.payload,
+                },
+            ),
+        };
+        self.append(&mut st, event).await?;
         st.consume(item.seq);
-        Ok(UpdateRequest {
-            update_id,
-            payload: decode(item.payload)?,
-            inbox_seq: item.seq,
-        })
+        Ok(received)
     }
 
     /// Answers an update. The answer is recorded once; the caller (and any retry of the
@@ -827,14 +895,13 @@ impl WorkflowContext {
         }
     }
 
-    /// Waits for the first pending inbox item of `kind` named `name`, delivering a pending
+    /// Waits for the first pending inbox item that `wanted` accepts, delivering a pending
     /// cancellation instead if there is one.
     async fn wait_inbox(
         &self,
         st: &mut RunState,
         step: u32,
-        kind: InboxKind,
-        name: &str,
+        wanted: impl Fn(&InboxItem) -> bool,
     ) -> Result<InboxItem> {
         let mut force = false;
         loop {
@@ -848,7 +915,7 @@ impl WorkflowContext {
             if let Some(item) = st
                 .pending
                 .values()
-                .find(|i| i.kind == kind && i.name == name)
+                .find(|i| i.kind != InboxKind::Cancel && wanted(i))
             {
                 return Ok(item.clone());
             }
@@ -871,6 +938,10 @@ impl WorkflowContext {
         st.cancel_delivered = true;
         WorkflowError::Cancelled { reason: item.name }
     }
+}
+
+fn not_asked_for(kind: &str, name: &str) -> WorkflowError {
+    WorkflowError::Storage(format!("received {kind} {name}, which was not asked for"))
 }
 
 fn next_step(st: &mut RunState) -> u32 {

@@ -432,6 +432,11 @@ impl EngineInner {
     }
 
     pub(crate) async fn cancel(self: &Arc<Self>, key: &WorkflowKey, reason: &str) -> Result<()> {
+        if reason.len() > 1024 || reason.chars().any(char::is_control) {
+            return Err(WorkflowError::InvalidArgument(
+                "a cancel reason is at most 1024 bytes without control characters".into(),
+            ));
+        }
         self.push(key, InboxKind::Cancel, reason, &Value::Null, Some(""))
             .await
             .map(drop)

@@ -67,7 +67,7 @@ mod store;
 pub mod testing;
 
 pub use activity::{ActivityContext, ActivityOptions, RetryPolicy};
-pub use context::{UpdateRequest, WorkflowContext};
+pub use context::{Receive, Received, UpdateRequest, WorkflowContext};
 pub use engine::{
     workflow_fn, EngineOptions, EventHook, FnWorkflow, StartedWorkflow, TokioClock,
     WorkflowBehavior, WorkflowDescription, WorkflowEngine,

@@ -905,3 +905,55 @@ async fn dedupe_ids_of_signals_updates_and_cancel_do_not_collide() {
         "{err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn receive_takes_whichever_of_several_messages_was_accepted_first() {
+    let e = engine();
+    let approval = || {
+        workflow_fn("approval", |ctx: WorkflowContext, _: ()| async move {
+            let mut comments: Vec<String> = Vec::new();
+            loop {
+                match ctx
+                    .receive(&[Receive::Signal("approve"), Receive::Update("comment")])
+                    .await?
+                {
+                    Received::Update { request, .. } => {
+                        comments.push(request.payload.as_str().unwrap_or_default().to_owned());
+                        ctx.complete_update(&request, &comments.len()).await?;
+                    }
+                    Received::Signal { payload, .. } => {
+                        return Ok(json!({ "approved_by": payload, "comments": comments }));
+                    }
+                }
+            }
+        })
+    };
+    e.register(approval());
+    let k = key("approval");
+    e.start(&k, "approval", &()).await.unwrap();
+    assert_eq!(
+        e.update(&k, "comment", &"looks fine", None, TIMEOUT)
+            .await
+            .unwrap(),
+        json!(1)
+    );
+    assert_eq!(
+        e.update(&k, "comment", &"ship it", None, TIMEOUT)
+            .await
+            .unwrap(),
+        json!(2)
+    );
+    e.signal(&k, "unrelated", &0, None).await.unwrap();
+    e.signal(&k, "approve", &"ops", None).await.unwrap();
+    let out: serde_json::Value = e.result(&k, TIMEOUT).await.unwrap();
+    assert_eq!(
+        out,
+        json!({ "approved_by": "ops", "comments": ["looks fine", "ship it"] })
+    );
+    let history = e.history(&k, None).await.unwrap();
+    testing::replay(approval(), &history).await.unwrap();
+    assert!(matches!(
+        e.cancel(&k, "bad\nreason").await,
+        Err(WorkflowError::InvalidArgument(_))
+    ));
+}
