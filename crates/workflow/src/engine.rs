@@ -50,10 +50,16 @@ pub trait WorkflowBehavior: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output>> + Send;
 
     /// Validates an update before it is accepted (nothing is recorded for a rejected one).
+    /// Updates must be declared, as in Temporal: the default rejects every update, so a
+    /// caller gets an immediate rejection instead of waiting for an answer that never comes.
     fn validate_update(&self, name: &str, payload: &Value) -> std::result::Result<(), String> {
-        let _ = (name, payload);
-        Ok(())
+        let _ = payload;
+        Err(undeclared_update(self.workflow_type(), name))
     }
+}
+
+fn undeclared_update(workflow_type: &str, name: &str) -> String {
+    format!("workflow type {workflow_type} declares no update named {name}")
 }
 
 type Validator = Arc<dyn Fn(&Value) -> std::result::Result<(), String> + Send + Sync>;
@@ -98,7 +104,8 @@ impl<I, O, F> FnWorkflow<I, O, F> {
         self
     }
 
-    /// Adds a validator for updates named `name`.
+    /// Declares updates named `name`, validated by `validator` (return `Ok(())` to accept
+    /// every payload). Updates with no declared name are rejected.
     pub fn with_update_validator(
         mut self,
         name: &str,
@@ -134,7 +141,7 @@ where
     fn validate_update(&self, name: &str, payload: &Value) -> std::result::Result<(), String> {
         match self.validators.get(name) {
             Some(v) => v(payload),
-            None => Ok(()),
+            None => Err(undeclared_update(&self.name, name)),
         }
     }
 }

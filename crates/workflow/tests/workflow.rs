@@ -874,17 +874,17 @@ async fn a_panicking_workflow_is_suspended_not_lost() {
 #[tokio::test(start_paused = true)]
 async fn dedupe_ids_of_signals_updates_and_cancel_do_not_collide() {
     let e = engine();
-    e.register(workflow_fn(
-        "ids",
-        |ctx: WorkflowContext, _: ()| async move {
+    e.register(
+        workflow_fn("ids", |ctx: WorkflowContext, _: ()| async move {
             let s: String = ctx.signal("s").await?;
             let u: UpdateRequest<String> = ctx.next_update("u").await?;
             ctx.complete_update(&u, &format!("{}:{}", u.update_id, u.payload))
                 .await?;
             ctx.signal::<String>("never").await?;
             Ok(s)
-        },
-    ));
+        })
+        .with_update_validator("u", |_| Ok(())),
+    );
     let k = key("ids");
     e.start(&k, "ids", &()).await.unwrap();
     e.signal(&k, "s", &"sig", Some("same")).await.unwrap();
@@ -927,6 +927,7 @@ async fn receive_takes_whichever_of_several_messages_was_accepted_first() {
                 }
             }
         })
+        .with_update_validator("comment", |_| Ok(()))
     };
     e.register(approval());
     let k = key("approval");
@@ -952,6 +953,10 @@ async fn receive_takes_whichever_of_several_messages_was_accepted_first() {
     );
     let history = e.history(&k, None).await.unwrap();
     testing::replay(approval(), &history).await.unwrap();
+    assert!(matches!(
+        e.update(&k, "undeclared", &1, None, TIMEOUT).await,
+        Err(WorkflowError::UpdateRejected { .. })
+    ));
     assert!(matches!(
         e.cancel(&k, "bad\nreason").await,
         Err(WorkflowError::InvalidArgument(_))
