@@ -278,7 +278,7 @@ pub async fn update(
     wait: Duration,
 ) -> Result<Value> {
     match engine
-        .update(key, name, payload, Some(update_id), Some(wait))
+        .update(key, name, payload, update_id, Some(wait))
         .await
     {
         Err(WorkflowError::Timeout(_)) => Err(WorkflowError::Timeout(format!(

@@ -458,6 +458,21 @@ impl EngineInner {
         dedupe_id: Option<&str>,
     ) -> Result<crate::InboxItem> {
         let record = self.record(key).await?;
+        self.push_open(&record, kind, name, payload, dedupe_id)
+            .await
+    }
+
+    /// Stores an inbox item for the workflow of `record` (read by the caller) unless it
+    /// has closed, and wakes its run if it runs here.
+    async fn push_open(
+        &self,
+        record: &WorkflowRecord,
+        kind: InboxKind,
+        name: &str,
+        payload: &Value,
+        dedupe_id: Option<&str>,
+    ) -> Result<crate::InboxItem> {
+        let key = &record.key;
         if record.status.is_closed() {
             return Err(WorkflowError::Closed {
                 id: key.workflow_id.clone(),
@@ -1077,16 +1092,18 @@ impl WorkflowEngine {
 
     /// Sends an update and waits for the workflow's answer. The update is validated first
     /// (a rejected one records nothing); it is recorded once per `update_id` and answered
-    /// once: retrying with the same id returns the same answer.
+    /// once: retrying with the same id returns the same answer. The caller picks the id,
+    /// so after a timeout it can collect the answer by sending the same update again.
     pub async fn update<P: Serialize>(
         &self,
         key: &WorkflowKey,
         name: &str,
         payload: &P,
-        update_id: Option<&str>,
+        update_id: &str,
         timeout: Option<Duration>,
     ) -> Result<Value> {
         check_name("update", name)?;
+        check_name("update id", update_id)?;
         let payload = serde_json::to_value(payload)?;
         let record = self.inner.record(key).await?;
         let definition = self
@@ -1098,17 +1115,9 @@ impl WorkflowEngine {
                 name: name.to_owned(),
                 reason,
             })?;
-        let generated;
-        let update_id = match update_id {
-            Some(id) => id,
-            None => {
-                generated = format!("update-{:016x}", random_seed());
-                &generated
-            }
-        };
         let item = self
             .inner
-            .push(key, InboxKind::Update, name, &payload, Some(update_id))
+            .push_open(&record, InboxKind::Update, name, &payload, Some(update_id))
             .await?;
         if item.name != name {
             return Err(WorkflowError::InvalidArgument(format!(

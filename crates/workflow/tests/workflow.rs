@@ -676,26 +676,17 @@ async fn signals_updates_and_queries() {
     assert_eq!(s1, dup, "a duplicate signal is not stored again");
     e.signal(&k, "note", &"second", None).await.unwrap();
 
-    let rejected = e.update(&k, "add", &"", None, TIMEOUT).await.unwrap_err();
+    let rejected = e.update(&k, "add", &"", "u0", TIMEOUT).await.unwrap_err();
     assert!(
         matches!(rejected, WorkflowError::UpdateRejected { .. }),
         "{rejected}"
     );
-    let n = e
-        .update(&k, "add", &"apple", Some("u1"), TIMEOUT)
-        .await
-        .unwrap();
+    let n = e.update(&k, "add", &"apple", "u1", TIMEOUT).await.unwrap();
     assert_eq!(n, json!(1));
-    let n_again = e
-        .update(&k, "add", &"apple", Some("u1"), TIMEOUT)
-        .await
-        .unwrap();
+    let n_again = e.update(&k, "add", &"apple", "u1", TIMEOUT).await.unwrap();
     assert_eq!(n_again, json!(1), "the same update id gets the same answer");
     assert_eq!(e.query(&k, "items").await.unwrap(), json!(["apple"]));
-    let n = e
-        .update(&k, "add", &"pear", Some("u2"), TIMEOUT)
-        .await
-        .unwrap();
+    let n = e.update(&k, "add", &"pear", "u2", TIMEOUT).await.unwrap();
     assert_eq!(n, json!(2));
 
     let out: serde_json::Value = e.result(&k, TIMEOUT).await.unwrap();
@@ -888,10 +879,7 @@ async fn dedupe_ids_of_signals_updates_and_cancel_do_not_collide() {
     let k = key("ids");
     e.start(&k, "ids", &()).await.unwrap();
     e.signal(&k, "s", &"sig", Some("same")).await.unwrap();
-    let answer = e
-        .update(&k, "u", &"upd", Some("same"), TIMEOUT)
-        .await
-        .unwrap();
+    let answer = e.update(&k, "u", &"upd", "same", TIMEOUT).await.unwrap();
     assert_eq!(
         answer,
         json!("same:upd"),
@@ -933,13 +921,13 @@ async fn receive_takes_whichever_of_several_messages_was_accepted_first() {
     let k = key("approval");
     e.start(&k, "approval", &()).await.unwrap();
     assert_eq!(
-        e.update(&k, "comment", &"looks fine", None, TIMEOUT)
+        e.update(&k, "comment", &"looks fine", "c1", TIMEOUT)
             .await
             .unwrap(),
         json!(1)
     );
     assert_eq!(
-        e.update(&k, "comment", &"ship it", None, TIMEOUT)
+        e.update(&k, "comment", &"ship it", "c2", TIMEOUT)
             .await
             .unwrap(),
         json!(2)
@@ -954,7 +942,7 @@ async fn receive_takes_whichever_of_several_messages_was_accepted_first() {
     let history = e.history(&k, None).await.unwrap();
     testing::replay(approval(), &history).await.unwrap();
     assert!(matches!(
-        e.update(&k, "undeclared", &1, None, TIMEOUT).await,
+        e.update(&k, "undeclared", &1, "x1", TIMEOUT).await,
         Err(WorkflowError::UpdateRejected { .. })
     ));
     assert!(matches!(
