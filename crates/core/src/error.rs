@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::ActorId;
+use crate::pid::Pid;
 
 /// What a handler returns on failure: any error. A handler error stops the actor (let it crash).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -59,6 +60,21 @@ pub enum Error {
     /// A registered name or actor id is in use.
     #[error("name already in use: {0}")]
     NameTaken(String),
+    /// A start found its name held by a live actor (Erlang's `{already_started, Pid}`).
+    #[error("{name} is already started as {pid}")]
+    AlreadyStarted {
+        /// The name (an actor id, or a child id within a supervisor).
+        name: String,
+        /// Who holds it.
+        pid: Pid,
+    },
+    /// A supervisor already has a stopped child with this id (Erlang's `already_present`):
+    /// restart it with `restart_child` or delete it first.
+    #[error("child {0} is already present")]
+    AlreadyPresent(String),
+    /// An actor asked itself, which can never be answered (Erlang's `calling_self`).
+    #[error("{0} called itself")]
+    CallingSelf(String),
     /// Text that should be `name@node` is not.
     #[error("invalid actor id {0:?}: expected name@node")]
     InvalidId(String),
@@ -114,6 +130,9 @@ impl Error {
             Error::Unsupported(_) => "unsupported",
             Error::Transport(_) => "transport",
             Error::NameTaken(_) => "name_taken",
+            Error::AlreadyStarted { .. } => "already_started",
+            Error::AlreadyPresent(_) => "already_present",
+            Error::CallingSelf(_) => "calling_self",
             Error::InvalidId(_) => "invalid_id",
             Error::ShuttingDown => "shutting_down",
             Error::StartFailed(_) => "start_failed",

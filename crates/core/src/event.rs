@@ -2,8 +2,13 @@
 //!
 //! `notify` delivers an event to every handler without waiting; `sync_notify` returns once
 //! every handler has seen it. A handler that fails (returns an error or panics) is removed
-//! without harming the manager or the other handlers, and the actor that added it (its
-//! owner) gets [`Info::EventHandlerExit`], like Erlang's `gen_event_EXIT`.
+//! without harming the manager or the other handlers (a panic in its `terminate` too), and
+//! the actor that added it (its owner) gets [`Info::EventHandlerExit`], like Erlang's
+//! `gen_event_EXIT`.
+//!
+//! A handler added with `add_sup_handler` is supervised by its owner: it is removed when
+//! the owner dies, and the owner is told whenever it is removed (`normal` when deleted, the
+//! manager's exit reason when the manager stops).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -14,7 +19,8 @@ use futures::FutureExt;
 use crate::actor::{Actor, Info};
 use crate::context::Context;
 use crate::error::{BoxError, Error, ExitReason, Result};
-use crate::pid::{ActorRef, Pid, Signal};
+use crate::id::ActorId;
+use crate::pid::{ActorRef, MonitorRef, Pid, Signal};
 
 /// State handed from a swapped-out handler to its replacement.
 pub type Handoff = Option<Box<dyn Any + Send>>;
@@ -42,7 +48,26 @@ pub trait EventHandler<E: Sync>: Send + 'static {
 struct Installed<E> {
     id: String,
     handler: Box<dyn EventHandler<E>>,
-    owner: Option<Pid>,
+    /// The actor that added it with `add_sup_handler`, and the manager's monitor of it.
+    owner: Option<(Pid, MonitorRef)>,
+}
+
+/// Runs a handler's `terminate`, catching a panic: a failing handler goes alone.
+async fn terminate_handler<E: Sync + 'static>(
+    manager: &ActorId,
+    installed: &mut Installed<E>,
+    reason: &ExitReason,
+) -> Handoff {
+    match AssertUnwindSafe(installed.handler.terminate(reason))
+        .catch_unwind()
+        .await
+    {
+        Ok(handoff) => handoff,
+        Err(_) => {
+            tracing::warn!(manager = %manager, handler = %installed.id, "event handler panicked in terminate");
+            None
+        }
+    }
 }
 
 /// Requests to an [`EventManager`].
@@ -101,7 +126,24 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         Self::default()
     }
 
-    async fn deliver(&mut self, ctx: &Context<Self>, event: &E) {
+    /// Tells a removed handler's owner why it went (`gen_event_EXIT`) and stops watching it.
+    fn release(
+        ctx: &mut Context<Self>,
+        id: String,
+        owner: Option<(Pid, MonitorRef)>,
+        reason: ExitReason,
+    ) {
+        if let Some((owner, monitor)) = owner {
+            ctx.demonitor(monitor, &owner);
+            owner.signal(Signal::Info(Info::EventHandlerExit {
+                manager: ctx.id().clone(),
+                handler: id,
+                reason,
+            }));
+        }
+    }
+
+    async fn deliver(&mut self, ctx: &mut Context<Self>, event: &E) {
         let mut at = 0;
         while at < self.handlers.len() {
             let outcome = AssertUnwindSafe(self.handlers[at].handler.handle_event(event))
@@ -117,16 +159,8 @@ impl<E: Send + Sync + 'static> EventManager<E> {
                 Some(reason) => {
                     let mut removed = self.handlers.remove(at);
                     tracing::warn!(manager = %ctx.id(), handler = %removed.id, %reason, "event handler removed");
-                    let _ = AssertUnwindSafe(removed.handler.terminate(&reason))
-                        .catch_unwind()
-                        .await;
-                    if let Some(owner) = removed.owner {
-                        owner.signal(Signal::Info(Info::EventHandlerExit {
-                            manager: ctx.id().clone(),
-                            handler: removed.id,
-                            reason,
-                        }));
-                    }
+                    terminate_handler(ctx.id(), &mut removed, &reason).await;
+                    Self::release(ctx, removed.id, removed.owner, reason);
                 }
             }
         }
@@ -134,6 +168,7 @@ impl<E: Send + Sync + 'static> EventManager<E> {
 
     async fn add(
         &mut self,
+        ctx: &mut Context<Self>,
         id: String,
         mut handler: Box<dyn EventHandler<E>>,
         owner: Option<Pid>,
@@ -146,19 +181,48 @@ impl<E: Send + Sync + 'static> EventManager<E> {
             .init(handoff)
             .await
             .map_err(|e| Error::StartFailed(format!("event handler {id}: {e}")))?;
+        // A supervised handler goes when its owner dies (gen_event links the two).
+        let owner = owner.map(|owner| {
+            let monitor = ctx.monitor(&owner);
+            (owner, monitor)
+        });
         self.handlers.push(Installed { id, handler, owner });
         Ok(())
     }
 
-    async fn remove(&mut self, id: &str, reason: &ExitReason) -> Result<(Handoff, Option<Pid>)> {
+    /// Removes handler `id`, running its `terminate`.
+    async fn remove(
+        &mut self,
+        ctx: &Context<Self>,
+        id: &str,
+        reason: &ExitReason,
+    ) -> Result<(Handoff, Installed<E>)> {
         let at = self
             .handlers
             .iter()
             .position(|h| h.id == id)
             .ok_or_else(|| Error::InvalidArgument(format!("no event handler {id:?}")))?;
         let mut removed = self.handlers.remove(at);
-        let handoff = removed.handler.terminate(reason).await;
-        Ok((handoff, removed.owner))
+        let handoff = terminate_handler(ctx.id(), &mut removed, reason).await;
+        Ok((handoff, removed))
+    }
+
+    /// The owner of supervised handlers died: they go too (their `terminate` sees the
+    /// owner's exit reason).
+    async fn owner_down(&mut self, ctx: &Context<Self>, monitor: MonitorRef, reason: &ExitReason) {
+        let mut at = 0;
+        while at < self.handlers.len() {
+            if self.handlers[at]
+                .owner
+                .as_ref()
+                .is_some_and(|(_, m)| *m == monitor)
+            {
+                let mut removed = self.handlers.remove(at);
+                terminate_handler(ctx.id(), &mut removed, reason).await;
+            } else {
+                at += 1;
+            }
+        }
     }
 }
 
@@ -177,19 +241,28 @@ impl<E: Send + Sync + 'static> Actor for EventManager<E> {
                 Ok(EventReply::Done)
             }
             EventMsg::Add { id, handler, owner } => self
-                .add(id, handler, owner, None)
+                .add(ctx, id, handler, owner, None)
                 .await
                 .map(|_| EventReply::Done),
-            EventMsg::Remove(id) => self
-                .remove(&id, &ExitReason::Normal)
-                .await
-                .map(|_| EventReply::Done),
+            EventMsg::Remove(id) => match self.remove(ctx, &id, &ExitReason::Normal).await {
+                Ok((_, removed)) => {
+                    Self::release(ctx, removed.id, removed.owner, ExitReason::Normal);
+                    Ok(EventReply::Done)
+                }
+                Err(e) => Err(e),
+            },
             EventMsg::Swap { old, id, handler } => {
-                match self.remove(&old, &ExitReason::Normal).await {
-                    Ok((handoff, owner)) => self
-                        .add(id, handler, owner, handoff)
-                        .await
-                        .map(|_| EventReply::Done),
+                match self.remove(ctx, &old, &ExitReason::Normal).await {
+                    Ok((handoff, removed)) => {
+                        // The replacement keeps the old handler's owner.
+                        let owner = removed.owner.map(|(owner, monitor)| {
+                            ctx.demonitor(monitor, &owner);
+                            owner
+                        });
+                        self.add(ctx, id, handler, owner, handoff)
+                            .await
+                            .map(|_| EventReply::Done)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -200,9 +273,21 @@ impl<E: Send + Sync + 'static> Actor for EventManager<E> {
         Ok(Some(reply))
     }
 
-    async fn on_stop(&mut self, _ctx: &mut Context<Self>, reason: &ExitReason) {
-        for mut installed in self.handlers.drain(..).rev() {
-            installed.handler.terminate(reason).await;
+    async fn handle_info(&mut self, info: Info, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Info::Down {
+            monitor, reason, ..
+        } = info
+        {
+            self.owner_down(ctx, monitor, &reason).await;
+        }
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, ctx: &mut Context<Self>, reason: &ExitReason) {
+        let handlers = std::mem::take(&mut self.handlers);
+        for mut installed in handlers.into_iter().rev() {
+            terminate_handler(ctx.id(), &mut installed, reason).await;
+            Self::release(ctx, installed.id, installed.owner, reason.clone());
         }
     }
 

@@ -139,6 +139,8 @@ pub struct FsmActor<F: GenFsm> {
     state: Option<F::State>,
     timer_generation: u64,
     timer: Option<TimerRef>,
+    /// A zero state timeout is due: it fires before any queued event, as in gen_statem.
+    timeout_due_now: bool,
 }
 
 impl<F: GenFsm> FsmActor<F> {
@@ -149,10 +151,12 @@ impl<F: GenFsm> FsmActor<F> {
             state: None,
             timer_generation: 0,
             timer: None,
+            timeout_due_now: false,
         }
     }
 
     fn disarm(&mut self, ctx: &mut Context<Self>) {
+        self.timeout_due_now = false;
         self.timer_generation += 1;
         if let Some(timer) = self.timer.take() {
             ctx.cancel_timer(timer);
@@ -161,8 +165,23 @@ impl<F: GenFsm> FsmActor<F> {
 
     fn arm(&mut self, ctx: &mut Context<Self>, after: Duration) {
         self.disarm(ctx);
+        if after.is_zero() {
+            self.timeout_due_now = true;
+            return;
+        }
         let generation = self.timer_generation;
         self.timer = Some(ctx.send_after(after, FsmMsg::StateTimeout(generation)));
+    }
+
+    /// Fires zero state timeouts armed by the last transition, before the next message.
+    async fn fire_due_timeouts(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        while self.timeout_due_now && ctx.stop_request.is_none() {
+            self.timeout_due_now = false;
+            let state = self.current()?;
+            let t = self.fsm.on_state_timeout(&state, ctx).await?;
+            self.apply(ctx, t).await?;
+        }
+        Ok(())
     }
 
     async fn enter(
@@ -212,7 +231,8 @@ impl<F: GenFsm> Actor for FsmActor<F> {
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let initial = self.fsm.initial_state();
-        self.enter(ctx, None, initial).await
+        self.enter(ctx, None, initial).await?;
+        self.fire_due_timeouts(ctx).await
     }
 
     async fn handle_call(
@@ -224,7 +244,9 @@ impl<F: GenFsm> Actor for FsmActor<F> {
             FsmMsg::Event(event) => {
                 let state = self.current()?;
                 let t = self.fsm.handle_event(&state, event, ctx).await?;
-                Ok(Some(FsmReply::Event(self.apply(ctx, t).await?)))
+                let reply = self.apply(ctx, t).await?;
+                self.fire_due_timeouts(ctx).await?;
+                Ok(Some(FsmReply::Event(reply)))
             }
             FsmMsg::GetState => Ok(Some(FsmReply::State(self.current()?))),
             FsmMsg::StateTimeout(generation) => {
@@ -233,6 +255,7 @@ impl<F: GenFsm> Actor for FsmActor<F> {
                     let state = self.current()?;
                     let t = self.fsm.on_state_timeout(&state, ctx).await?;
                     self.apply(ctx, t).await?;
+                    self.fire_due_timeouts(ctx).await?;
                 }
                 Ok(None)
             }

@@ -166,6 +166,23 @@ impl CellCore {
         }
     }
 
+    /// Whether the code running now is this actor's own task (a call to itself could never
+    /// be answered).
+    pub(crate) fn is_current_task(&self) -> bool {
+        match (self.abort.get(), tokio::task::try_id()) {
+            (Some(handle), Some(current)) => handle.id() == current,
+            _ => false,
+        }
+    }
+
+    /// Fails a call the actor makes to itself (Erlang's `calling_self`).
+    pub(crate) fn check_not_self(&self) -> Result<()> {
+        if self.is_current_task() {
+            return Err(Error::CallingSelf(self.id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Aborts the actor's task; `false` if the task is not known yet.
     fn abort(&self) -> bool {
         match self.abort.get() {
@@ -382,6 +399,7 @@ impl Pid {
     pub async fn ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
         match &self.0 {
             PidInner::Local(cell) => {
+                cell.core().check_not_self()?;
                 let work = async {
                     let (tx, rx) = oneshot::channel();
                     cell.send_envelope(Box::new(EnvelopeMail {
@@ -404,6 +422,7 @@ impl Pid {
     pub async fn try_ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
         match &self.0 {
             PidInner::Local(cell) => {
+                cell.core().check_not_self()?;
                 let (tx, rx) = oneshot::channel();
                 cell.try_envelope(Box::new(EnvelopeMail {
                     env,
@@ -598,6 +617,7 @@ impl<A: Actor> ActorRef<A> {
         let msg = msg.into();
         match &self.inner {
             RefInner::Local(cell) => {
+                cell.core.check_not_self()?;
                 let work = async {
                     let (tx, rx) = oneshot::channel();
                     if cell.mailbox.send(Mail::Call(msg, tx)).await.is_err() {

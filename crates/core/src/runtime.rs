@@ -108,20 +108,19 @@ pub(crate) fn spawn<A: Actor>(
         cell: cell.clone(),
         node: node.clone(),
         reason: None,
+        started,
     };
     let task = node.runtime().spawn(async move {
         let mut guard = guard;
         for f in facets {
             let info = ctx.info();
             if let Err(e) = facet::attach(&mut ctx.facets, f, &info).await {
-                if let Some(tx) = started {
-                    let _ = tx.send(Err(Error::StartFailed(e.to_string())));
-                }
+                unlink_parent(&ctx);
                 guard.reason = Some(ExitReason::error(format!("facet attach failed: {e}")));
                 return;
             }
         }
-        let reason = run(actor, &mut ctx, &guard.cell, started).await;
+        let reason = run(actor, &mut ctx, &guard.cell, &mut guard.started).await;
         guard.reason = Some(reason);
     });
     cell.core.set_abort(task.abort_handle());
@@ -155,11 +154,22 @@ const BATCH: usize = 32;
 /// others on its worker thread.
 const YIELD_EVERY: u32 = 128;
 
+/// Breaks the link to the parent of an actor that failed to start: the starter hears of the
+/// failure from the start's result, never as a stray exit signal (OTP's `proc_lib` does the
+/// same for a failed `init`).
+fn unlink_parent<A: Actor>(ctx: &Context<A>) {
+    if let Some(parent) = &ctx.parent {
+        crate::context::unlink(&ctx.pid(), parent);
+    }
+}
+
+/// Runs the actor to its end. `started` is answered here on success; on a failed start it
+/// is left for [`ExitGuard`], which answers only after the actor's names are freed.
 async fn run<A: Actor>(
     mut actor: A,
     ctx: &mut Context<A>,
     cell: &ActorCell<A>,
-    started: Option<oneshot::Sender<Result<()>>>,
+    started: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> ExitReason {
     let core = &cell.core;
     // Rare paths (recovery, signals, facets, stopping) are boxed so their state stays out
@@ -175,13 +185,11 @@ async fn run<A: Actor>(
         Err(reason) => Err(reason),
     };
     if let Err(reason) = started_ok {
-        if let Some(tx) = started {
-            let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
-        }
+        unlink_parent(ctx);
         return reason;
     }
     core.set_lifecycle(Lifecycle::Active);
-    if let Some(tx) = started {
+    if let Some(tx) = started.take() {
         let _ = tx.send(Ok(()));
     }
     let mut handled = 0u32;
@@ -214,17 +222,24 @@ async fn run<A: Actor>(
     // Calls taken into the batch but never handled learn the actor is gone.
     fail_unhandled(&core.id, batch);
     core.set_lifecycle(Lifecycle::Stopping);
-    Box::pin(finish(&mut actor, ctx, &reason)).await;
-    reason
+    Box::pin(finish(&mut actor, ctx, reason)).await
 }
 
-/// `on_stop` (unless killed), then facet deactivation.
-async fn finish<A: Actor>(actor: &mut A, ctx: &mut Context<A>, reason: &ExitReason) {
-    if *reason != ExitReason::Killed {
-        let _ = guarded(actor.on_stop(ctx, reason).map(Ok)).await;
+/// `on_stop` (unless killed), then facet deactivation. A crash in `on_stop` replaces the
+/// exit reason, as a crash in gen_server's `terminate` does.
+async fn finish<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mut reason: ExitReason,
+) -> ExitReason {
+    if reason != ExitReason::Killed {
+        if let Err(crash) = guarded(actor.on_stop(ctx, &reason).map(Ok)).await {
+            reason = crash;
+        }
     }
     let info = ctx.info();
-    facet::deactivate_all(&mut ctx.facets, &info, reason).await;
+    facet::deactivate_all(&mut ctx.facets, &info, &reason).await;
+    reason
 }
 
 async fn on_mail<A: Actor>(
@@ -515,7 +530,9 @@ async fn on_signal<A: Actor>(
                 let info = Info::Exit { from, reason };
                 return handle_info(actor, ctx, info).await;
             }
-            if reason == ExitReason::Normal {
+            // `exit(self(), normal)` ends the process in Erlang; a `normal` exit from
+            // anyone else is ignored.
+            if reason == ExitReason::Normal && !from.same(&ctx.pid()) {
                 None
             } else {
                 Some(reason)
@@ -560,6 +577,8 @@ struct ExitGuard<A: Actor> {
     cell: Arc<ActorCell<A>>,
     node: Node,
     reason: Option<ExitReason>,
+    /// Who waits for the start, while the start has not succeeded.
+    started: Option<oneshot::Sender<Result<()>>>,
 }
 
 impl<A: Actor> Drop for ExitGuard<A> {
@@ -574,6 +593,11 @@ impl<A: Actor> Drop for ExitGuard<A> {
         }
         let pid = Pid::local(self.cell.clone());
         terminate(&pid, &self.cell.core, &self.node, &reason);
+        // A failed start is reported only now, once the id and names are free, so the
+        // caller can reuse them at once.
+        if let Some(tx) = self.started.take() {
+            let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
+        }
         // Calls that never reached the handler learn the actor is gone.
         fail_unhandled(&id, self.cell.mailbox.close());
     }
@@ -677,7 +701,8 @@ mod footprint {
             mailbox: Mailbox::new(MailboxConfig::Unbounded),
         });
         let mut ctx = Context::new(ActorRef::from_cell(cell.clone()), node.clone(), None);
-        let run_future = run(Tiny(0), &mut ctx, &cell, None);
+        let mut started = None;
+        let run_future = run(Tiny(0), &mut ctx, &cell, &mut started);
         let loop_bytes = std::mem::size_of_val(&run_future);
         drop(run_future);
         assert!(

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::actor::{Actor, Info};
 use crate::context::Context;
-use crate::error::{BoxError, Error, ExitReason, Result};
+use crate::error::{BoxError, Error, ExitReason, Result, SendError};
 use crate::node::Node;
 use crate::pid::{ActorRef, BoxFuture, Pid, Signal};
 use crate::runtime::SpawnOptions;
@@ -271,6 +271,33 @@ impl SupervisorSpec {
         self
     }
 
+    /// Checks the flags and child specs as Erlang's `supervisor:check_childspecs` and
+    /// `init` do: a positive period, unique child ids, and exactly one template for
+    /// `simple_one_for_one`. A supervisor with an invalid spec fails to start.
+    pub fn validate(&self) -> Result<()> {
+        if self.period.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the restart period must be longer than zero".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for child in &self.children {
+            if !ids.insert(child.id.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "duplicate child id {:?}",
+                    child.id
+                )));
+            }
+        }
+        if self.strategy == Strategy::SimpleOneForOne && self.children.len() != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "simple_one_for_one takes exactly one child spec, not {}",
+                self.children.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds a child (started in the order added). For `simple_one_for_one`, the one child
     /// template.
     pub fn child(mut self, child: ChildSpec) -> Self {
@@ -317,6 +344,8 @@ struct Child {
     spec: ChildSpec,
     pid: Option<Pid>,
     args: Option<ChildArgs>,
+    /// A restart failed and a retry is queued.
+    restarting: bool,
 }
 
 /// A child as reported by `which_children`.
@@ -330,6 +359,8 @@ pub struct ChildInfo {
     pub kind: ChildKind,
     /// Its restart type.
     pub restart: Restart,
+    /// Its restart failed and is being tried again (Erlang's `restarting` pid).
+    pub restarting: bool,
 }
 
 /// Requests a supervisor serves.
@@ -346,6 +377,10 @@ pub enum SupervisorMsg {
     DeleteChild(String),
     /// Lists the children.
     WhichChildren,
+    /// Tries again to restart a child whose restart failed (sent by the supervisor to
+    /// itself, so that calls and signals are served between attempts).
+    #[doc(hidden)]
+    TryAgain(String),
 }
 
 /// What a supervisor answers.
@@ -362,6 +397,8 @@ pub enum SupervisorReply {
 /// The supervisor actor. Spawn it like any actor, or as a child through
 /// [`ChildSpec::supervisor`].
 pub struct Supervisor {
+    /// Why the spec is invalid, if it is: the supervisor then fails to start.
+    invalid: Option<Error>,
     strategy: Strategy,
     intensity: RestartIntensity,
     initial: Vec<ChildSpec>,
@@ -373,12 +410,14 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that will start the children of `spec` when it starts.
     pub fn new(spec: SupervisorSpec) -> Self {
+        let invalid = spec.validate().err();
         let (template, initial) = if spec.strategy == Strategy::SimpleOneForOne {
             (spec.children.first().cloned(), Vec::new())
         } else {
             (None, spec.children)
         };
         Supervisor {
+            invalid,
             strategy: spec.strategy,
             intensity: RestartIntensity::new(spec.max_restarts, spec.period),
             initial,
@@ -398,44 +437,34 @@ impl Supervisor {
         };
         let pid = (child.spec.start)(start).await?;
         self.children[at].pid = Some(pid.clone());
+        self.children[at].restarting = false;
         Ok(pid)
     }
 
     /// Stops one child per its shutdown policy and waits until it is gone.
     async fn terminate_at(&mut self, ctx: &Context<Self>, at: usize) {
+        self.children[at].restarting = false;
         let Some(pid) = self.children[at].pid.take() else {
             return;
         };
-        // Unlink first, so its exit does not come back to us as a crash to handle.
-        crate::context::unlink(&ctx.pid(), &pid);
-        let exit = Signal::Exit {
-            from: ctx.pid(),
-            reason: ExitReason::Shutdown,
-        };
-        match self.children[at].spec.shutdown {
-            Shutdown::BrutalKill => {
-                pid.kill();
-                let _ = pid.wait().await;
-            }
-            Shutdown::Infinity => {
-                pid.signal(exit);
-                let _ = pid.wait().await;
-            }
-            Shutdown::Timeout(limit) => {
-                pid.signal(exit);
-                if tokio::time::timeout(limit, pid.wait()).await.is_err() {
-                    tracing::warn!(child = %pid, "child did not stop in time; killing it");
-                    pid.kill();
-                    let _ = pid.wait().await;
-                }
-            }
-        }
+        shutdown_child(&ctx.pid(), pid, self.children[at].spec.shutdown).await;
     }
 
-    /// Stops the children from `from` to the end, last first.
+    /// Stops the children from `from` to the end: last first, or all at once for
+    /// `simple_one_for_one` (whose children have no order), as OTP does.
     async fn terminate_from(&mut self, ctx: &Context<Self>, from: usize) {
-        for at in (from..self.children.len()).rev() {
-            self.terminate_at(ctx, at).await;
+        if self.strategy == Strategy::SimpleOneForOne {
+            let me = ctx.pid();
+            let stopping = self.children[from..].iter_mut().filter_map(|child| {
+                child.restarting = false;
+                let pid = child.pid.take()?;
+                Some(shutdown_child(&me, pid, child.spec.shutdown))
+            });
+            futures::future::join_all(stopping).await;
+        } else {
+            for at in (from..self.children.len()).rev() {
+                self.terminate_at(ctx, at).await;
+            }
         }
         // Temporary children stopped by the supervisor are forgotten.
         let mut at = from;
@@ -462,39 +491,55 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Restarts after child `at` exited, per strategy; gives up past the intensity.
-    async fn restart(&mut self, ctx: &mut Context<Self>, mut at: usize) {
-        loop {
-            if !self.intensity.record(Instant::now()) {
-                tracing::error!(supervisor = %ctx.id(), "restart intensity reached; shutting down");
-                self.terminate_from(ctx, 0).await;
-                ctx.stop(ExitReason::Shutdown);
-                return;
-            }
-            let result = match self.strategy {
-                Strategy::OneForOne | Strategy::SimpleOneForOne => {
-                    match self.start_child_at(ctx, at).await {
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
-                            Err(at)
-                        }
+    /// Restarts after child `at` exited, per strategy; gives up past the intensity. A
+    /// failed restart is tried again through a message to itself (OTP's try-again restart),
+    /// so calls and signals, a shutdown from its parent included, are served in between.
+    async fn restart(&mut self, ctx: &mut Context<Self>, at: usize) {
+        if !self.intensity.record(Instant::now()) {
+            tracing::error!(supervisor = %ctx.id(), "restart intensity reached; shutting down");
+            self.terminate_from(ctx, 0).await;
+            ctx.stop(ExitReason::Shutdown);
+            return;
+        }
+        let result = match self.strategy {
+            Strategy::OneForOne | Strategy::SimpleOneForOne => {
+                match self.start_child_at(ctx, at).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
+                        Err(at)
                     }
                 }
-                Strategy::OneForAll => {
-                    self.terminate_from(ctx, 0).await;
-                    self.start_from(ctx, 0).await
-                }
-                Strategy::RestForOne => {
-                    self.terminate_from(ctx, at + 1).await;
-                    self.start_from(ctx, at).await
-                }
-            };
-            match result {
-                Ok(()) => return,
-                Err(failed) => at = failed,
+            }
+            Strategy::OneForAll => {
+                self.terminate_from(ctx, 0).await;
+                self.start_from(ctx, 0).await
+            }
+            Strategy::RestForOne => {
+                self.terminate_from(ctx, at + 1).await;
+                self.start_from(ctx, at).await
+            }
+        };
+        if let Err(failed) = result {
+            self.children[failed].restarting = true;
+            let again = SupervisorMsg::TryAgain(self.children[failed].spec.id.clone());
+            if let Err(SendError::Full(again)) = ctx.myself().try_tell(again) {
+                // A full mailbox: queue the retry from a timer task instead of waiting here.
+                ctx.send_after(Duration::ZERO, again);
             }
         }
+    }
+
+    /// A queued retry: restarts the child unless it was stopped or removed meanwhile.
+    async fn try_again(&mut self, ctx: &mut Context<Self>, id: &str) {
+        let Some(at) = self
+            .children
+            .iter()
+            .position(|c| c.spec.id == id && c.restarting && c.pid.is_none())
+        else {
+            return;
+        };
+        self.restart(ctx, at).await;
     }
 
     fn position(&self, pid: &Pid) -> Option<usize> {
@@ -534,13 +579,20 @@ impl Supervisor {
                         "simple_one_for_one takes start_dynamic_child".into(),
                     ));
                 }
-                if self.children.iter().any(|c| c.spec.id == spec.id) {
-                    return Err(Error::NameTaken(spec.id.clone()));
+                if let Some(existing) = self.children.iter().find(|c| c.spec.id == spec.id) {
+                    return Err(match &existing.pid {
+                        Some(pid) => Error::AlreadyStarted {
+                            name: spec.id.clone(),
+                            pid: pid.clone(),
+                        },
+                        None => Error::AlreadyPresent(spec.id.clone()),
+                    });
                 }
                 self.children.push(Child {
                     spec,
                     pid: None,
                     args: None,
+                    restarting: false,
                 });
                 let at = self.children.len() - 1;
                 match self.start_child_at(ctx, at).await {
@@ -563,6 +615,7 @@ impl Supervisor {
                     spec,
                     pid: None,
                     args: Some(args),
+                    restarting: false,
                 });
                 let at = self.children.len() - 1;
                 match self.start_child_at(ctx, at).await {
@@ -608,9 +661,42 @@ impl Supervisor {
                         pid: c.pid.clone(),
                         kind: c.spec.kind,
                         restart: c.spec.restart,
+                        restarting: c.restarting,
                     })
                     .collect(),
             )),
+            SupervisorMsg::TryAgain(id) => {
+                self.try_again(ctx, &id).await;
+                Ok(SupervisorReply::Done)
+            }
+        }
+    }
+}
+
+/// Stops one child per its shutdown policy and waits until it is gone.
+async fn shutdown_child(supervisor: &Pid, pid: Pid, shutdown: Shutdown) {
+    // Unlink first, so its exit does not come back to us as a crash to handle.
+    crate::context::unlink(supervisor, &pid);
+    let exit = Signal::Exit {
+        from: supervisor.clone(),
+        reason: ExitReason::Shutdown,
+    };
+    match shutdown {
+        Shutdown::BrutalKill => {
+            pid.kill();
+            let _ = pid.wait().await;
+        }
+        Shutdown::Infinity => {
+            pid.signal(exit);
+            let _ = pid.wait().await;
+        }
+        Shutdown::Timeout(limit) => {
+            pid.signal(exit);
+            if tokio::time::timeout(limit, pid.wait()).await.is_err() {
+                tracing::warn!(child = %pid, "child did not stop in time; killing it");
+                pid.kill();
+                let _ = pid.wait().await;
+            }
         }
     }
 }
@@ -620,12 +706,16 @@ impl Actor for Supervisor {
     type Reply = Result<SupervisorReply>;
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Some(invalid) = self.invalid.take() {
+            return Err(invalid.into());
+        }
         ctx.trap_exit(true);
         for spec in std::mem::take(&mut self.initial) {
             self.children.push(Child {
                 spec,
                 pid: None,
                 args: None,
+                restarting: false,
             });
             let at = self.children.len() - 1;
             if let Err(e) = self.start_child_at(ctx, at).await {
@@ -666,6 +756,7 @@ impl Actor for Supervisor {
             SupervisorMsg::RestartChild(_) => "restart_child",
             SupervisorMsg::DeleteChild(_) => "delete_child",
             SupervisorMsg::WhichChildren => "which_children",
+            SupervisorMsg::TryAgain(_) => "try_again",
         }
     }
 }

@@ -5,5 +5,6 @@ mod behaviors;
 mod common;
 mod facets;
 mod links;
+mod otp;
 mod remote;
 mod supervision;
