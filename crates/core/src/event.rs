@@ -25,6 +25,12 @@ use crate::pid::{ActorRef, MonitorRef, Pid, Signal};
 /// State handed from a swapped-out handler to its replacement.
 pub type Handoff = Option<Box<dyn Any + Send>>;
 
+/// A request to one handler (`gen_event:call/3`); the handler downcasts it.
+pub type Request = Box<dyn Any + Send>;
+
+/// A handler's answer to a [`Request`].
+pub type Response = Box<dyn Any + Send>;
+
 /// One event handler.
 #[async_trait]
 pub trait EventHandler<E: Sync>: Send + 'static {
@@ -37,6 +43,20 @@ pub trait EventHandler<E: Sync>: Send + 'static {
 
     /// Handles one event. An error removes this handler.
     async fn handle_event(&mut self, event: &E) -> Result<(), BoxError>;
+
+    /// Answers a request sent to this handler alone with [`ActorRef::call_handler`]
+    /// (`gen_event:call/3`). An error removes this handler, as in `handle_event`. By default
+    /// the handler takes no requests.
+    async fn handle_call(&mut self, request: Request) -> Result<Response, BoxError> {
+        let _ = request;
+        Err("this event handler takes no calls".into())
+    }
+
+    /// Checked after each event and call: `true` removes the handler with reason `normal`
+    /// (gen_event's `remove_handler` return).
+    fn is_done(&self) -> bool {
+        false
+    }
 
     /// Runs when the handler is removed; may hand state to a replacement.
     async fn terminate(&mut self, reason: &ExitReason) -> Handoff {
@@ -96,6 +116,13 @@ pub enum EventMsg<E> {
     },
     /// List handler ids.
     Which,
+    /// A request to one handler.
+    Call {
+        /// The handler's id.
+        id: String,
+        /// The request.
+        request: Request,
+    },
 }
 
 /// Replies from an [`EventManager`].
@@ -105,6 +132,8 @@ pub enum EventReply {
     Done,
     /// Handler ids in the order they were added.
     Handlers(Vec<String>),
+    /// One handler's answer to a call.
+    Response(Response),
 }
 
 /// The event manager actor.
@@ -154,6 +183,10 @@ impl<E: Send + Sync + 'static> EventManager<E> {
                 Ok(Err(e)) => Some(ExitReason::error(e.to_string())),
                 Err(_) => Some(ExitReason::error("event handler panicked")),
             };
+            let failure = match failure {
+                None if self.handlers[at].handler.is_done() => Some(ExitReason::Normal),
+                other => other,
+            };
             match failure {
                 None => at += 1,
                 Some(reason) => {
@@ -188,6 +221,39 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         });
         self.handlers.push(Installed { id, handler, owner });
         Ok(())
+    }
+
+    /// Sends `request` to handler `id` alone. A handler that fails is removed.
+    async fn call(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: &str,
+        request: Request,
+    ) -> Result<Response> {
+        let at = self
+            .handlers
+            .iter()
+            .position(|h| h.id == id)
+            .ok_or_else(|| Error::InvalidArgument(format!("no event handler {id:?}")))?;
+        let outcome = AssertUnwindSafe(self.handlers[at].handler.handle_call(request))
+            .catch_unwind()
+            .await;
+        let result = match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(ExitReason::error(e.to_string())),
+            Err(_) => Err(ExitReason::error("event handler panicked")),
+        };
+        let leaving = match &result {
+            Ok(_) if self.handlers[at].handler.is_done() => Some(ExitReason::Normal),
+            Ok(_) => None,
+            Err(reason) => Some(reason.clone()),
+        };
+        if let Some(reason) = leaving {
+            let mut removed = self.handlers.remove(at);
+            terminate_handler(ctx.id(), &mut removed, &reason).await;
+            Self::release(ctx, removed.id, removed.owner, reason);
+        }
+        result.map_err(Error::ActorFailed)
     }
 
     /// Removes handler `id`, running its `terminate`.
@@ -269,6 +335,9 @@ impl<E: Send + Sync + 'static> Actor for EventManager<E> {
             EventMsg::Which => Ok(EventReply::Handlers(
                 self.handlers.iter().map(|h| h.id.clone()).collect(),
             )),
+            EventMsg::Call { id, request } => {
+                self.call(ctx, &id, request).await.map(EventReply::Response)
+            }
         };
         Ok(Some(reply))
     }
@@ -298,6 +367,7 @@ impl<E: Send + Sync + 'static> Actor for EventManager<E> {
             EventMsg::Remove(_) => "delete_handler",
             EventMsg::Swap { .. } => "swap_handler",
             EventMsg::Which => "which_handlers",
+            EventMsg::Call { .. } => "call",
         }
     }
 }
@@ -371,7 +441,34 @@ impl<E: Send + Sync + 'static> ActorRef<EventManager<E>> {
     pub async fn which_handlers(&self) -> Result<Vec<String>> {
         match self.ask(EventMsg::Which).await?? {
             EventReply::Handlers(ids) => Ok(ids),
-            EventReply::Done => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Sends `request` to handler `id` alone and returns its answer as an `R`
+    /// (`gen_event:call/3`). A handler that fails the call is removed and the caller gets
+    /// [`Error::ActorFailed`]; an answer of another type is [`Error::InvalidArgument`].
+    pub async fn call_handler<Q: Send + 'static, R: 'static>(
+        &self,
+        id: &str,
+        request: Q,
+    ) -> Result<R> {
+        let reply = self
+            .ask(EventMsg::Call {
+                id: id.to_owned(),
+                request: Box::new(request),
+            })
+            .await??;
+        match reply {
+            EventReply::Response(response) => response.downcast::<R>().map(|r| *r).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "handler {id} answered with another type than {}",
+                    std::any::type_name::<R>()
+                ))
+            }),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
         }
     }
 }

@@ -159,9 +159,12 @@ impl CellCore {
     pub(crate) fn gone_error(&self) -> Error {
         match self.exit_reason() {
             None => Error::NoReply,
-            Some(ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc) => {
-                Error::NoProc(self.id.to_string())
-            }
+            Some(
+                ExitReason::Normal
+                | ExitReason::Shutdown
+                | ExitReason::ShutdownWith(_)
+                | ExitReason::NoProc,
+            ) => Error::NoProc(self.id.to_string()),
             Some(reason) => Error::ActorFailed(reason),
         }
     }
@@ -342,6 +345,41 @@ impl Pid {
     /// Asks the actor to stop with `reason` after its current message (runs `on_stop`).
     pub fn stop(&self, reason: ExitReason) {
         self.signal(Signal::Stop(reason));
+    }
+
+    /// Stops the actor with `reason` and waits until it is gone (gen_server's `stop/2`).
+    /// Returns the reason it exited with: `reason`, or a crash of its `on_stop`. A local
+    /// actor only (see [`Pid::wait`]).
+    pub async fn stop_and_wait(&self, reason: ExitReason) -> Result<ExitReason> {
+        if !self.is_local() {
+            return Err(Error::Unsupported(format!(
+                "stop_and_wait on remote actor {}",
+                self.id()
+            )));
+        }
+        self.stop(reason);
+        self.wait().await
+    }
+
+    /// Delivers `value` to the actor's `handle_info` as [`Info::Message`], ahead of queued
+    /// user messages like every notification (Erlang's `Pid ! Term` for a term outside the
+    /// actor's message type). A local actor only: such a value cannot cross nodes.
+    pub fn send_info<T: Any + Send + Sync>(&self, value: T) -> Result<()> {
+        match &self.0 {
+            PidInner::Local(cell) => {
+                if !cell.core().is_alive() {
+                    return Err(Error::NoProc(self.id().to_string()));
+                }
+                cell.signal(Signal::Info(Info::Message(crate::actor::InfoMessage::new(
+                    value,
+                ))));
+                Ok(())
+            }
+            PidInner::Remote(remote) => Err(Error::Unsupported(format!(
+                "send_info to remote actor {}: the value cannot cross nodes",
+                remote.id
+            ))),
+        }
     }
 
     /// Kills the actor at once: `on_stop` does not run; links and monitors see `killed`.
@@ -674,6 +712,17 @@ impl<A: Actor> ActorRef<A> {
     /// Waits for the actor to terminate; returns why.
     pub async fn wait(&self) -> Result<ExitReason> {
         self.pid().wait().await
+    }
+
+    /// Stops the actor and waits for it; returns the reason it exited with (see
+    /// [`Pid::stop_and_wait`]).
+    pub async fn stop_and_wait(&self, reason: ExitReason) -> Result<ExitReason> {
+        self.pid().stop_and_wait(reason).await
+    }
+
+    /// Delivers `value` to the actor's `handle_info` (see [`Pid::send_info`]).
+    pub fn send_info<T: Any + Send + Sync>(&self, value: T) -> Result<()> {
+        self.pid().send_info(value)
     }
 
     /// Attaches a facet to the running actor (applied before its next message).

@@ -192,6 +192,12 @@ async fn run<A: Actor>(
     if let Some(tx) = started.take() {
         let _ = tx.send(Ok(()));
     }
+    if ctx.has_extras() {
+        if let Some(reason) = Box::pin(continue_work(&mut actor, ctx)).await {
+            core.set_lifecycle(Lifecycle::Stopping);
+            return Box::pin(finish(&mut actor, ctx, reason)).await;
+        }
+    }
     let mut handled = 0u32;
     // Mail taken from the mailbox in one go; handled before anything still queued there, so
     // order is kept. Signals still overtake it: they are checked before every message.
@@ -204,12 +210,18 @@ async fn run<A: Actor>(
                 batch.push_front(mail);
                 cell.mailbox.recv().await
             }
-            None => cell.mailbox.recv_batch(&mut batch, BATCH - 1).await,
+            None => match ctx.has_extras().then(|| ctx.take_idle_timeout()).flatten() {
+                None => cell.mailbox.recv_batch(&mut batch, BATCH - 1).await,
+                Some(limit) => Box::pin(recv_or_timeout(cell, &mut batch, limit)).await,
+            },
         };
-        let outcome = match received {
+        let mut outcome = match received {
             Received::Mail(mail) => on_mail(&mut actor, ctx, mail).await,
             Received::Signal(signal) => Box::pin(on_signal(&mut actor, ctx, *signal)).await,
         };
+        if outcome.is_none() && ctx.has_extras() {
+            outcome = Box::pin(continue_work(&mut actor, ctx)).await;
+        }
         if let Some(reason) = outcome {
             break reason;
         }
@@ -223,6 +235,32 @@ async fn run<A: Actor>(
     fail_unhandled(&core.id, batch);
     core.set_lifecycle(Lifecycle::Stopping);
     Box::pin(finish(&mut actor, ctx, reason)).await
+}
+
+/// Waits for mail, or turns `limit` without any into [`Info::Timeout`].
+async fn recv_or_timeout<A: Actor>(
+    cell: &ActorCell<A>,
+    batch: &mut VecDeque<Mail<A>>,
+    limit: std::time::Duration,
+) -> Received<Mail<A>> {
+    match tokio::time::timeout(limit, cell.mailbox.recv_batch(batch, BATCH - 1)).await {
+        Ok(received) => received,
+        Err(_) => Received::Signal(Box::new(Signal::Info(Info::Timeout))),
+    }
+}
+
+/// Runs `handle_continue` for as long as handlers ask for it (a continuation may set
+/// another), before the next message.
+async fn continue_work<A: Actor>(actor: &mut A, ctx: &mut Context<A>) -> Option<ExitReason> {
+    while let Some(msg) = ctx.take_continuation() {
+        if let Err(reason) = guarded(actor.handle_continue(msg, ctx)).await {
+            return Some(reason);
+        }
+        if let Some(reason) = ctx.stop_request.take() {
+            return Some(reason);
+        }
+    }
+    None
 }
 
 /// `on_stop` (unless killed), then facet deactivation. A crash in `on_stop` replaces the
@@ -586,7 +624,7 @@ impl<A: Actor> Drop for ExitGuard<A> {
         let reason = self.reason.take().unwrap_or(ExitReason::Killed);
         let id = self.cell.core.id.clone();
         match &reason {
-            ExitReason::Normal | ExitReason::Shutdown => {
+            ExitReason::Normal | ExitReason::Shutdown | ExitReason::ShutdownWith(_) => {
                 tracing::debug!(actor = %id, %reason, "actor stopped")
             }
             _ => tracing::info!(actor = %id, %reason, "actor exited"),
@@ -629,8 +667,11 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
         }
         state.exit = Some(reason.clone());
         core.set_lifecycle(match reason {
-            ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc => Lifecycle::Terminated,
-            ExitReason::Killed | ExitReason::Error(_) => Lifecycle::Failed,
+            ExitReason::Normal
+            | ExitReason::Shutdown
+            | ExitReason::ShutdownWith(_)
+            | ExitReason::NoProc => Lifecycle::Terminated,
+            ExitReason::Killed | ExitReason::Error(_) | ExitReason::Other(_) => Lifecycle::Failed,
         });
         (
             std::mem::take(&mut state.links),

@@ -242,6 +242,21 @@ impl ChildSpec {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// Its restart type.
+    pub fn restart_type(&self) -> Restart {
+        self.restart
+    }
+
+    /// Its shutdown policy.
+    pub fn shutdown_policy(&self) -> Shutdown {
+        self.shutdown
+    }
+
+    /// Worker or supervisor.
+    pub fn kind(&self) -> ChildKind {
+        self.kind
+    }
 }
 
 /// A supervisor's strategy, restart intensity and children.
@@ -377,6 +392,13 @@ pub enum SupervisorMsg {
     DeleteChild(String),
     /// Lists the children.
     WhichChildren,
+    /// Stops the child running as this pid (for `simple_one_for_one`, whose children have
+    /// no ids of their own to the caller).
+    TerminatePid(Pid),
+    /// Counts the children.
+    CountChildren,
+    /// The spec of a child.
+    GetChildSpec(String),
     /// Tries again to restart a child whose restart failed (sent by the supervisor to
     /// itself, so that calls and signals are served between attempts).
     #[doc(hidden)]
@@ -392,6 +414,23 @@ pub enum SupervisorReply {
     Done,
     /// The children, in start order.
     Children(Vec<ChildInfo>),
+    /// Child counts.
+    Count(ChildCount),
+    /// A child's spec.
+    Spec(ChildSpec),
+}
+
+/// What `count_children` reports (Erlang's `supervisor:count_children/1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChildCount {
+    /// Child specs (for `simple_one_for_one`, one per child).
+    pub specs: usize,
+    /// Children running now.
+    pub active: usize,
+    /// Children that are supervisors, running or not.
+    pub supervisors: usize,
+    /// Children that are workers, running or not.
+    pub workers: usize,
 }
 
 /// The supervisor actor. Spawn it like any actor, or as a child through
@@ -567,6 +606,16 @@ impl Supervisor {
         }
     }
 
+    /// Stops child `at` on request; a temporary or `simple_one_for_one` child is forgotten.
+    async fn terminate_child_at(&mut self, ctx: &Context<Self>, at: usize) {
+        self.terminate_at(ctx, at).await;
+        if self.children[at].spec.restart == Restart::Temporary
+            || self.strategy == Strategy::SimpleOneForOne
+        {
+            self.children.remove(at);
+        }
+    }
+
     async fn serve(
         &mut self,
         ctx: &mut Context<Self>,
@@ -628,12 +677,7 @@ impl Supervisor {
             }
             SupervisorMsg::TerminateChild(id) => {
                 let at = self.position_of_id(&id)?;
-                self.terminate_at(ctx, at).await;
-                if self.children[at].spec.restart == Restart::Temporary
-                    || self.strategy == Strategy::SimpleOneForOne
-                {
-                    self.children.remove(at);
-                }
+                self.terminate_child_at(ctx, at).await;
                 Ok(SupervisorReply::Done)
             }
             SupervisorMsg::RestartChild(id) => {
@@ -665,6 +709,33 @@ impl Supervisor {
                     })
                     .collect(),
             )),
+            SupervisorMsg::TerminatePid(pid) => {
+                let at = self.position(&pid).ok_or_else(|| {
+                    Error::InvalidArgument(format!("{pid} is not a child of this supervisor"))
+                })?;
+                self.terminate_child_at(ctx, at).await;
+                Ok(SupervisorReply::Done)
+            }
+            SupervisorMsg::CountChildren => {
+                let mut count = ChildCount {
+                    specs: self.children.len(),
+                    ..ChildCount::default()
+                };
+                for child in &self.children {
+                    if child.pid.is_some() {
+                        count.active += 1;
+                    }
+                    match child.spec.kind {
+                        ChildKind::Worker => count.workers += 1,
+                        ChildKind::Supervisor => count.supervisors += 1,
+                    }
+                }
+                Ok(SupervisorReply::Count(count))
+            }
+            SupervisorMsg::GetChildSpec(id) => {
+                let at = self.position_of_id(&id)?;
+                Ok(SupervisorReply::Spec(self.children[at].spec.clone()))
+            }
             SupervisorMsg::TryAgain(id) => {
                 self.try_again(ctx, &id).await;
                 Ok(SupervisorReply::Done)
@@ -756,6 +827,9 @@ impl Actor for Supervisor {
             SupervisorMsg::RestartChild(_) => "restart_child",
             SupervisorMsg::DeleteChild(_) => "delete_child",
             SupervisorMsg::WhichChildren => "which_children",
+            SupervisorMsg::TerminatePid(_) => "terminate_child",
+            SupervisorMsg::CountChildren => "count_children",
+            SupervisorMsg::GetChildSpec(_) => "get_childspec",
             SupervisorMsg::TryAgain(_) => "try_again",
         }
     }
@@ -820,6 +894,35 @@ impl ActorRef<Supervisor> {
     /// Forgets a stopped child (`supervisor:delete_child/2`).
     pub async fn delete_child(&self, id: &str) -> Result<()> {
         delete_child(self, id).await
+    }
+
+    /// Stops the child running as `pid` (`supervisor:terminate_child/2` with a pid; for
+    /// `simple_one_for_one` the child is forgotten).
+    pub async fn terminate_child_pid(&self, pid: &Pid) -> Result<()> {
+        call(self, SupervisorMsg::TerminatePid(pid.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Counts specs, running children, supervisors and workers
+    /// (`supervisor:count_children/1`).
+    pub async fn count_children(&self) -> Result<ChildCount> {
+        match call(self, SupervisorMsg::CountChildren).await? {
+            SupervisorReply::Count(count) => Ok(count),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The spec of child `id` (`supervisor:get_childspec/2`).
+    pub async fn get_childspec(&self, id: &str) -> Result<ChildSpec> {
+        match call(self, SupervisorMsg::GetChildSpec(id.to_owned())).await? {
+            SupervisorReply::Spec(spec) => Ok(spec),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
     }
 
     /// The children in start order (`supervisor:which_children/1`).

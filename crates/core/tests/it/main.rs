@@ -6,5 +6,6 @@ mod common;
 mod facets;
 mod links;
 mod otp;
+mod otp_api;
 mod remote;
 mod supervision;
