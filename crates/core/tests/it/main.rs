@@ -4,6 +4,7 @@ mod actors;
 mod behaviors;
 mod common;
 mod facets;
+mod gen_statem;
 mod links;
 mod otp;
 mod otp_api;
