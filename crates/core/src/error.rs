@@ -72,6 +72,11 @@ pub enum Error {
     /// restart it with `restart_child` or delete it first.
     #[error("child {0} is already present")]
     AlreadyPresent(String),
+    /// A child's start function chose not to run it (OTP's `ignore`, which
+    /// `supervisor:start_child` reports as `{ok, undefined}`): the supervisor keeps the
+    /// spec without a pid (a `simple_one_for_one` child is dropped).
+    #[error("child {0} ignored its start")]
+    Ignored(String),
     /// An actor asked itself, which can never be answered (Erlang's `calling_self`).
     #[error("{0} called itself")]
     CallingSelf(String),
@@ -133,6 +138,7 @@ impl Error {
             Error::AlreadyStarted { .. } => "already_started",
             Error::AlreadyPresent(_) => "already_present",
             Error::CallingSelf(_) => "calling_self",
+            Error::Ignored(_) => "ignored",
             Error::InvalidId(_) => "invalid_id",
             Error::ShuttingDown => "shutting_down",
             Error::StartFailed(_) => "start_failed",

@@ -77,7 +77,8 @@ pub use pg::ProcessGroups;
 pub use pid::{ActorRef, Lifecycle, MonitorRef, Pid, DEFAULT_ASK_TIMEOUT};
 pub use runtime::{MailboxConfig, SpawnOptions};
 pub use supervisor::{
-    Application, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec,
+    Application, AutoShutdown, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor,
+    SupervisorSpec,
 };
 pub use transport::{LoopbackNetwork, Transport};
 

@@ -97,7 +97,21 @@ pub struct ChildStart {
     pub args: Option<ChildArgs>,
 }
 
-type StartFn = Arc<dyn Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync>;
+/// Starts a child: its pid, or `None` if it chose not to run (OTP's `ignore`).
+type StartFn = Arc<dyn Fn(ChildStart) -> BoxFuture<'static, Result<Option<Pid>>> + Send + Sync>;
+
+/// When a supervisor shuts itself down because significant children ended (OTP's
+/// `auto_shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoShutdown {
+    /// Never (the default); significant children are refused.
+    #[default]
+    Never,
+    /// When any significant child ends by itself without being restarted.
+    AnySignificant,
+    /// When every significant child has ended by itself without being restarted.
+    AllSignificant,
+}
 
 /// How to start, restart and stop one child.
 #[derive(Clone)]
@@ -108,6 +122,7 @@ pub struct ChildSpec {
     shutdown: Shutdown,
     kind: ChildKind,
     name: Option<String>,
+    significant: bool,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -117,11 +132,12 @@ impl std::fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
+            .field("significant", &self.significant)
             .finish()
     }
 }
 
-fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Result<Pid>> {
+fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Result<Option<Pid>>> {
     Box::pin(async move {
         let options = SpawnOptions {
             name: start.name,
@@ -131,7 +147,7 @@ fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Resu
             .node
             .start_linked(actor, options, Some(start.supervisor))
             .await?;
-        Ok(actor_ref.pid())
+        Ok(Some(actor_ref.pid()))
     })
 }
 
@@ -150,6 +166,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
             name: None,
+            significant: false,
         }
     }
 
@@ -186,6 +203,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
             name: None,
+            significant: false,
         }
     }
 
@@ -198,6 +216,7 @@ impl ChildSpec {
             shutdown: Shutdown::Infinity,
             kind: ChildKind::Supervisor,
             name: None,
+            significant: false,
         }
     }
 
@@ -206,6 +225,19 @@ impl ChildSpec {
     pub fn from_fn<F>(id: impl Into<String>, kind: ChildKind, start: F) -> ChildSpec
     where
         F: Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync + 'static,
+    {
+        Self::from_fn_or_ignore(id, kind, move |child| {
+            let started = start(child);
+            Box::pin(async move { started.await.map(Some) })
+        })
+    }
+
+    /// Like [`ChildSpec::from_fn`], but the function may answer `Ok(None)`: the child
+    /// chose not to run (OTP's `ignore` from `init`). The supervisor keeps the spec with no
+    /// pid (a `simple_one_for_one` child is dropped) and does not restart it.
+    pub fn from_fn_or_ignore<F>(id: impl Into<String>, kind: ChildKind, start: F) -> ChildSpec
+    where
+        F: Fn(ChildStart) -> BoxFuture<'static, Result<Option<Pid>>> + Send + Sync + 'static,
     {
         ChildSpec {
             id: id.into(),
@@ -217,6 +249,7 @@ impl ChildSpec {
             },
             kind,
             name: None,
+            significant: false,
         }
     }
 
@@ -229,6 +262,14 @@ impl ChildSpec {
     /// Sets the shutdown policy.
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Marks the child significant (OTP's `significant`): its ending by itself may shut
+    /// the supervisor down, per [`SupervisorSpec::auto_shutdown`]. Only for transient and
+    /// temporary children.
+    pub fn significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
         self
     }
 
@@ -265,6 +306,7 @@ pub struct SupervisorSpec {
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
 }
 
@@ -275,8 +317,15 @@ impl SupervisorSpec {
             strategy,
             max_restarts: 1,
             period: Duration::from_secs(5),
+            auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
         }
+    }
+
+    /// Shuts the supervisor down when significant children end (OTP's `auto_shutdown`).
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
     }
 
     /// More than `max_restarts` restarts within `period` makes the supervisor give up.
@@ -297,6 +346,7 @@ impl SupervisorSpec {
         }
         let mut ids = std::collections::HashSet::new();
         for child in &self.children {
+            check_significant(child, self.auto_shutdown)?;
             if !ids.insert(child.id.as_str()) {
                 return Err(Error::InvalidArgument(format!(
                     "duplicate child id {:?}",
@@ -319,6 +369,27 @@ impl SupervisorSpec {
         self.children.push(child);
         self
     }
+}
+
+/// A significant child must be transient or temporary, under a supervisor with an
+/// `auto_shutdown` other than `never` (as OTP checks).
+fn check_significant(child: &ChildSpec, auto_shutdown: AutoShutdown) -> Result<()> {
+    if !child.significant {
+        return Ok(());
+    }
+    if child.restart == Restart::Permanent {
+        return Err(Error::InvalidArgument(format!(
+            "child {:?} is significant but permanent",
+            child.id
+        )));
+    }
+    if auto_shutdown == AutoShutdown::Never {
+        return Err(Error::InvalidArgument(format!(
+            "child {:?} is significant but auto_shutdown is never",
+            child.id
+        )));
+    }
+    Ok(())
 }
 
 /// Counts restarts in a sliding window: more than `max` within `period` is too many.
@@ -440,6 +511,7 @@ pub struct Supervisor {
     invalid: Option<Error>,
     strategy: Strategy,
     intensity: RestartIntensity,
+    auto_shutdown: AutoShutdown,
     initial: Vec<ChildSpec>,
     template: Option<ChildSpec>,
     children: Vec<Child>,
@@ -459,6 +531,7 @@ impl Supervisor {
             invalid,
             strategy: spec.strategy,
             intensity: RestartIntensity::new(spec.max_restarts, spec.period),
+            auto_shutdown: spec.auto_shutdown,
             initial,
             template,
             children: Vec::new(),
@@ -466,7 +539,8 @@ impl Supervisor {
         }
     }
 
-    async fn start_child_at(&mut self, ctx: &Context<Self>, at: usize) -> Result<Pid> {
+    /// Starts child `at`; `None` if it chose not to run.
+    async fn start_child_at(&mut self, ctx: &Context<Self>, at: usize) -> Result<Option<Pid>> {
         let child = &self.children[at];
         let start = ChildStart {
             node: ctx.node().clone(),
@@ -475,7 +549,7 @@ impl Supervisor {
             args: child.args.clone(),
         };
         let pid = (child.spec.start)(start).await?;
-        self.children[at].pid = Some(pid.clone());
+        self.children[at].pid = pid.clone();
         self.children[at].restarting = false;
         Ok(pid)
     }
@@ -543,7 +617,14 @@ impl Supervisor {
         let result = match self.strategy {
             Strategy::OneForOne | Strategy::SimpleOneForOne => {
                 match self.start_child_at(ctx, at).await {
-                    Ok(_) => Ok(()),
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => {
+                        // It chose not to run: a dynamic child is forgotten.
+                        if self.strategy == Strategy::SimpleOneForOne {
+                            self.children.remove(at);
+                        }
+                        Ok(())
+                    }
                     Err(e) => {
                         tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
                         Err(at)
@@ -601,8 +682,53 @@ impl Supervisor {
         if restart.restarts_after(&reason) {
             tracing::info!(child = %self.children[at].spec.id, %reason, "restarting child");
             self.restart(ctx, at).await;
-        } else if restart == Restart::Temporary || dynamic {
+            return;
+        }
+        let significant = self.children[at].spec.significant;
+        if restart == Restart::Temporary || dynamic {
             self.children.remove(at);
+        }
+        if significant && self.auto_shutdown_due() {
+            tracing::info!(supervisor = %ctx.id(), "significant children ended; shutting down");
+            self.terminate_from(ctx, 0).await;
+            ctx.stop(ExitReason::Shutdown);
+        }
+    }
+
+    /// Whether a significant child having just ended shuts the supervisor down.
+    fn auto_shutdown_due(&self) -> bool {
+        match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|c| c.spec.significant && c.pid.is_some()),
+        }
+    }
+
+    /// Adds `child` and starts it; forgets it again if the start fails (or, for a
+    /// `simple_one_for_one` child, if it chose not to run).
+    async fn add_and_start(
+        &mut self,
+        ctx: &Context<Self>,
+        child: Child,
+    ) -> Result<SupervisorReply> {
+        let id = child.spec.id.clone();
+        self.children.push(child);
+        let at = self.children.len() - 1;
+        match self.start_child_at(ctx, at).await {
+            Ok(Some(pid)) => Ok(SupervisorReply::Started(pid)),
+            Ok(None) => {
+                if self.strategy == Strategy::SimpleOneForOne {
+                    self.children.remove(at);
+                }
+                Err(Error::Ignored(id))
+            }
+            Err(e) => {
+                self.children.remove(at);
+                Err(e)
+            }
         }
     }
 
@@ -637,20 +763,14 @@ impl Supervisor {
                         None => Error::AlreadyPresent(spec.id.clone()),
                     });
                 }
-                self.children.push(Child {
+                check_significant(&spec, self.auto_shutdown)?;
+                let child = Child {
                     spec,
                     pid: None,
                     args: None,
                     restarting: false,
-                });
-                let at = self.children.len() - 1;
-                match self.start_child_at(ctx, at).await {
-                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
-                    Err(e) => {
-                        self.children.remove(at);
-                        Err(e)
-                    }
-                }
+                };
+                self.add_and_start(ctx, child).await
             }
             SupervisorMsg::StartDynamic(args) => {
                 let template = self.template.clone().ok_or_else(|| {
@@ -660,20 +780,13 @@ impl Supervisor {
                 let mut spec = template;
                 spec.id = format!("{}-{}", spec.id, self.dynamic_seq);
                 spec.name = None;
-                self.children.push(Child {
+                let child = Child {
                     spec,
                     pid: None,
                     args: Some(args),
                     restarting: false,
-                });
-                let at = self.children.len() - 1;
-                match self.start_child_at(ctx, at).await {
-                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
-                    Err(e) => {
-                        self.children.remove(at);
-                        Err(e)
-                    }
-                }
+                };
+                self.add_and_start(ctx, child).await
             }
             SupervisorMsg::TerminateChild(id) => {
                 let at = self.position_of_id(&id)?;
@@ -685,9 +798,10 @@ impl Supervisor {
                 if self.children[at].pid.is_some() {
                     return Err(Error::InvalidArgument(format!("child {id:?} is running")));
                 }
-                Ok(SupervisorReply::Started(
-                    self.start_child_at(ctx, at).await?,
-                ))
+                match self.start_child_at(ctx, at).await? {
+                    Some(pid) => Ok(SupervisorReply::Started(pid)),
+                    None => Err(Error::Ignored(id)),
+                }
             }
             SupervisorMsg::DeleteChild(id) => {
                 let at = self.position_of_id(&id)?;

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use plexspaces_core::event::{EventHandler, EventManager, Request, Response};
 use plexspaces_core::supervisor::ChildCount;
 use plexspaces_core::{
-    Actor, BoxError, ChildSpec, Context, DemonitorOptions, ExitReason, Info, MonitorRef, Node, Pid,
-    Restart, SpawnOptions, Strategy, Supervisor, SupervisorSpec,
+    Actor, AutoShutdown, BoxError, ChildKind, ChildSpec, Context, DemonitorOptions, Error,
+    ExitReason, Info, MonitorRef, Node, Pid, Restart, SpawnOptions, Strategy, Supervisor,
+    SupervisorSpec,
 };
 use serde_json::json;
 
@@ -390,5 +391,143 @@ async fn exit_reasons_carry_data_through_links_and_supervisors() {
     assert_eq!(t.wait().await.unwrap(), reason);
     until("the child stays stopped", || log.count("start:t") == 1).await;
     assert!(sup.which_children().await.unwrap()[0].pid.is_none());
+    node.shutdown().await;
+}
+
+fn ignoring(id: &'static str) -> ChildSpec {
+    ChildSpec::from_fn_or_ignore(id, ChildKind::Worker, |_start| Box::pin(async { Ok(None) }))
+}
+
+#[tokio::test]
+async fn a_child_may_ignore_its_start() {
+    let node = Node::builder("n1").build().await.unwrap();
+    let log = Log::default();
+    let w = |name: &'static str| {
+        let log = log.clone();
+        ChildSpec::worker(name, move || Worker::new(name, &log))
+    };
+    let sup = node
+        .start(
+            Supervisor::new(
+                SupervisorSpec::new(Strategy::OneForOne)
+                    .child(w("a"))
+                    .child(ignoring("quiet"))
+                    .child(w("b")),
+            ),
+            SpawnOptions::default(),
+        )
+        .await
+        .expect("an ignored child does not fail the start");
+    let children = sup.which_children().await.unwrap();
+    assert_eq!(children.len(), 3);
+    assert!(children[1].pid.is_none() && children[0].pid.is_some() && children[2].pid.is_some());
+    assert!(matches!(
+        sup.start_child(ignoring("later")).await,
+        Err(Error::Ignored(id)) if id == "later"
+    ));
+    assert!(matches!(
+        sup.start_child(ignoring("later")).await,
+        Err(Error::AlreadyPresent(_))
+    ));
+    assert_eq!(sup.count_children().await.unwrap().specs, 4);
+
+    let dynamic = SupervisorSpec::new(Strategy::SimpleOneForOne).child(
+        ChildSpec::from_fn_or_ignore("d", ChildKind::Worker, |_start| {
+            Box::pin(async { Ok(None) })
+        }),
+    );
+    let dsup = node
+        .start(Supervisor::new(dynamic), SpawnOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        dsup.start_dynamic_child(1u32).await,
+        Err(Error::Ignored(_))
+    ));
+    assert_eq!(dsup.count_children().await.unwrap().specs, 0, "not kept");
+    node.shutdown().await;
+}
+
+fn transient(name: &'static str, log: &Log) -> ChildSpec {
+    let log = log.clone();
+    ChildSpec::worker(name, move || Worker::new(name, &log)).restart(Restart::Transient)
+}
+
+async fn stop_child(sup: &plexspaces_core::ActorRef<Supervisor>, id: &str, reason: ExitReason) {
+    let pid = sup
+        .which_children()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .and_then(|c| c.pid)
+        .unwrap();
+    pid.typed::<Worker>()
+        .unwrap()
+        .ask(Cmd::Stop(reason))
+        .await
+        .unwrap();
+    pid.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_shutdown_follows_significant_children() {
+    let node = Node::builder("n1").build().await.unwrap();
+    let log = Log::default();
+    let permanent = {
+        let log = log.clone();
+        ChildSpec::worker("p", move || Worker::new("p", &log))
+    };
+    let any = node
+        .start(
+            Supervisor::new(
+                SupervisorSpec::new(Strategy::OneForOne)
+                    .intensity(5, Duration::from_secs(5))
+                    .auto_shutdown(AutoShutdown::AnySignificant)
+                    .child(permanent.clone())
+                    .child(transient("s", &log).significant(true)),
+            ),
+            SpawnOptions::default(),
+        )
+        .await
+        .unwrap();
+    stop_child(&any, "s", ExitReason::error("crash")).await;
+    until("a crashed significant child is restarted", || {
+        log.count("start:s") == 2
+    })
+    .await;
+    assert!(any.is_alive());
+    stop_child(&any, "s", ExitReason::Normal).await;
+    assert_eq!(any.wait().await.unwrap(), ExitReason::Shutdown);
+    assert!(
+        log.entries().contains(&"stop:p".to_string()),
+        "the others were stopped"
+    );
+
+    let all = node
+        .start(
+            Supervisor::new(
+                SupervisorSpec::new(Strategy::OneForOne)
+                    .auto_shutdown(AutoShutdown::AllSignificant)
+                    .child(transient("s1", &log).significant(true))
+                    .child(transient("s2", &log).significant(true)),
+            ),
+            SpawnOptions::default(),
+        )
+        .await
+        .unwrap();
+    stop_child(&all, "s1", ExitReason::Normal).await;
+    assert_eq!(all.count_children().await.unwrap().active, 1, "one is left");
+    stop_child(&all, "s2", ExitReason::Shutdown).await;
+    assert_eq!(all.wait().await.unwrap(), ExitReason::Shutdown);
+
+    for bad in [
+        SupervisorSpec::new(Strategy::OneForOne)
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .child(permanent.clone().significant(true)),
+        SupervisorSpec::new(Strategy::OneForOne).child(transient("s", &log).significant(true)),
+    ] {
+        assert!(bad.validate().is_err());
+    }
     node.shutdown().await;
 }
