@@ -117,14 +117,19 @@ impl Actor for Continuing {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn handle_continue_runs_before_the_next_message() {
+async fn start_continuing() -> (Node, Log, plexspaces_core::ActorRef<Continuing>) {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let actor = node
         .start(Continuing { log: log.clone() }, SpawnOptions::default())
         .await
         .unwrap();
+    (node, log, actor)
+}
+
+#[tokio::test(start_paused = true)]
+async fn handle_continue_runs_before_the_next_message() {
+    let (node, log, actor) = start_continuing().await;
     actor.tell(Step::Begin).await.unwrap();
     actor.tell(Step::Ping).await.unwrap();
     actor.ask(Step::Ping).await.unwrap();
@@ -137,12 +142,7 @@ async fn handle_continue_runs_before_the_next_message() {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_timeout_fires_only_without_messages() {
-    let node = Node::builder("n1").build().await.unwrap();
-    let log = Log::default();
-    let actor = node
-        .start(Continuing { log: log.clone() }, SpawnOptions::default())
-        .await
-        .unwrap();
+    let (node, log, actor) = start_continuing().await;
     log.clear();
     actor
         .ask(Step::Wait(Duration::from_secs(10)))
@@ -168,12 +168,7 @@ async fn an_idle_timeout_fires_only_without_messages() {
 
 #[tokio::test]
 async fn raw_info_messages_and_stop_returning_the_reason() {
-    let node = Node::builder("n1").build().await.unwrap();
-    let log = Log::default();
-    let actor = node
-        .start(Continuing { log: log.clone() }, SpawnOptions::default())
-        .await
-        .unwrap();
+    let (node, log, actor) = start_continuing().await;
     actor.send_info(42u64).unwrap();
     actor.ask(Step::Ping).await.unwrap();
     assert!(log.entries().contains(&"raw:42".to_string()));
