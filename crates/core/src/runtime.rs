@@ -115,7 +115,9 @@ pub(crate) fn spawn<A: Actor>(
         for f in facets {
             let info = ctx.info();
             if let Err(e) = facet::attach(&mut ctx.facets, f, &info).await {
-                unlink_parent(&ctx);
+                if guard.started.is_some() {
+                    unlink_parent(&ctx);
+                }
                 guard.reason = Some(ExitReason::error(format!("facet attach failed: {e}")));
                 return;
             }
@@ -154,9 +156,10 @@ const BATCH: usize = 32;
 /// others on its worker thread.
 const YIELD_EVERY: u32 = 128;
 
-/// Breaks the link to the parent of an actor that failed to start: the starter hears of the
-/// failure from the start's result, never as a stray exit signal (OTP's `proc_lib` does the
-/// same for a failed `init`).
+/// Breaks the link to the parent of an actor that failed to start while its starter waits
+/// for the outcome: the starter hears of the failure from the start's result, never as a
+/// stray exit signal (OTP's `proc_lib` does the same for a failed `init`). An actor spawned
+/// linked without waiting (`spawn_link`) keeps the link, so its parent gets the exit.
 fn unlink_parent<A: Actor>(ctx: &Context<A>) {
     if let Some(parent) = &ctx.parent {
         crate::context::unlink(&ctx.pid(), parent);
@@ -185,7 +188,9 @@ async fn run<A: Actor>(
         Err(reason) => Err(reason),
     };
     if let Err(reason) = started_ok {
-        unlink_parent(ctx);
+        if started.is_some() {
+            unlink_parent(ctx);
+        }
         return reason;
     }
     core.set_lifecycle(Lifecycle::Active);

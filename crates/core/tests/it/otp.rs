@@ -393,8 +393,18 @@ struct Starter {
     log: Log,
 }
 
+/// What a [`Starter`] does.
+enum Start {
+    /// Nothing: answers `idle`.
+    Nothing,
+    /// `start_linked` a child that fails to start.
+    Waiting,
+    /// `spawn_link` such a child without waiting for its start.
+    NotWaiting,
+}
+
 impl Actor for Starter {
-    type Msg = bool;
+    type Msg = Start;
     type Reply = String;
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -404,14 +414,19 @@ impl Actor for Starter {
 
     async fn handle_call(
         &mut self,
-        start: bool,
+        start: Start,
         ctx: &mut Context<Self>,
     ) -> Result<Option<String>, BoxError> {
-        if !start {
-            return Ok(Some("idle".into()));
-        }
         let mut failing = Worker::new("child", &self.log);
         failing.fail_start = true;
+        match start {
+            Start::Nothing => return Ok(Some("idle".into())),
+            Start::NotWaiting => {
+                ctx.spawn_link_with(failing, SpawnOptions::named("child"))?;
+                return Ok(Some("spawned".into()));
+            }
+            Start::Waiting => {}
+        }
         let result = ctx
             .node()
             .start_linked(failing, SpawnOptions::named("child"), Some(ctx.pid()))
@@ -434,14 +449,21 @@ async fn a_failed_start_linked_leaves_no_exit_message() {
     let node = Node::builder("n1").build().await.unwrap();
     let log = Log::default();
     let starter = node.spawn(Starter { log: log.clone() }).unwrap();
-    assert_eq!(starter.ask(true).await.unwrap(), "start_failed");
+    assert_eq!(starter.ask(Start::Waiting).await.unwrap(), "start_failed");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(starter.ask(false).await.unwrap(), "idle");
+    assert_eq!(starter.ask(Start::Nothing).await.unwrap(), "idle");
     assert!(
         !log.entries().iter().any(|e| e.starts_with("info:")),
         "{:?}",
         log.entries()
     );
+    // Without a start to wait for, the link stays and the exit arrives, as in Erlang.
+    assert_eq!(starter.ask(Start::NotWaiting).await.unwrap(), "spawned");
+    until(
+        "the exit of a spawn_link child that failed to start",
+        || log.entries().iter().any(|e| e.starts_with("info:Exit")),
+    )
+    .await;
     node.shutdown().await;
 }
 
