@@ -10,7 +10,14 @@
 //!   signal `shutdown` from its parent and waits for its shutdown policy: `brutal_kill`,
 //!   a timeout after which it is killed, or `infinity` (the default for supervisors).
 //! - A child that fails to start during the supervisor's own start makes the start fail,
-//!   after the children already started are stopped in reverse order.
+//!   after the children already started are stopped in reverse order. A start function may
+//!   instead choose not to run the child (`ignore`, [`ChildSpec::from_fn_or_ignore`]).
+//! - A restart that fails is tried again through a message the supervisor sends itself
+//!   (OTP's try-again restart), never in a loop inside one message: calls are answered in
+//!   between (the child shows as `restarting`) and the parent's shutdown is obeyed.
+//! - Flags and child specs are validated before anything starts
+//!   ([`SupervisorSpec::validate`]). `simple_one_for_one` children stop in parallel.
+//! - `auto_shutdown` ends the supervisor when significant children end by themselves.
 
 use std::any::Any;
 use std::collections::VecDeque;
