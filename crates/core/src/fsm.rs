@@ -226,10 +226,21 @@ pub enum FsmReply<S, R> {
 
 type Reply<F> = ReplyHandle<FsmReply<<F as GenFsm>::State, <F as GenFsm>::Reply>>;
 
+/// Who waits for an event's reply.
+enum Caller<F: GenFsm> {
+    /// Nobody (a cast, an inserted event).
+    Nobody,
+    /// The caller of the message being handled: answered through the handler's return, so
+    /// facets see the reply like any actor's.
+    Current,
+    /// A caller whose event was postponed: answered through its handle.
+    Later(Reply<F>),
+}
+
 /// One piece of work for the machine.
 enum Work<F: GenFsm> {
-    /// An event, with its caller if it is a call.
-    Event(F::Event, Option<Reply<F>>),
+    /// An event and who waits for its reply.
+    Event(F::Event, Caller<F>),
     StateTimeout(u64),
     EventTimeout(u64),
     GenericTimeout(String, u64),
@@ -248,6 +259,8 @@ pub struct FsmActor<F: GenFsm> {
     postponed: VecDeque<(F::Event, Option<Reply<F>>)>,
     /// Timeouts of zero armed by the last transition: they go before the mailbox.
     due: Vec<Work<F>>,
+    /// The reply to the message being handled, once its transition gave one.
+    current_reply: Option<Option<F::Reply>>,
 }
 
 impl<F: GenFsm> FsmActor<F> {
@@ -264,6 +277,7 @@ impl<F: GenFsm> FsmActor<F> {
             generic_generation: 0,
             postponed: VecDeque::new(),
             due: Vec::new(),
+            current_reply: None,
         }
     }
 
@@ -349,7 +363,9 @@ impl<F: GenFsm> FsmActor<F> {
                         Ok(t) => (t, caller),
                         Err(e) => {
                             // The runtime answers this caller with the failure.
-                            ctx.reply = caller;
+                            if let Caller::Later(handle) = caller {
+                                ctx.reply = Some(handle);
+                            }
                             return Err(e);
                         }
                     }
@@ -359,21 +375,30 @@ impl<F: GenFsm> FsmActor<F> {
                         continue;
                     }
                     self.timer = None;
-                    (self.fsm.on_state_timeout(&state, ctx).await?, None)
+                    (
+                        self.fsm.on_state_timeout(&state, ctx).await?,
+                        Caller::Nobody,
+                    )
                 }
                 Work::EventTimeout(generation) => {
                     if generation != self.event_generation {
                         continue;
                     }
                     self.event_timer = None;
-                    (self.fsm.on_event_timeout(&state, ctx).await?, None)
+                    (
+                        self.fsm.on_event_timeout(&state, ctx).await?,
+                        Caller::Nobody,
+                    )
                 }
                 Work::GenericTimeout(name, generation) => {
                     if self.generic.get(&name).map(|(g, _)| *g) != Some(generation) {
                         continue;
                     }
                     self.generic.remove(&name);
-                    (self.fsm.on_generic_timeout(&state, &name, ctx).await?, None)
+                    (
+                        self.fsm.on_generic_timeout(&state, &name, ctx).await?,
+                        Caller::Nobody,
+                    )
                 }
             };
             self.apply(ctx, t, caller, &mut queue).await?;
@@ -392,7 +417,7 @@ impl<F: GenFsm> FsmActor<F> {
         &mut self,
         ctx: &mut Context<Self>,
         t: Transition<F>,
-        mut caller: Option<Reply<F>>,
+        caller: Caller<F>,
         queue: &mut VecDeque<Work<F>>,
     ) -> Result<(), BoxError> {
         let Transition {
@@ -409,13 +434,16 @@ impl<F: GenFsm> FsmActor<F> {
         if let Some(reason) = stop {
             ctx.stop(reason);
         }
-        match postponed {
-            Some(event) => self.postponed.push_back((event, caller.take())),
-            None => {
-                if let Some(caller) = caller.take() {
-                    caller.send(FsmReply::Event(reply));
-                }
+        match (postponed, caller) {
+            (Some(event), Caller::Later(handle)) => self.postponed.push_back((event, Some(handle))),
+            // The handle leaves the handler's context: the caller is answered on the retry.
+            (Some(event), Caller::Current) => self.postponed.push_back((event, ctx.reply_handle())),
+            (Some(event), Caller::Nobody) => self.postponed.push_back((event, None)),
+            (None, Caller::Later(handle)) => {
+                handle.send(FsmReply::Event(reply));
             }
+            (None, Caller::Current) => self.current_reply = Some(reply),
+            (None, Caller::Nobody) => {}
         }
         let mut changed = false;
         match next {
@@ -451,13 +479,14 @@ impl<F: GenFsm> FsmActor<F> {
         // Front of the queue, in order: inserted events, timeouts due now, postponed events
         // (after a state change).
         if changed {
-            for (event, caller) in self.postponed.drain(..).rev() {
+            for (event, handle) in self.postponed.drain(..).rev() {
+                let caller = handle.map_or(Caller::Nobody, Caller::Later);
                 queue.push_front(Work::Event(event, caller));
             }
         }
         self.drain_due(queue);
         for event in inserted.into_iter().rev() {
-            queue.push_front(Work::Event(event, None));
+            queue.push_front(Work::Event(event, Caller::Nobody));
         }
         Ok(())
     }
@@ -479,14 +508,17 @@ impl<F: GenFsm> Actor for FsmActor<F> {
         ctx: &mut Context<Self>,
     ) -> Result<Option<Self::Reply>, BoxError> {
         let work = match msg {
-            FsmMsg::Event(event) => Work::Event(event, ctx.reply_handle()),
+            FsmMsg::Event(event) => Work::Event(event, Caller::Current),
             FsmMsg::GetState => return Ok(Some(FsmReply::State(self.current()?))),
             FsmMsg::StateTimeout(generation) => Work::StateTimeout(generation),
             FsmMsg::EventTimeout(generation) => Work::EventTimeout(generation),
             FsmMsg::GenericTimeout(name, generation) => Work::GenericTimeout(name, generation),
         };
+        self.current_reply = None;
         self.process(ctx, Some(work)).await?;
-        Ok(None)
+        // A cast's reply is dropped by the runtime; a postponed call's handle was taken, so
+        // answering `None` here leaves its caller waiting for the retry.
+        Ok(self.current_reply.take().map(FsmReply::Event))
     }
 
     fn msg_name(msg: &Self::Msg) -> &'static str {
