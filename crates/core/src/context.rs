@@ -195,24 +195,23 @@ impl<A: Actor> Context<A> {
 
     /// Monitors the actor registered as `name` on this node (Erlang's
     /// `monitor(process, Name)`). If no actor has that name, `Down` with `noproc` comes at
-    /// once, naming `name@node`.
-    pub fn monitor_name(&mut self, name: &str) -> MonitorRef {
-        match self.node.whereis(name) {
-            Some(pid) => self.monitor(&pid),
-            None => {
-                let monitor = MonitorRef::next();
-                self.extras().monitors.insert(monitor);
-                let id = ActorId::new(name, self.node.name()).unwrap_or_else(|_| self.id().clone());
-                self.myself
-                    .pid()
-                    .signal(Signal::Info(crate::actor::Info::Down {
-                        monitor,
-                        id,
-                        reason: ExitReason::NoProc,
-                    }));
-                monitor
-            }
+    /// once, naming `name@node`. A name that cannot be part of an actor id is
+    /// [`crate::Error::InvalidId`] (Erlang's `badarg`).
+    pub fn monitor_name(&mut self, name: &str) -> Result<MonitorRef> {
+        let id = ActorId::new(name, self.node.name())?;
+        if let Some(pid) = self.node.whereis(name) {
+            return Ok(self.monitor(&pid));
         }
+        let monitor = MonitorRef::next();
+        self.extras().monitors.insert(monitor);
+        self.myself
+            .pid()
+            .signal(Signal::Info(crate::actor::Info::Down {
+                monitor,
+                id,
+                reason: ExitReason::NoProc,
+            }));
+        Ok(monitor)
     }
 
     /// Runs [`Actor::handle_continue`] with `msg` once the current handler returns, before

@@ -200,7 +200,7 @@ impl Actor for Monitoring {
     ) -> Result<Option<bool>, BoxError> {
         Ok(Some(match msg {
             Mon::ByName(name) => {
-                self.last = Some(ctx.monitor_name(name));
+                self.last = Some(ctx.monitor_name(name)?);
                 true
             }
             Mon::Demonitor(target, flush) => {
