@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::error::{BoxError, Error, ExitReason, Result};
 use crate::id::ActorId;
 use crate::pid::{ActorRef, MonitorRef, Pid, Signal};
+use crate::runtime::guarded;
 
 /// State handed from a swapped-out handler to its replacement.
 pub type Handoff = Option<Box<dyn Any + Send>>;
@@ -175,28 +176,32 @@ impl<E: Send + Sync + 'static> EventManager<E> {
     async fn deliver(&mut self, ctx: &mut Context<Self>, event: &E) {
         let mut at = 0;
         while at < self.handlers.len() {
-            let outcome = AssertUnwindSafe(self.handlers[at].handler.handle_event(event))
-                .catch_unwind()
-                .await;
-            let failure = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(ExitReason::error(e.to_string())),
-                Err(_) => Some(ExitReason::error("event handler panicked")),
-            };
-            let failure = match failure {
-                None if self.handlers[at].handler.is_done() => Some(ExitReason::Normal),
-                other => other,
-            };
-            match failure {
+            let outcome = guarded(self.handlers[at].handler.handle_event(event)).await;
+            match self.leaving(at, &outcome) {
                 None => at += 1,
-                Some(reason) => {
-                    let mut removed = self.handlers.remove(at);
-                    tracing::warn!(manager = %ctx.id(), handler = %removed.id, %reason, "event handler removed");
-                    terminate_handler(ctx.id(), &mut removed, &reason).await;
-                    Self::release(ctx, removed.id, removed.owner, reason);
-                }
+                Some(reason) => self.drop_handler(ctx, at, reason).await,
             }
         }
+    }
+
+    /// Why handler `at` leaves after an event or call ended with `outcome`, if it does: it
+    /// failed, or it is done.
+    fn leaving<T>(&self, at: usize, outcome: &Result<T, ExitReason>) -> Option<ExitReason> {
+        match outcome {
+            Err(reason) => Some(reason.clone()),
+            Ok(_) if self.handlers[at].handler.is_done() => Some(ExitReason::Normal),
+            Ok(_) => None,
+        }
+    }
+
+    /// Removes handler `at` for `reason`: runs its `terminate` and tells its owner.
+    async fn drop_handler(&mut self, ctx: &mut Context<Self>, at: usize, reason: ExitReason) {
+        let mut removed = self.handlers.remove(at);
+        if reason != ExitReason::Normal {
+            tracing::warn!(manager = %ctx.id(), handler = %removed.id, %reason, "event handler removed");
+        }
+        terminate_handler(ctx.id(), &mut removed, &reason).await;
+        Self::release(ctx, removed.id, removed.owner, reason);
     }
 
     async fn add(
@@ -235,25 +240,11 @@ impl<E: Send + Sync + 'static> EventManager<E> {
             .iter()
             .position(|h| h.id == id)
             .ok_or_else(|| Error::InvalidArgument(format!("no event handler {id:?}")))?;
-        let outcome = AssertUnwindSafe(self.handlers[at].handler.handle_call(request))
-            .catch_unwind()
-            .await;
-        let result = match outcome {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(ExitReason::error(e.to_string())),
-            Err(_) => Err(ExitReason::error("event handler panicked")),
-        };
-        let leaving = match &result {
-            Ok(_) if self.handlers[at].handler.is_done() => Some(ExitReason::Normal),
-            Ok(_) => None,
-            Err(reason) => Some(reason.clone()),
-        };
-        if let Some(reason) = leaving {
-            let mut removed = self.handlers.remove(at);
-            terminate_handler(ctx.id(), &mut removed, &reason).await;
-            Self::release(ctx, removed.id, removed.owner, reason);
+        let outcome = guarded(self.handlers[at].handler.handle_call(request)).await;
+        if let Some(reason) = self.leaving(at, &outcome) {
+            self.drop_handler(ctx, at, reason).await;
         }
-        result.map_err(Error::ActorFailed)
+        outcome.map_err(Error::ActorFailed)
     }
 
     /// Removes handler `id`, running its `terminate`.

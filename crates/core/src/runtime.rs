@@ -130,7 +130,7 @@ pub(crate) fn spawn<A: Actor>(
 }
 
 /// Catches a panic in a handler future and turns it into an error.
-async fn guarded<T>(
+pub(crate) async fn guarded<T>(
     fut: impl std::future::Future<Output = Result<T, BoxError>>,
 ) -> Result<T, ExitReason> {
     match AssertUnwindSafe(fut).catch_unwind().await {
