@@ -349,3 +349,34 @@ impl<M> SendError<M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit reasons cross nodes as protobuf; those with data keep it exactly.
+    #[test]
+    fn exit_reasons_with_data_survive_the_wire() {
+        let reasons = [
+            ExitReason::Normal,
+            ExitReason::Shutdown,
+            ExitReason::Killed,
+            ExitReason::NoProc,
+            ExitReason::error("boom"),
+            ExitReason::shutdown_with(serde_json::json!({"drained": 3, "queue": ["a", "b"]})),
+            ExitReason::other(serde_json::json!(["bad_input", 42])),
+        ];
+        for reason in reasons {
+            assert_eq!(ExitReason::from_proto(Some(reason.to_proto())), reason);
+        }
+        let garbled = plexspaces_proto::v1::ExitReason {
+            kind: Some(plexspaces_proto::v1::exit_reason::Kind::ShutdownWith(
+                "{not json".into(),
+            )),
+        };
+        assert!(matches!(
+            ExitReason::from_proto(Some(garbled)),
+            ExitReason::Error(_)
+        ));
+    }
+}
