@@ -177,7 +177,10 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         "unknown_actor_type" | "unknown_workflow_type" | "not_found" => {
             (StatusCode::NOT_FOUND, Code::NotFound)
         }
-        "name_taken" => (StatusCode::CONFLICT, Code::AlreadyExists),
+        "name_taken" | "already_started" | "already_present" => {
+            (StatusCode::CONFLICT, Code::AlreadyExists)
+        }
+        "calling_self" => (StatusCode::CONFLICT, Code::FailedPrecondition),
         // size and load
         "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
         "mailbox_full" | "overloaded" => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
