@@ -20,6 +20,8 @@ struct Run {
 
 fn run_child(backend: &str, effects: &Path, pause: Option<&str>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_journal-crash-child"));
+    #[cfg(feature = "postgres")]
+    cmd.env("JOURNAL_PG_URL", crate::support::pg_url());
     cmd.env("JOURNAL_BACKEND", backend)
         .env("EFFECTS_FILE", effects)
         .env("OPS", OPS.to_string())
