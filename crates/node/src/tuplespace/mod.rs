@@ -1,5 +1,6 @@
-//! The node's tuple space: one [`Spaces`] engine per node, served over gRPC as
-//! `plexspaces.v1.TupleSpaceService` and offered to the node's actors as a node service
+//! The node's tuple space: one [`Spaces`] engine per node, the tuple space service
+//! ([`TupleSpaces`]) served over gRPC as `plexspaces.v1.TupleSpaceService` ([`grpc`]), and
+//! offered to the node's actors as a node service
 //! (`ctx.tuple_space(name)`, tenant and namespace `default`).
 //!
 //! The backend is in memory by default (tuples do not survive a restart);
@@ -10,48 +11,20 @@
 //! cannot name another tenant's space. Errors map to gRPC codes through
 //! [`crate::error::status_of`].
 
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
+pub mod grpc;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use plexspaces_proto::v1 as pb;
-use plexspaces_proto::v1::tuple_space_service_server::{
-    TupleSpaceService, TupleSpaceServiceServer,
-};
-use plexspaces_tuplespace::{
-    FieldType, Pattern, SpaceId, Spaces, Template, Tuple, TupleSpace, Value,
-};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tonic::{Request, Response, Status};
+use plexspaces_tuplespace::{SpaceId, Spaces, TupleSpace};
 
 use crate::config::NodeConfig;
+pub use crate::config::{TupleSpaceBackend, TupleSpaceConfig};
 use crate::error::{Error, Result};
-use crate::grpc::GrpcState;
+use crate::service::Caller;
 
 /// The longest a blocking `Read` or `Take` waits, whatever it asks for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
-
-/// Where the node keeps its tuples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TupleSpaceBackend {
-    /// In process memory (the default); tuples are gone when the node stops.
-    #[default]
-    Memory,
-    /// SQLite at `<data_dir>/tuplespace.db`; tuples survive a restart.
-    Sqlite,
-}
-
-/// `[tuplespace]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TupleSpaceConfig {
-    /// `"memory"` (default) or `"sqlite"`.
-    pub backend: TupleSpaceBackend,
-}
 
 /// The SQLite file of the tuple space (used with `tuplespace.backend = "sqlite"`).
 pub fn sqlite_path(config: &NodeConfig) -> std::path::PathBuf {
@@ -81,358 +54,42 @@ pub async fn open_spaces(config: &NodeConfig) -> Result<Spaces> {
     }
 }
 
-/// `plexspaces.v1.TupleSpaceService` over one [`Spaces`] engine.
-#[derive(Clone)]
-pub struct TupleSpaceApi {
-    state: GrpcState,
+/// The tuple space service: the caller's spaces on the node's engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TupleSpaces {
     spaces: Spaces,
-    stop: watch::Receiver<bool>,
+    default_wait: Duration,
 }
 
-impl std::fmt::Debug for TupleSpaceApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TupleSpaceApi")
-            .field("spaces", &self.spaces)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TupleSpaceApi {
-    /// The service over `spaces`, with the gRPC API's auth and limits. `stop` turning true
-    /// ends every open `Subscribe` stream (so that graceful shutdown does not wait on them).
-    pub fn new(state: GrpcState, spaces: Spaces, stop: watch::Receiver<bool>) -> Self {
-        TupleSpaceApi {
-            state,
+impl TupleSpaces {
+    /// The service over `spaces`; a blocking call that names no wait waits `default_wait`
+    /// (at most [`MAX_WAIT`]).
+    pub fn new(spaces: Spaces, default_wait: Duration) -> Self {
+        TupleSpaces {
             spaces,
-            stop,
+            default_wait,
         }
     }
 
-    /// The tonic server for the router.
-    pub fn into_server(self) -> TupleSpaceServiceServer<Self> {
-        TupleSpaceServiceServer::new(self)
-    }
-
-    /// The space a request names, in the caller's tenant.
-    fn space<T>(&self, request: &Request<T>, namespace: &str, space: &str) -> Result<TupleSpace> {
-        self.state.requests.fetch_add(1, Ordering::Relaxed);
-        if self.state.draining.load(Ordering::Acquire) {
-            return Err(Error::Core(plexspaces_core::Error::ShuttingDown));
-        }
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    Error::Unauthenticated("authorization metadata is not text".into())
-                })
-            })
-            .transpose()?;
-        let tenant = self.state.auth.tenant_for(authorization, None)?;
+    /// The space (namespace, name) of the caller's tenant; an empty namespace is `default`.
+    pub fn space(&self, caller: &Caller, namespace: &str, space: &str) -> Result<TupleSpace> {
         let namespace = if namespace.is_empty() {
             "default"
         } else {
             namespace
         };
-        Ok(self.spaces.space(SpaceId::new(&tenant, namespace, space)?))
+        Ok(self
+            .spaces
+            .space(SpaceId::new(&caller.tenant, namespace, space)?))
     }
 
-    /// The caller's space and the request's template (the non-blocking template calls).
-    fn space_and_template(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<(TupleSpace, Template), Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
-        Ok((space, template))
-    }
-
-    fn timeout(&self, ms: u64) -> Duration {
+    /// The wait of a blocking read or take that asked for `ms` (0: the default), at most
+    /// [`MAX_WAIT`].
+    pub fn wait(&self, ms: u64) -> Duration {
         if ms == 0 {
-            self.state.request_timeout.min(MAX_WAIT)
+            self.default_wait.min(MAX_WAIT)
         } else {
             Duration::from_millis(ms).min(MAX_WAIT)
         }
-    }
-}
-
-// ---- conversions ---------------------------------------------------------------------
-
-/// A tuple from its protobuf form.
-pub fn tuple_from_proto(t: pb::Tuple) -> Result<Tuple> {
-    t.fields
-        .into_iter()
-        .map(value_from_proto)
-        .collect::<Result<Vec<_>>>()
-        .map(Tuple::new)
-}
-
-/// A field from its protobuf form; a value with no kind set is a bad request.
-pub fn value_from_proto(v: pb::Value) -> Result<Value> {
-    use pb::value::Kind;
-    Ok(match v.kind {
-        None => return Err(Error::BadRequest("a tuple field has no value set".into())),
-        Some(Kind::Null(_)) => Value::Null,
-        Some(Kind::Bool(b)) => Value::Bool(b),
-        Some(Kind::Int(i)) => Value::Int(i),
-        Some(Kind::Float(f)) => Value::Float(f),
-        Some(Kind::String(s)) => Value::String(s),
-        Some(Kind::Bytes(b)) => Value::Bytes(b.to_vec()),
-        Some(Kind::Tuple(t)) => Value::Tuple(tuple_from_proto(t)?),
-    })
-}
-
-/// A tuple in its protobuf form.
-pub fn tuple_to_proto(t: Tuple) -> pb::Tuple {
-    pb::Tuple {
-        fields: t.into_fields().into_iter().map(value_to_proto).collect(),
-    }
-}
-
-/// A field in its protobuf form.
-pub fn value_to_proto(v: Value) -> pb::Value {
-    use pb::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::Null(pb::Empty {}),
-        Value::Bool(b) => Kind::Bool(b),
-        Value::Int(i) => Kind::Int(i),
-        Value::Float(f) => Kind::Float(f),
-        Value::String(s) => Kind::String(s),
-        Value::Bytes(b) => Kind::Bytes(b.into()),
-        Value::Tuple(t) => Kind::Tuple(tuple_to_proto(t)),
-    };
-    pb::Value { kind: Some(kind) }
-}
-
-fn field_type_from_proto(code: i32) -> Result<FieldType> {
-    Ok(match pb::FieldType::try_from(code) {
-        Ok(pb::FieldType::Null) => FieldType::Null,
-        Ok(pb::FieldType::Bool) => FieldType::Bool,
-        Ok(pb::FieldType::Int) => FieldType::Int,
-        Ok(pb::FieldType::Float) => FieldType::Float,
-        Ok(pb::FieldType::String) => FieldType::String,
-        Ok(pb::FieldType::Bytes) => FieldType::Bytes,
-        Ok(pb::FieldType::Tuple) => FieldType::Tuple,
-        Ok(pb::FieldType::Unspecified) | Err(_) => {
-            return Err(Error::BadRequest(format!(
-                "typed formal with unknown field type {code}"
-            )))
-        }
-    })
-}
-
-/// A template from its protobuf form; a pattern with nothing set is a bad request.
-pub fn template_from_proto(t: pb::Template) -> Result<Template> {
-    use pb::pattern::Kind;
-    t.patterns
-        .into_iter()
-        .map(|p| {
-            Ok(match p.kind {
-                None => {
-                    return Err(Error::BadRequest(
-                        "a template pattern has nothing set".into(),
-                    ))
-                }
-                Some(Kind::Any(_)) => Pattern::Any,
-                Some(Kind::Type(code)) => Pattern::Type(field_type_from_proto(code)?),
-                Some(Kind::Exact(v)) => Pattern::Exact(value_from_proto(v)?),
-                Some(Kind::Template(t)) => Pattern::Tuple(template_from_proto(t)?),
-            })
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Template::new)
-}
-
-fn required_template(t: Option<pb::Template>) -> Result<Template> {
-    template_from_proto(t.ok_or_else(|| Error::BadRequest("template is required".into()))?)
-}
-
-fn tuple_response(t: Option<Tuple>) -> Response<pb::TupleResponse> {
-    Response::new(pb::TupleResponse {
-        tuple: t.map(tuple_to_proto),
-    })
-}
-
-fn tuples_response(ts: Vec<Tuple>) -> Response<pb::TuplesResponse> {
-    Response::new(pb::TuplesResponse {
-        tuples: ts.into_iter().map(tuple_to_proto).collect(),
-    })
-}
-
-fn ts_err(e: plexspaces_tuplespace::Error) -> Status {
-    Error::from(e).into()
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WriteEvent, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl TupleSpaceService for TupleSpaceApi {
-    async fn write(
-        &self,
-        request: Request<pb::WriteRequest>,
-    ) -> Result<Response<pb::WriteResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let r = request.into_inner();
-        let tuple = tuple_from_proto(
-            r.tuple
-                .ok_or_else(|| Error::BadRequest("tuple is required".into()))?,
-        )?;
-        let (id, expires_at_ms) = if r.ttl_ms == 0 {
-            (space.write(tuple).await.map_err(ts_err)?, 0)
-        } else {
-            let lease = space
-                .write_with_lease(tuple, Duration::from_millis(r.ttl_ms))
-                .await
-                .map_err(ts_err)?;
-            (lease.id(), lease.expires_at().0)
-        };
-        Ok(Response::new(pb::WriteResponse {
-            id: id.0,
-            expires_at_ms,
-        }))
-    }
-
-    async fn read(
-        &self,
-        request: Request<pb::WaitRequest>,
-    ) -> Result<Response<pb::TupleResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let r = request.into_inner();
-        let template = required_template(r.template)?;
-        let tuple = space
-            .read(&template, self.timeout(r.timeout_ms))
-            .await
-            .map_err(ts_err)?;
-        Ok(tuple_response(Some(tuple)))
-    }
-
-    async fn take(
-        &self,
-        request: Request<pb::WaitRequest>,
-    ) -> Result<Response<pb::TupleResponse>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let r = request.into_inner();
-        let template = required_template(r.template)?;
-        let tuple = space
-            .take(&template, self.timeout(r.timeout_ms))
-            .await
-            .map_err(ts_err)?;
-        Ok(tuple_response(Some(tuple)))
-    }
-
-    async fn read_if_exists(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<pb::TupleResponse>, Status> {
-        let (space, template) = self.space_and_template(request)?;
-        let tuple = space.read_if_exists(&template).await.map_err(ts_err)?;
-        Ok(tuple_response(tuple))
-    }
-
-    async fn take_if_exists(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<pb::TupleResponse>, Status> {
-        let (space, template) = self.space_and_template(request)?;
-        let tuple = space.take_if_exists(&template).await.map_err(ts_err)?;
-        Ok(tuple_response(tuple))
-    }
-
-    async fn read_all(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<pb::TuplesResponse>, Status> {
-        let (space, template) = self.space_and_template(request)?;
-        let tuples = space.read_all(&template).await.map_err(ts_err)?;
-        Ok(tuples_response(tuples))
-    }
-
-    async fn take_all(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<pb::TuplesResponse>, Status> {
-        let (space, template) = self.space_and_template(request)?;
-        let tuples = space.take_all(&template).await.map_err(ts_err)?;
-        Ok(tuples_response(tuples))
-    }
-
-    async fn count(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<pb::CountResponse>, Status> {
-        let (space, template) = self.space_and_template(request)?;
-        let count = space.count(&template).await.map_err(ts_err)?;
-        Ok(Response::new(pb::CountResponse { count }))
-    }
-
-    type SubscribeStream = EventStream;
-
-    async fn subscribe(
-        &self,
-        request: Request<pb::TemplateRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let r = request.get_ref();
-        let space = self.space(&request, &r.namespace, &r.space)?;
-        let template = required_template(request.into_inner().template)?;
-        let subscription = space.subscribe(&template).map_err(ts_err)?;
-        let mut stop = self.stop.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let events = futures::stream::unfold(subscription, |mut sub| async move {
-            let ev = sub.next().await?;
-            let event = pb::WriteEvent {
-                id: ev.id.0,
-                tuple: Some(tuple_to_proto(ev.tuple)),
-                missed: sub.missed(),
-            };
-            Some((Ok(event), sub))
-        })
-        .take_until(stopped);
-        Ok(Response::new(Box::pin(events)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_roundtrip_through_proto() {
-        let t = Tuple::new(vec![
-            Value::Null,
-            Value::Bool(true),
-            Value::Int(-7),
-            Value::Float(1.5),
-            Value::String("job".into()),
-            Value::Bytes(vec![0, 255]),
-            Value::Tuple(Tuple::new(vec![Value::Int(1)])),
-        ]);
-        assert_eq!(
-            tuple_from_proto(tuple_to_proto(t.clone())).expect("decodes"),
-            t
-        );
-    }
-
-    #[test]
-    fn unset_fields_and_patterns_are_bad_requests() {
-        let t = pb::Tuple {
-            fields: vec![pb::Value { kind: None }],
-        };
-        assert_eq!(tuple_from_proto(t).unwrap_err().kind(), "bad_request");
-        let tpl = pb::Template {
-            patterns: vec![pb::Pattern { kind: None }],
-        };
-        assert_eq!(template_from_proto(tpl).unwrap_err().kind(), "bad_request");
-        let tpl = pb::Template {
-            patterns: vec![pb::Pattern {
-                kind: Some(pb::pattern::Kind::Type(99)),
-            }],
-        };
-        assert_eq!(template_from_proto(tpl).unwrap_err().kind(), "bad_request");
     }
 }
