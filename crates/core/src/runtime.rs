@@ -466,9 +466,16 @@ async fn dispatch_with_facets<A: Actor>(
     let span = facets.iter().find_map(|f| f.message_span(&info, &meta));
     let started = Instant::now();
     let is_call = kind == MessageKind::Call;
+    // A facet that journals replies must see the reply before the caller does, also when
+    // the handler answers through `ctx.reply_handle()`: the handler gets a stand-in handle.
+    let deferral = (needs_payload && is_call).then(|| DeferredReply::intercept(ctx));
     let result = match span {
         Some(span) => invoke(actor, ctx, msg, is_call).instrument(span).await,
         None => invoke(actor, ctx, msg, is_call).await,
+    };
+    let result = match deferral {
+        Some(deferral) => deferral.settle(ctx, result),
+        None => result,
     };
     let reply = match (&result, needs_payload) {
         (Ok(Invoked::Call(Some(value))), true) => A::encode_reply(&meta.msg_type, value)
@@ -504,6 +511,56 @@ async fn dispatch_with_facets<A: Actor>(
         checkpoint(actor, &facets, &info).await;
     }
     complete(ctx, result)
+}
+
+/// The caller's reply handle, held back while the handler runs with a stand-in, so that a
+/// reply given through `ctx.reply_handle()` reaches the facets (which journal it) before the
+/// caller. Used for calls when a facet needs payloads (a journal); a replayed call, which
+/// has no caller, gets a stand-in too, so the handler runs as it did live.
+struct DeferredReply<R> {
+    caller: Option<ReplyHandle<R>>,
+    answer: oneshot::Receiver<Result<R>>,
+}
+
+impl<R> DeferredReply<R> {
+    fn intercept<A: Actor<Reply = R>>(ctx: &mut Context<A>) -> Self {
+        let caller = ctx.reply.take();
+        let (tx, answer) = oneshot::channel();
+        ctx.reply = Some(ReplyHandle::typed(tx));
+        DeferredReply { caller, answer }
+    }
+
+    /// Puts the caller's handle back. A handler that took the stand-in and answered before
+    /// returning gets its answer handled as a returned reply (journaled, then sent). One
+    /// that had not answered when it returned cannot be journaled before its reply leaves:
+    /// the caller gets [`Error::Unsupported`] and the message fails (the facets abort it and
+    /// the actor stops, so no state outlives what the journal holds).
+    fn settle<A: Actor<Reply = R>>(
+        mut self,
+        ctx: &mut Context<A>,
+        result: Result<Invoked<R>, ExitReason>,
+    ) -> Result<Invoked<R>, ExitReason> {
+        let taken = ctx.reply.is_none();
+        ctx.reply = self.caller.take();
+        let replaying = ctx.reply.is_none();
+        match result {
+            Ok(Invoked::Call(None)) if taken => match self.answer.try_recv() {
+                Ok(Ok(reply)) => Ok(Invoked::Call(Some(reply))),
+                // Replay: nobody waits for this answer.
+                _ if replaying => Ok(Invoked::Call(None)),
+                _ => {
+                    let refusal = "a durable actor must answer an ask before its handler \
+                                   returns: a later reply (ctx.reply_handle) could leave \
+                                   before the journal holds it";
+                    if let Some(caller) = ctx.reply.take() {
+                        caller.fail(Error::Unsupported(refusal.into()));
+                    }
+                    Err(ExitReason::error(refusal))
+                }
+            },
+            other => other,
+        }
+    }
 }
 
 /// Takes a snapshot for every facet that wants one now.
