@@ -290,11 +290,7 @@ impl Backend for NatsBackend {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            durable: true,
-            acknowledged: true,
-            queues: true,
-        }
+        Semantics::DURABLE
     }
 
     async fn ensure_group(&self, channel: &ChannelId, group: &str, start: Start) -> Result<()> {

@@ -199,11 +199,7 @@ impl Backend for RedisBackend {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            durable: true,
-            acknowledged: true,
-            queues: true,
-        }
+        Semantics::DURABLE
     }
 
     async fn ensure_group(&self, channel: &ChannelId, group: &str, start: Start) -> Result<()> {

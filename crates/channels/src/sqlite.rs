@@ -137,12 +137,11 @@ impl SqliteBackend {
         Ok(())
     }
 
-    async fn claim(&self, channel: &str, group: &str, max: usize) -> Result<Vec<Delivery>> {
-        let now = now_ms();
-        let max_deliveries = i64::from(self.delivery.max_deliveries);
-        // out of deliveries and due again: to the dead letters
+    /// Move the group's exhausted, due deliveries to the dead letters.
+    async fn bury(&self, channel: &str, group: &str, max_deliveries: i64, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let dead = sqlx::query(
+        // OR IGNORE: another consumer may have copied it already; the delete runs anyway
+        sqlx::query(
             "INSERT OR IGNORE INTO ch_dead (channel, grp, seq, deliveries) \
              SELECT channel, grp, seq, attempts FROM ch_pending \
              WHERE channel = ?1 AND grp = ?2 AND attempts >= ?3 AND visible_at <= ?4",
@@ -154,20 +153,39 @@ impl SqliteBackend {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if dead.rows_affected() > 0 {
-            sqlx::query(
-                "DELETE FROM ch_pending WHERE channel = ?1 AND grp = ?2 AND attempts >= ?3 \
-                 AND visible_at <= ?4",
-            )
-            .bind(channel)
-            .bind(group)
-            .bind(max_deliveries)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM ch_pending WHERE channel = ?1 AND grp = ?2 AND attempts >= ?3 \
+             AND visible_at <= ?4",
+        )
+        .bind(channel)
+        .bind(group)
+        .bind(max_deliveries)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn claim(&self, channel: &str, group: &str, max: usize) -> Result<Vec<Delivery>> {
+        let now = now_ms();
+        let max_deliveries = i64::from(self.delivery.max_deliveries);
+        // out of deliveries and due again: to the dead letters (a read first, so the common
+        // case takes no write transaction)
+        let exhausted: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM ch_pending WHERE channel = ?1 AND grp = ?2 AND attempts >= ?3 \
+             AND visible_at <= ?4 LIMIT 1",
+        )
+        .bind(channel)
+        .bind(group)
+        .bind(max_deliveries)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if exhausted.is_some() {
+            self.bury(channel, group, max_deliveries, now).await?;
         }
-        tx.commit().await.map_err(map_err)?;
 
         let rows = sqlx::query(
             "UPDATE ch_pending SET attempts = attempts + 1, visible_at = ?1 \
@@ -221,11 +239,7 @@ impl Backend for SqliteBackend {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            durable: true,
-            acknowledged: true,
-            queues: true,
-        }
+        Semantics::DURABLE
     }
 
     async fn ensure_group(&self, channel: &ChannelId, group: &str, start: Start) -> Result<()> {

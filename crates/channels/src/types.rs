@@ -186,6 +186,15 @@ pub struct Semantics {
     pub queues: bool,
 }
 
+impl Semantics {
+    /// Durable, acknowledged, with queues: the server-backed backends.
+    pub const DURABLE: Semantics = Semantics {
+        durable: true,
+        acknowledged: true,
+        queues: true,
+    };
+}
+
 /// Headers as stored by the durable backends: a JSON object of strings.
 #[allow(dead_code)] // unused when no durable backend feature is on
 pub(crate) fn encode_headers(

@@ -76,6 +76,13 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Contended { .. })
     }
 
+    pub(crate) fn lease_lost(lease: &crate::Lease) -> Self {
+        Error::LeaseLost {
+            lock: lease.lock.clone(),
+            token: lease.token,
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
             what,

@@ -157,10 +157,7 @@ impl Locks for MemoryLocks {
                 l.expires = now + duration;
                 Ok(())
             }
-            _ => Err(Error::LeaseLost {
-                lock: lease.lock.clone(),
-                token: lease.token,
-            }),
+            _ => Err(Error::lease_lost(lease)),
         }
     }
 

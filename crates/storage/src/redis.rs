@@ -369,10 +369,7 @@ impl Locks for RedisStore {
         if done == 1 {
             Ok(())
         } else {
-            Err(Error::LeaseLost {
-                lock: lease.lock.clone(),
-                token: lease.token,
-            })
+            Err(Error::lease_lost(lease))
         }
     }
 

@@ -479,10 +479,7 @@ impl Locks for SqlStore {
         if renewed.rows_affected() == 1 {
             Ok(())
         } else {
-            Err(Error::LeaseLost {
-                lock: lease.lock.clone(),
-                token: lease.token,
-            })
+            Err(Error::lease_lost(lease))
         }
     }
 
