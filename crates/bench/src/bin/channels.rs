@@ -548,7 +548,7 @@ where
 
 async fn raw_redis_kv(n: usize) -> Result<(f64, f64)> {
     let client = redis::Client::open(REDIS)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let conn = client.get_multiplexed_async_connection().await?;
     let prefix = unique("benchkv:");
     let value = vec![7u8; 100];
     let p = timed(async {
@@ -573,14 +573,22 @@ async fn raw_redis_kv(n: usize) -> Result<(f64, f64)> {
         Ok(())
     })
     .await?;
+    redis_delete(&format!("{prefix}*")).await?;
+    Ok((rate(n, p), rate(n, g)))
+}
+
+/// Delete every Redis key matching `pattern` (this run's keys only).
+async fn redis_delete(pattern: &str) -> Result<()> {
+    let client = redis::Client::open(REDIS)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+        .arg(pattern)
         .query_async(&mut conn)
         .await?;
     if !keys.is_empty() {
         let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
     }
-    Ok((rate(n, p), rate(n, g)))
+    Ok(())
 }
 
 fn kv_rows(rows: &mut Vec<Row>, name: &str, plex: (f64, f64), raw: (f64, f64)) {
@@ -650,15 +658,7 @@ async fn run(work: Work, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                 plex,
                 raw_redis(work.messages, work.round_trips).await?,
             );
-            let client = redis::Client::open(REDIS)?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
-            }
+            redis_delete(&format!("{prefix}:*")).await?;
         }
         Err(e) => notes.push(format!("redis channel skipped: {e}")),
     }
@@ -795,15 +795,7 @@ async fn run(work: Work, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         Ok(store) => {
             let plex = plex_kv(&store, work.kv_ops).await?;
             kv_rows(&mut rows, "redis", plex, raw_redis_kv(work.kv_ops).await?);
-            let client = redis::Client::open(REDIS)?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
-            }
+            redis_delete(&format!("{prefix}:*")).await?;
         }
         Err(e) => notes.push(format!("redis kv skipped: {e}")),
     }
