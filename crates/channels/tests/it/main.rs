@@ -1,0 +1,232 @@
+//! Integration tests: the channel conformance suite on every backend against the real
+//! servers (Redis and NATS on 127.0.0.1), a consumer process killed with SIGKILL
+//! mid-message, the factory, and the event-emitter facet.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use plexspaces_channels::conformance::{self, Factory};
+use plexspaces_channels::{Backend, DeliveryOptions, MemoryBackend, Result};
+
+mod crash;
+mod facet;
+mod factory;
+
+struct MemoryFactory(MemoryBackend);
+
+#[async_trait]
+impl Factory for MemoryFactory {
+    async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(self.0.with_delivery(delivery)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_conformance() {
+    conformance::run_all(&MemoryFactory(MemoryBackend::default())).await;
+}
+
+/// Visibility timeouts on the memory backend follow tokio's clock: no real waiting.
+/// (Each wait stays under `MAX_WAIT`, which caps a single receive.)
+#[tokio::test(start_paused = true)]
+async fn memory_redelivery_on_a_paused_clock() {
+    use plexspaces_channels::{ChannelId, Channels, Outgoing};
+    use std::time::Duration;
+    let backend = MemoryBackend::new(DeliveryOptions {
+        visibility_timeout: Duration::from_secs(50),
+        max_deliveries: 2,
+    });
+    let ch = Channels::new(Arc::new(backend));
+    let q = ch.queue(ChannelId::new("t", "n", "slow").expect("id"));
+    let c = q.consumer("c").await.expect("consumer");
+    q.publish(Outgoing::new("x")).await.expect("publish");
+    let d = c
+        .receive_one(Duration::ZERO)
+        .await
+        .expect("receive")
+        .expect("one");
+    assert_eq!(d.attempt, 1);
+    assert!(c
+        .receive_one(Duration::from_secs(49))
+        .await
+        .expect("receive")
+        .is_none());
+    let again = c
+        .receive_one(Duration::from_secs(10))
+        .await
+        .expect("receive")
+        .expect("back");
+    assert_eq!(again.attempt, 2);
+    // after the last allowed delivery lapses, the message is dead
+    assert!(c
+        .receive_one(Duration::from_secs(55))
+        .await
+        .expect("receive")
+        .is_none());
+    let dead = q.dead_letters(10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].deliveries, 2);
+}
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    use super::*;
+    use plexspaces_channels::{SqliteBackend, SqliteOptions};
+
+    pub struct SqliteFactory {
+        pub path: std::path::PathBuf,
+    }
+
+    #[async_trait]
+    impl Factory for SqliteFactory {
+        async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+            let mut o = SqliteOptions::new(&self.path);
+            o.delivery = delivery;
+            Ok(Arc::new(SqliteBackend::open(o).await?))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_conformance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = SqliteFactory {
+            path: dir.path().join("channels.db"),
+        };
+        conformance::run_all(&f).await;
+    }
+}
+
+#[cfg(feature = "redis")]
+pub mod redis_backend {
+    use super::*;
+    use plexspaces_channels::{RedisBackend, RedisOptions};
+
+    pub const URL: &str = "redis://127.0.0.1:6379/";
+
+    pub struct RedisFactory {
+        pub prefix: String,
+    }
+
+    #[async_trait]
+    impl Factory for RedisFactory {
+        async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+            let mut o = RedisOptions::new(URL);
+            o.prefix = self.prefix.clone();
+            o.delivery = delivery;
+            Ok(Arc::new(RedisBackend::connect(o).await?))
+        }
+    }
+
+    pub async fn cleanup(prefix: &str) {
+        let client = redis::Client::open(URL).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect for cleanup");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        for chunk in keys.chunks(500) {
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .expect("del");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_conformance() {
+        let f = RedisFactory {
+            prefix: plexspaces_test_util::unique_name("chit"),
+        };
+        let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            conformance::run_all(&f),
+        ))
+        .await;
+        cleanup(&f.prefix).await;
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+pub mod nats {
+    use super::*;
+    use futures::StreamExt;
+    use plexspaces_channels::{NatsBackend, NatsOptions};
+
+    pub const URL: &str = "nats://127.0.0.1:4222";
+
+    pub struct NatsFactory {
+        pub prefix: String,
+    }
+
+    /// Stream names and subjects take `[A-Za-z0-9]` safely: no '_' from unique_name.
+    pub fn prefix() -> String {
+        plexspaces_test_util::unique_name("chit").replace('_', "x")
+    }
+
+    #[async_trait]
+    impl Factory for NatsFactory {
+        async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+            let mut o = NatsOptions::new(URL);
+            o.prefix = self.prefix.clone();
+            o.delivery = delivery;
+            Ok(Arc::new(NatsBackend::connect(o).await?))
+        }
+    }
+
+    pub async fn cleanup(prefix: &str) {
+        let client = async_nats::connect(URL).await.expect("connect for cleanup");
+        let js = async_nats::jetstream::new(client);
+        let names: Vec<String> = js
+            .stream_names()
+            .filter_map(|n| async move { n.ok() })
+            .collect()
+            .await;
+        for n in names.into_iter().filter(|n| n.starts_with(prefix)) {
+            js.delete_stream(&n).await.expect("delete stream");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_conformance() {
+        let f = NatsFactory { prefix: prefix() };
+        let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            conformance::run_all(&f),
+        ))
+        .await;
+        cleanup(&f.prefix).await;
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+#[cfg(feature = "udp")]
+mod udp {
+    use super::*;
+    use plexspaces_channels::{UdpBackend, UdpOptions};
+
+    struct UdpFactory {
+        port: u16,
+    }
+
+    #[async_trait]
+    impl Factory for UdpFactory {
+        async fn open(&self, _delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+            // loopback only: interface 127.0.0.1, multicast loop on, TTL 0
+            Ok(Arc::new(UdpBackend::open(UdpOptions::loopback(self.port))?))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_best_effort_subset() {
+        let port = plexspaces_test_util::free_port().expect("port");
+        conformance::run_best_effort(&UdpFactory { port }).await;
+    }
+}
