@@ -3,7 +3,7 @@
 //! - [`eventually`]: poll a condition instead of sleeping a guessed amount.
 //! - [`free_port`]: a TCP port that was free a moment ago on 127.0.0.1.
 //! - [`unique_name`]: a name no other test run uses (for schemas, key prefixes, files).
-//! - [`postgres_url`], [`redis_url`]: the services of the tests, from the environment
+//! - [`postgres_url`], [`redis_url`], [`nats_url`]: the services of the tests, from the environment
 //!   (`PLEXSPACES_TEST_POSTGRES_URL`, `PLEXSPACES_TEST_REDIS_URL`) with local defaults;
 //!   `postgres_database` (feature `postgres`) creates the database if it is missing.
 
@@ -55,6 +55,18 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 
 /// The Redis the tests use when `PLEXSPACES_TEST_REDIS_URL` is unset.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// The NATS the tests use when `PLEXSPACES_TEST_NATS_URL` is unset.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// The NATS (with JetStream) URL of the tests: `PLEXSPACES_TEST_NATS_URL`, else
+/// [`DEFAULT_NATS_URL`].
+pub fn nats_url() -> String {
+    std::env::var("PLEXSPACES_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
+}
 
 /// The PostgreSQL URL of the tests: `PLEXSPACES_TEST_POSTGRES_URL`, else
 /// [`DEFAULT_POSTGRES_URL`]. With the `postgres` feature, [`postgres_database`] also creates

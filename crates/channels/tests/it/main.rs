@@ -101,7 +101,6 @@ pub mod redis_backend {
     use super::*;
     use plexspaces_channels::{RedisBackend, RedisOptions};
 
-    pub const URL: &str = "redis://127.0.0.1:6379/";
 
     pub struct RedisFactory {
         pub prefix: String,
@@ -110,7 +109,7 @@ pub mod redis_backend {
     #[async_trait]
     impl Factory for RedisFactory {
         async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
-            let mut o = RedisOptions::new(URL);
+            let mut o = RedisOptions::new(&plexspaces_test_util::redis_url());
             o.prefix = self.prefix.clone();
             o.delivery = delivery;
             Ok(Arc::new(RedisBackend::connect(o).await?))
@@ -118,7 +117,7 @@ pub mod redis_backend {
     }
 
     pub async fn cleanup(prefix: &str) {
-        let client = redis::Client::open(URL).expect("client");
+        let client = redis::Client::open(plexspaces_test_util::redis_url()).expect("client");
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
@@ -159,7 +158,6 @@ pub mod nats {
     use futures::StreamExt;
     use plexspaces_channels::{NatsBackend, NatsOptions};
 
-    pub const URL: &str = "nats://127.0.0.1:4222";
 
     pub struct NatsFactory {
         pub prefix: String,
@@ -173,7 +171,7 @@ pub mod nats {
     #[async_trait]
     impl Factory for NatsFactory {
         async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
-            let mut o = NatsOptions::new(URL);
+            let mut o = NatsOptions::new(&plexspaces_test_util::nats_url());
             o.prefix = self.prefix.clone();
             o.delivery = delivery;
             Ok(Arc::new(NatsBackend::connect(o).await?))
@@ -181,7 +179,7 @@ pub mod nats {
     }
 
     pub async fn cleanup(prefix: &str) {
-        let client = async_nats::connect(URL).await.expect("connect for cleanup");
+        let client = async_nats::connect(plexspaces_test_util::nats_url()).await.expect("connect for cleanup");
         let js = async_nats::jetstream::new(client);
         let names: Vec<String> = js
             .stream_names()

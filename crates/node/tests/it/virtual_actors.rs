@@ -216,6 +216,41 @@ async fn state_survives_a_node_restart_on_postgres() {
         .unwrap();
 }
 
+/// A PostgreSQL journal that requires TLS (`sslmode=require`): the node's connections are
+/// encrypted (the server says so in `pg_stat_ssl`) and state survives a restart.
+#[cfg(feature = "tls-rustls")]
+#[tokio::test]
+async fn a_postgres_journal_over_tls() {
+    let schema = plexspaces_test_util::unique_name("node_tls");
+    let base = plexspaces_test_util::postgres_database();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}sslmode=require&application_name={schema}");
+    let n = restart_with_state(|| Setup {
+        postgres: Some((url.clone(), schema.clone())),
+        checkpoint_every: Some(3),
+        ..Setup::default()
+    })
+    .await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+        .await
+        .unwrap();
+    let (connections, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = $1",
+    )
+    .bind(&schema)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(connections > 0, "the node holds journal connections");
+    assert_eq!(encrypted, connections, "every journal connection uses TLS");
+    n.handle.shutdown().await;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn an_idempotency_key_runs_a_request_once() {
     let n = TestNode::start(Setup::default()).await;

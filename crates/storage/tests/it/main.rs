@@ -84,12 +84,11 @@ mod postgres {
     use super::*;
     use plexspaces_storage::{SqlOptions, SqlStore};
 
-    const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_conformance() {
         let schema = plexspaces_test_util::unique_name("storage_it");
-        let mut options = SqlOptions::postgres(URL);
+        let mut options = SqlOptions::postgres(&plexspaces_test_util::postgres_database());
         options.schema = Some(schema.clone());
         let store = Arc::new(SqlStore::connect(options).await.expect("connect"));
         let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
@@ -98,7 +97,7 @@ mod postgres {
         }))
         .await;
         store.close().await;
-        let pool = sqlx::PgPool::connect(URL)
+        let pool = sqlx::PgPool::connect(&plexspaces_test_util::postgres_database())
             .await
             .expect("connect for cleanup");
         sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
@@ -116,12 +115,11 @@ mod redis_backend {
     use super::*;
     use plexspaces_storage::{RedisOptions, RedisStore};
 
-    const URL: &str = "redis://127.0.0.1:6379/";
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_conformance() {
         let prefix = plexspaces_test_util::unique_name("storage_it");
-        let mut options = RedisOptions::new(URL);
+        let mut options = RedisOptions::new(&plexspaces_test_util::redis_url());
         options.prefix = prefix.clone();
         let store = Arc::new(RedisStore::connect(options).await.expect("connect"));
         let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
@@ -129,7 +127,7 @@ mod redis_backend {
             conformance::locks(store.clone(), store.clone()).await;
         }))
         .await;
-        let client = redis::Client::open(URL).expect("client");
+        let client = redis::Client::open(plexspaces_test_util::redis_url()).expect("client");
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

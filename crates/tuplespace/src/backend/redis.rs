@@ -63,10 +63,13 @@ fn map_err(e: redis::RedisError) -> Error {
 /// How to reach the server.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// a `redis://` URL
+    /// a `redis://` URL, or `rediss://` for TLS (feature `tls-rustls`)
     pub url: String,
     /// prefix of every key and of the event channel
     pub prefix: String,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when that is not a
+    /// public root (feature `tls-rustls`)
+    pub tls_root_cert: Option<std::path::PathBuf>,
 }
 
 impl RedisOptions {
@@ -75,6 +78,7 @@ impl RedisOptions {
         RedisOptions {
             url: url.to_owned(),
             prefix: "plexspaces:ts".to_owned(),
+            tls_root_cert: None,
         }
     }
 }
@@ -114,10 +118,35 @@ impl Keys {
     }
 }
 
+/// The client for `options`: with a private CA, one that trusts it.
+fn client(options: &RedisOptions) -> Result<Client> {
+    let Some(ca) = &options.tls_root_cert else {
+        return Client::open(options.url.as_str()).map_err(map_err);
+    };
+    #[cfg(feature = "tls-rustls")]
+    {
+        let root_cert = std::fs::read(ca).map_err(|e| {
+            Error::InvalidArgument(format!("redis tls_root_cert {}: {e}", ca.display()))
+        })?;
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        };
+        Client::build_with_tls(options.url.as_str(), certificates).map_err(map_err)
+    }
+    #[cfg(not(feature = "tls-rustls"))]
+    {
+        Err(Error::InvalidArgument(format!(
+            "redis tls_root_cert {} needs the tls-rustls feature",
+            ca.display()
+        )))
+    }
+}
+
 impl RedisBackend {
     /// Connect.
     pub async fn connect(options: RedisOptions) -> Result<Self> {
-        let client = Client::open(options.url.as_str()).map_err(map_err)?;
+        let client = client(&options)?;
         let conn = client
             .get_multiplexed_async_connection()
             .await

@@ -405,3 +405,161 @@ mod redis_backend {
         run_suite(&f, f.cleanup()).await;
     }
 }
+
+/// Redis over TLS: a throwaway `redis-server` with only a TLS port, a certificate signed
+/// by a CA made for the test (openssl), and the backend trusting that CA.
+#[cfg(all(feature = "redis", feature = "tls-rustls"))]
+mod redis_tls {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    use plexspaces_tuplespace::{template, tuple, RedisBackend, RedisOptions, SpaceId, Spaces};
+
+    fn run(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed for the TLS test (Debian: apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ca.pem`, and `server.pem` + `server.key` for 127.0.0.1 signed by it.
+    fn certificates(dir: &Path) {
+        run(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=plexspaces test ca",
+            ],
+        );
+        run(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext.cnf");
+        run(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+    }
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start(dir: &Path, port: u16) -> Server {
+        let file = |name: &str| dir.join(name).display().to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+            .args([
+                "--tls-cert-file",
+                &file("server.pem"),
+                "--tls-key-file",
+                &file("server.key"),
+            ])
+            .args(["--tls-ca-cert-file", &file("ca.pem"), "--dir", &file("")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server is needed for the TLS test (scripts/services names the package)");
+        Server(child)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rediss_backend_trusts_a_private_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        certificates(dir.path());
+        let port = plexspaces_test_util::free_port().unwrap();
+        let _server = start(dir.path(), port);
+        let up = plexspaces_test_util::eventually(std::time::Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "redis-server with TLS did not come up on {port}");
+
+        let mut options = RedisOptions::new(&format!("rediss://127.0.0.1:{port}/"));
+        options.tls_root_cert = Some(dir.path().join("ca.pem"));
+        let backend = RedisBackend::connect(options)
+            .await
+            .expect("TLS connection");
+        let spaces = Spaces::start(std::sync::Arc::new(backend), Default::default())
+            .await
+            .expect("spaces");
+        let space = spaces.space(SpaceId::new("t", "ns", "tls").unwrap());
+        space.write(tuple!("job", 7)).await.expect("write over TLS");
+        let taken = space
+            .take(&template!("job", ?Int), std::time::Duration::from_secs(5))
+            .await
+            .expect("take over TLS");
+        assert_eq!(taken, tuple!("job", 7));
+
+        // Without the CA the server's certificate is not trusted.
+        let untrusted = RedisOptions::new(&format!("rediss://127.0.0.1:{port}/"));
+        assert!(RedisBackend::connect(untrusted).await.is_err());
+    }
+}
