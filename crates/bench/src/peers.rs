@@ -42,6 +42,41 @@ fn per_item_micros(count: usize, started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / count as f64
 }
 
+/// One framework's rows: tell, spawn and ping-pong `reps` times each (medians), then the asks.
+async fn measure<T, TF, S, SF, P, PF, A, AF>(
+    work: PeerWork,
+    reps: usize,
+    tell: T,
+    spawn: S,
+    ping_pong: P,
+    ask: A,
+) -> Result<Figures>
+where
+    T: Fn(u64) -> TF,
+    TF: std::future::Future<Output = Result<f64>>,
+    S: Fn(usize) -> SF,
+    SF: std::future::Future<Output = Result<f64>>,
+    P: Fn(u64) -> PF,
+    PF: std::future::Future<Output = Result<f64>>,
+    A: FnOnce(usize) -> AF,
+    AF: std::future::Future<Output = Result<f64>>,
+{
+    let mut tells = Vec::new();
+    let mut spawns = Vec::new();
+    let mut pongs = Vec::new();
+    for _ in 0..reps.max(1) {
+        tells.push(tell(work.messages).await?);
+        spawns.push(spawn(work.spawns).await?);
+        pongs.push(ping_pong(work.rounds).await?);
+    }
+    Ok(Figures {
+        tell: crate::report::median(&mut tells),
+        ask_p50: ask(work.asks).await?,
+        spawn: crate::report::median(&mut spawns),
+        ping_pong: crate::report::median(&mut pongs),
+    })
+}
+
 // ---------------------------------------------------------------------------------- actix
 
 mod actix_side {
@@ -185,23 +220,7 @@ mod actix_side {
     pub fn figures(work: PeerWork, reps: usize) -> Result<Figures> {
         std::thread::spawn(move || {
             let system = actix::System::new();
-            let figures = system.block_on(async move {
-                let mut tells = Vec::new();
-                let mut spawns = Vec::new();
-                let mut pongs = Vec::new();
-                for _ in 0..reps.max(1) {
-                    tells.push(tell(work.messages).await?);
-                    spawns.push(spawn(work.spawns).await?);
-                    pongs.push(ping_pong(work.rounds).await?);
-                }
-                Ok::<_, anyhow::Error>(Figures {
-                    tell: crate::report::median(&mut tells),
-                    ask_p50: ask(work.asks).await?,
-                    spawn: crate::report::median(&mut spawns),
-                    ping_pong: crate::report::median(&mut pongs),
-                })
-            });
-            figures
+            system.block_on(measure(work, reps, tell, spawn, ping_pong, ask))
         })
         .join()
         .map_err(|_| anyhow!("actix bench thread panicked"))?
@@ -399,20 +418,7 @@ mod ractor_side {
     }
 
     pub async fn figures(work: PeerWork, reps: usize) -> Result<Figures> {
-        let mut tells = Vec::new();
-        let mut spawns = Vec::new();
-        let mut pongs = Vec::new();
-        for _ in 0..reps.max(1) {
-            tells.push(tell(work.messages).await?);
-            spawns.push(spawn(work.spawns).await?);
-            pongs.push(ping_pong(work.rounds).await?);
-        }
-        Ok(Figures {
-            tell: crate::report::median(&mut tells),
-            ask_p50: ask(work.asks).await?,
-            spawn: crate::report::median(&mut spawns),
-            ping_pong: crate::report::median(&mut pongs),
-        })
+        measure(work, reps, tell, spawn, ping_pong, ask).await
     }
 
     /// Spawns `count` actors, asks each once, keeps their references.
@@ -582,20 +588,7 @@ mod kameo_side {
     }
 
     pub async fn figures(work: PeerWork, reps: usize) -> Result<Figures> {
-        let mut tells = Vec::new();
-        let mut spawns = Vec::new();
-        let mut pongs = Vec::new();
-        for _ in 0..reps.max(1) {
-            tells.push(tell(work.messages).await?);
-            spawns.push(spawn(work.spawns).await?);
-            pongs.push(ping_pong(work.rounds).await?);
-        }
-        Ok(Figures {
-            tell: crate::report::median(&mut tells),
-            ask_p50: ask(work.asks).await?,
-            spawn: crate::report::median(&mut spawns),
-            ping_pong: crate::report::median(&mut pongs),
-        })
+        measure(work, reps, tell, spawn, ping_pong, ask).await
     }
 
     /// Spawns `count` actors, asks each once, keeps their references (a kameo actor stops
