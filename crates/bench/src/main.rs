@@ -11,7 +11,7 @@
 //! ```text
 //! cargo run --release -p plexspaces-bench            # full run
 //! cargo run --release -p plexspaces-bench -- --quick # 1/20 of the work, a smoke test
-//! cargo run --release -p plexspaces-bench -- --json  # rows as JSON instead of a table
+//! cargo run --release -p plexspaces-bench -- --json  # {"floor": {..rows}, "peers": [..]} instead of tables
 //! ```
 
 mod floor;
