@@ -190,6 +190,21 @@ pub fn spawn_idle() -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// `count` tasks on unbounded channels, each after one request/reply; their senders.
+pub async fn idle_after_one_ask(count: usize) -> Result<Vec<mpsc::UnboundedSender<SinkMsg>>> {
+    let mut senders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(sink(Rx::Unbounded(rx)));
+        let tx = Tx::Unbounded(tx);
+        get(&tx).await?;
+        if let Tx::Unbounded(tx) = tx {
+            senders.push(tx);
+        }
+    }
+    Ok(senders)
+}
+
 /// `tokio::spawn` of `count` tasks that each own an mpsc receiver. Microseconds per task.
 pub async fn spawn(count: usize) -> Result<f64> {
     let mut handles = Vec::with_capacity(count);

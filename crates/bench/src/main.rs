@@ -1,5 +1,7 @@
 //! `plexspaces-bench`: PlexSpaces actors measured beside a bare tokio task + mpsc channel
-//! doing the same work, in the same run, printed as one markdown table.
+//! doing the same work, in the same run, printed as one markdown table; then a second table
+//! with the peer frameworks (actix 0.13, ractor 0.16, kameo 0.22, default features, their
+//! idiomatic tell/ask/spawn) measured in the same process run, with PlexSpaces' ratio to each.
 //!
 //! It reports; it never asserts a target. Rows: tell throughput (1 sender, bounded and
 //! unbounded), fan-in (8 senders), ask latency, ping-pong, spawn cost, resident bytes per
@@ -9,10 +11,11 @@
 //! ```text
 //! cargo run --release -p plexspaces-bench            # full run
 //! cargo run --release -p plexspaces-bench -- --quick # 1/20 of the work, a smoke test
-//! cargo run --release -p plexspaces-bench -- --json  # rows as JSON instead of a table
+//! cargo run --release -p plexspaces-bench -- --json  # {"floor": {..rows}, "peers": [..]} instead of tables
 //! ```
 
 mod floor;
+mod peers;
 mod plex;
 mod report;
 mod rss;
@@ -22,7 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use plexspaces_core::{MailboxConfig, Node};
 
-use report::{Better, Row};
+use report::{Better, PeerRow, Row};
 
 /// Mailbox capacity used by both sides of the bounded rows.
 pub const CAPACITY: usize = 1024;
@@ -124,15 +127,24 @@ fn main() -> Result<()> {
             .await
             .context("bench driver panicked")?
     })?;
+    let peer_rows = run_peers(&runtime, work, &rows)?;
 
     let header = format!(
         "{} mode, tokio multi-thread runtime with {workers} workers, mailbox Bounded({CAPACITY}) vs mpsc::channel({CAPACITY}) unless noted",
         if quick { "quick (1/20 work)" } else { "full" }
     );
     if json {
-        println!("{}", report::json(&rows, quick, workers));
+        println!(
+            "{{\"floor\":{},\"peers\":{}}}",
+            report::json(&rows, quick, workers),
+            report::peers_json(&peer_rows)
+        );
     } else {
         println!("{}", report::markdown(&header, &rows));
+        let caption = format!(
+            "Peers, same run: actix 0.13 (own System, 1 arbiter), ractor 0.16 and kameo 0.22 (tokio runtime with {workers} workers); tell and memory rows with unbounded mailboxes everywhere; PlexSpaces's ask, ping-pong and spawn figures are the rows above. Each ÷ column is PlexSpaces divided by that peer."
+        );
+        println!("{}", report::peers_markdown(&caption, &peer_rows));
     }
     Ok(())
 }
@@ -280,6 +292,95 @@ async fn run(work: Work, idle: Row) -> Result<Vec<Row>> {
 
     node.shutdown().await;
     Ok(rows)
+}
+
+/// The peers table: actix, ractor and kameo measured now, beside the PlexSpaces and floor
+/// figures of `rows` (same process run) and resident memory after one ask in fresh children.
+fn run_peers(runtime: &tokio::runtime::Runtime, work: Work, rows: &[Row]) -> Result<Vec<PeerRow>> {
+    let find = |name: &str| -> Result<&Row> {
+        rows.iter()
+            .find(|row| row.name.starts_with(name))
+            .with_context(|| format!("no {name:?} row"))
+    };
+    let peer_work = peers::PeerWork {
+        messages: work.messages,
+        asks: work.asks,
+        spawns: work.spawns,
+        rounds: work.rounds,
+    };
+    eprintln!("peers: actix...");
+    let actix = peers::actix_figures(peer_work, work.reps)?;
+    eprintln!("peers: ractor...");
+    let ractor = runtime.block_on(async move {
+        tokio::spawn(peers::ractor_figures(peer_work, work.reps))
+            .await
+            .context("ractor driver panicked")?
+    })?;
+    eprintln!("peers: kameo...");
+    let kameo = runtime.block_on(async move {
+        tokio::spawn(peers::kameo_figures(peer_work, work.reps))
+            .await
+            .context("kameo driver panicked")?
+    })?;
+    eprintln!("peers: resident bytes per actor after one ask...");
+    let memory = |side| rss::measure_in_child(side, work.idle);
+    let memory_row = PeerRow {
+        name: "resident bytes per actor after one ask",
+        unit: "B",
+        better: Better::Lower,
+        plex: memory(rss::Side::PlexAsked)?,
+        floor: memory(rss::Side::FloorAsked)?,
+        actix: memory(rss::Side::Peer(peers::Peer::Actix))?,
+        ractor: memory(rss::Side::Peer(peers::Peer::Ractor))?,
+        kameo: memory(rss::Side::Peer(peers::Peer::Kameo))?,
+    };
+    let tell = find("tell, 1 sender, unbounded")?;
+    let ask = find("ask p50")?;
+    let spawn = find("spawn")?;
+    let ping_pong = find("ping-pong")?;
+    Ok(vec![
+        PeerRow {
+            name: "tell, 1 sender, unbounded",
+            unit: "msg/s",
+            better: Better::Higher,
+            plex: tell.plex,
+            floor: tell.floor,
+            actix: actix.tell,
+            ractor: ractor.tell,
+            kameo: kameo.tell,
+        },
+        PeerRow {
+            name: "ask p50",
+            unit: "µs",
+            better: Better::Lower,
+            plex: ask.plex,
+            floor: ask.floor,
+            actix: actix.ask_p50,
+            ractor: ractor.ask_p50,
+            kameo: kameo.ask_p50,
+        },
+        PeerRow {
+            name: "spawn",
+            unit: "µs/actor",
+            better: Better::Lower,
+            plex: spawn.plex,
+            floor: spawn.floor,
+            actix: actix.spawn,
+            ractor: ractor.spawn,
+            kameo: kameo.spawn,
+        },
+        memory_row,
+        PeerRow {
+            name: "ping-pong",
+            unit: "round trips/s",
+            better: Better::Higher,
+            plex: ping_pong.plex,
+            floor: ping_pong.floor,
+            actix: actix.ping_pong,
+            ractor: ractor.ping_pong,
+            kameo: kameo.ping_pong,
+        },
+    ])
 }
 
 /// Runs each side `reps` times, alternating floor and PlexSpaces so drift hits both alike;

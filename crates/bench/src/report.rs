@@ -152,3 +152,75 @@ pub fn json(rows: &[Row], quick: bool, workers: usize) -> String {
         items.join(",")
     )
 }
+
+/// One figure across every framework in the peers table.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub plex: f64,
+    pub floor: f64,
+    pub actix: f64,
+    pub ractor: f64,
+    pub kameo: f64,
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 {
+        "n/a".to_owned()
+    } else {
+        format!("{:.2}×", a / b)
+    }
+}
+
+/// The peers table: each framework's figure, then PlexSpaces divided by each of the others.
+pub fn peers_markdown(caption: &str, rows: &[PeerRow]) -> String {
+    let mut out = String::new();
+    out.push_str(caption);
+    out.push_str("\n\n");
+    out.push_str("| benchmark | unit | better | PlexSpaces | tokio floor | actix | ractor | kameo | ÷ floor | ÷ actix | ÷ ractor | ÷ kameo |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let better = match row.better {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row.name,
+            row.unit,
+            better,
+            figure(row.plex, row.unit),
+            figure(row.floor, row.unit),
+            figure(row.actix, row.unit),
+            figure(row.ractor, row.unit),
+            figure(row.kameo, row.unit),
+            ratio(row.plex, row.floor),
+            ratio(row.plex, row.actix),
+            ratio(row.plex, row.ractor),
+            ratio(row.plex, row.kameo),
+        ));
+    }
+    out
+}
+
+/// The peers rows as a JSON array.
+pub fn peers_json(rows: &[PeerRow]) -> String {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "{{\"name\":\"{}\",\"unit\":\"{}\",\"plexspaces\":{},\"floor\":{},\"actix\":{},\"ractor\":{},\"kameo\":{}}}",
+                escape(row.name),
+                escape(row.unit),
+                row.plex,
+                row.floor,
+                row.actix,
+                row.ractor,
+                row.kameo,
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}

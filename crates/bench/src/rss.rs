@@ -12,8 +12,16 @@ pub const CHILD_COMMAND: &str = "rss-child";
 /// Which side a child measures.
 #[derive(Debug, Clone, Copy)]
 pub enum Side {
+    /// PlexSpaces actors that never got a message (the floor/PlexSpaces table).
     Plex,
+    /// Tokio tasks on a bounded channel that never got a message.
     Floor,
+    /// PlexSpaces actors (default unbounded mailbox) after one ask each (the peers table).
+    PlexAsked,
+    /// Tokio tasks on an unbounded channel after one request/reply each.
+    FloorAsked,
+    /// A peer framework's actors after one ask each.
+    Peer(crate::peers::Peer),
 }
 
 impl Side {
@@ -21,6 +29,11 @@ impl Side {
         match self {
             Side::Plex => "plex",
             Side::Floor => "floor",
+            Side::PlexAsked => "plex-asked",
+            Side::FloorAsked => "floor-asked",
+            Side::Peer(crate::peers::Peer::Actix) => "actix",
+            Side::Peer(crate::peers::Peer::Ractor) => "ractor",
+            Side::Peer(crate::peers::Peer::Kameo) => "kameo",
         }
     }
 }
@@ -85,16 +98,35 @@ async fn settled_resident() -> Result<u64> {
 
 /// The child's body: prints bytes per idle actor on stdout.
 pub fn child(args: &[String]) -> Result<()> {
+    use crate::peers::Peer;
     let side = match args.first().map(String::as_str) {
         Some("plex") => Side::Plex,
         Some("floor") => Side::Floor,
-        other => bail!("rss-child wants plex or floor, got {other:?}"),
+        Some("plex-asked") => Side::PlexAsked,
+        Some("floor-asked") => Side::FloorAsked,
+        Some("actix") => Side::Peer(Peer::Actix),
+        Some("ractor") => Side::Peer(Peer::Ractor),
+        Some("kameo") => Side::Peer(Peer::Kameo),
+        other => bail!("rss-child wants plex, floor, plex-asked, floor-asked, actix, ractor or kameo, got {other:?}"),
     };
     let count: usize = args
         .get(1)
         .context("rss-child wants a count")?
         .parse()
         .context("rss-child count")?;
+    if let Side::Peer(Peer::Actix) = side {
+        // actix actors need their System (one arbiter) around them.
+        let system = actix::System::new();
+        let per_actor = system.block_on(async move {
+            let before = settled_resident().await?;
+            let keep = crate::peers::idle_after_one_ask(Peer::Actix, count).await?;
+            let after = settled_resident().await?;
+            drop(keep);
+            Ok::<_, anyhow::Error>(after.saturating_sub(before) as f64 / count as f64)
+        })?;
+        println!("{per_actor:.1}");
+        std::process::exit(0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,6 +138,9 @@ pub fn child(args: &[String]) -> Result<()> {
                 .build()
                 .await?;
             let before = settled_resident().await?;
+            // References the measured actors need to stay alive (a kameo or actix actor stops
+            // with its last reference); held on every side alike.
+            let mut keep: Option<Box<dyn std::any::Any + Send>> = None;
             match side {
                 Side::Plex => {
                     // The actors live on without a handle: each task holds its own cell.
@@ -118,8 +153,28 @@ pub fn child(args: &[String]) -> Result<()> {
                         drop(crate::floor::spawn_idle());
                     }
                 }
+                Side::PlexAsked => {
+                    let mut refs = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let actor = node.spawn_with(
+                            crate::plex::Idle,
+                            plexspaces_core::SpawnOptions::default()
+                                .mailbox(MailboxConfig::Unbounded),
+                        )?;
+                        actor.ask(()).await?;
+                        refs.push(actor);
+                    }
+                    keep = Some(Box::new(refs));
+                }
+                Side::FloorAsked => {
+                    keep = Some(Box::new(crate::floor::idle_after_one_ask(count).await?));
+                }
+                Side::Peer(peer) => {
+                    keep = Some(crate::peers::idle_after_one_ask(peer, count).await?);
+                }
             }
             let after = settled_resident().await?;
+            drop(keep);
             Ok::<_, anyhow::Error>(after.saturating_sub(before) as f64 / count as f64)
         })
         .await
