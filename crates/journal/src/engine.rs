@@ -4,7 +4,9 @@
 //! # Life of a message (what the actor glue calls, in order)
 //!
 //! 1. [`DurableExecution::activate`] once per activation: acquires a new epoch, loads the
-//!    latest snapshot and the journal suffix, repairs a torn tail.
+//!    latest snapshot and the journal suffix, repairs a torn tail. A torn snapshot is
+//!    ignored when the journal still holds every entry from seq 1 (checkpoints without
+//!    truncation) and is `Corrupt` otherwise.
 //! 2. Restore the actor state from [`DurableExecution::snapshot_state`], then drain
 //!    [`DurableExecution::next_replay`]: run the handler on each returned message exactly as
 //!    live, then [`DurableExecution::commit`].
@@ -395,7 +397,32 @@ impl DurableExecution {
     ) -> Result<Self> {
         let epoch = journal.acquire_epoch(&stream).await?;
         let snapshot = match journal.latest_snapshot(&stream).await? {
-            Some(s) => Some(s.verified(&stream)?),
+            Some(s) if s.is_valid() => Some(s),
+            Some(torn) => {
+                // A torn or partial snapshot write. Without truncation the log still starts at
+                // seq 1 and replaying it alone rebuilds the state; once the covered entries
+                // are gone nothing can, so that is corruption, never silently skipped.
+                let log_is_complete = journal
+                    .read(&stream, 1, 1)
+                    .await?
+                    .first()
+                    .is_some_and(|e| e.seq == 1 && e.is_valid());
+                if !log_is_complete {
+                    return Err(Error::Corrupt {
+                        stream: stream.to_string(),
+                        seq: torn.seq,
+                        reason: "snapshot checksum mismatch and the entries it covers are \
+                                 truncated"
+                            .into(),
+                    });
+                }
+                tracing::warn!(
+                    stream = %stream,
+                    snapshot_seq = torn.seq,
+                    "ignoring a torn snapshot; replaying the whole journal"
+                );
+                None
+            }
             None => None,
         };
         let (snapshot_seq, envelope) = match snapshot {

@@ -96,7 +96,7 @@ pub use journal::Journal;
 pub use memory::{MemoryJournal, MemoryReminderStore};
 pub use reminders::{
     FiredReminder, Reminder, ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions,
-    ReminderSink, ReminderStore,
+    ReminderSink, ReminderStore, TickReport,
 };
 pub use types::{
     crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, StreamId, SystemClock,

@@ -9,8 +9,18 @@
 //! **once** on recovery (with [`FiredReminder::missed_ticks`] telling how many ticks were
 //! coalesced) and its next due time is the first tick strictly after "now" on the original
 //! schedule (`due + k * period`), so a long outage never causes a burst of fires.
+//!
+//! Failed deliveries: a reminder whose delivery fails (its owner is not running, its handler
+//! failed) never blocks the others due in the same poll. It is retried with exponential
+//! backoff ([`ReminderSchedulerOptions::retry_backoff`] doubling up to
+//! [`ReminderSchedulerOptions::max_retry_backoff`]) and, after
+//! [`ReminderSchedulerOptions::max_attempts`] failed deliveries of the same tick, that tick is
+//! given up: a periodic reminder moves to its next tick, a one-shot reminder is deleted, and a
+//! warning names it. The retry state lives in the scheduler (in memory): a restart retries a
+//! failing reminder from its first attempt again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -118,6 +128,12 @@ pub struct ReminderSchedulerOptions {
     pub batch: usize,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Failed deliveries of one tick before that tick is given up (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry of a failed delivery; doubles with each further failure.
+    pub retry_backoff: Duration,
+    /// Upper bound of the retry wait.
+    pub max_retry_backoff: Duration,
 }
 
 impl Default for ReminderSchedulerOptions {
@@ -126,6 +142,9 @@ impl Default for ReminderSchedulerOptions {
             poll_interval: Duration::from_millis(100),
             batch: 256,
             clock: Arc::new(SystemClock),
+            max_attempts: 10,
+            retry_backoff: Duration::from_millis(200),
+            max_retry_backoff: Duration::from_secs(30),
         }
     }
 }
@@ -135,6 +154,33 @@ impl Default for ReminderSchedulerOptions {
 pub struct ReminderScheduler {
     store: Arc<dyn ReminderStore>,
     options: ReminderSchedulerOptions,
+    /// Reminders whose last delivery failed, by `(owner, name)`; shared by clones.
+    retries: Arc<Mutex<HashMap<(StreamId, String), Retry>>>,
+}
+
+/// Retry state of one failing tick of one reminder.
+#[derive(Debug, Clone)]
+struct Retry {
+    /// The tick being retried (the stored `due_at_ms` when it first failed).
+    due_at_ms: u64,
+    /// Failed deliveries so far.
+    attempts: u32,
+    /// Not retried before this time (ms since the Unix epoch).
+    retry_at_ms: u64,
+}
+
+/// What one [`ReminderScheduler::tick_report`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Delivered and rescheduled.
+    pub fired: usize,
+    /// Delivery failed; will be retried after a backoff.
+    pub failed: usize,
+    /// Due but still waiting for the backoff of an earlier failure.
+    pub backing_off: usize,
+    /// Failed `max_attempts` times: this tick was given up (periodic: moved to the next
+    /// tick; one-shot: deleted).
+    pub given_up: Vec<(StreamId, String)>,
 }
 
 impl std::fmt::Debug for dyn ReminderStore {
@@ -146,26 +192,109 @@ impl std::fmt::Debug for dyn ReminderStore {
 impl ReminderScheduler {
     /// A scheduler over `store`.
     pub fn new(store: Arc<dyn ReminderStore>, options: ReminderSchedulerOptions) -> Self {
-        Self { store, options }
+        Self {
+            store,
+            options,
+            retries: Arc::default(),
+        }
     }
 
-    /// Fires everything due now through `sink`; returns how many fired.
+    /// Fires everything due now through `sink`; returns how many were delivered.
+    ///
+    /// A failed delivery does not stop the others; see [`Self::tick_report`].
     pub async fn tick(&self, sink: &dyn ReminderSink) -> Result<usize> {
+        Ok(self.tick_report(sink).await?.fired)
+    }
+
+    /// Fires everything due now through `sink` and reports what happened to each reminder.
+    ///
+    /// Only a store error fails the whole tick; a delivery error is counted, backed off and
+    /// retried on a later tick (see the module docs).
+    pub async fn tick_report(&self, sink: &dyn ReminderSink) -> Result<TickReport> {
         let now = self.options.clock.now_ms();
-        let due = self.store.due(now, self.options.batch).await?;
-        let mut fired = 0;
-        for reminder in due {
-            let (next, missed_ticks) = reminder.next_after(now);
-            sink.deliver(FiredReminder {
-                reminder: reminder.clone(),
-                missed_ticks,
-                fired_at_ms: now,
-            })
+        // Reminders in backoff are due but skipped; fetch enough that they cannot fill the
+        // batch and starve reminders due after them.
+        let in_backoff = self.retries_lock().len();
+        let due = self
+            .store
+            .due(now, self.options.batch.saturating_add(in_backoff))
             .await?;
-            self.store.reschedule(&reminder, next).await?;
-            fired += 1;
+        let mut report = TickReport::default();
+        for reminder in due {
+            let key = (reminder.owner.clone(), reminder.name.clone());
+            let prior = self.retries_lock().get(&key).cloned();
+            // A retry entry for another tick is stale (the reminder was re-upserted).
+            let prior = prior.filter(|r| r.due_at_ms == reminder.due_at_ms);
+            if prior.as_ref().is_some_and(|r| now < r.retry_at_ms) {
+                report.backing_off += 1;
+                continue;
+            }
+            let (next, missed_ticks) = reminder.next_after(now);
+            let delivered = sink
+                .deliver(FiredReminder {
+                    reminder: reminder.clone(),
+                    missed_ticks,
+                    fired_at_ms: now,
+                })
+                .await;
+            match delivered {
+                Ok(()) => {
+                    self.retries_lock().remove(&key);
+                    self.store.reschedule(&reminder, next).await?;
+                    report.fired += 1;
+                }
+                Err(error) => {
+                    let attempts = prior.map_or(0, |r| r.attempts).saturating_add(1);
+                    if attempts >= self.options.max_attempts.max(1) {
+                        tracing::warn!(
+                            owner = %reminder.owner,
+                            reminder = %reminder.name,
+                            attempts,
+                            %error,
+                            "reminder delivery failed too often; this tick is given up"
+                        );
+                        self.retries_lock().remove(&key);
+                        self.store.reschedule(&reminder, next).await?;
+                        report.given_up.push(key);
+                    } else {
+                        let wait = self.backoff(attempts);
+                        tracing::debug!(
+                            owner = %reminder.owner,
+                            reminder = %reminder.name,
+                            attempts,
+                            %error,
+                            retry_in_ms = wait,
+                            "reminder delivery failed; retrying after a backoff"
+                        );
+                        self.retries_lock().insert(
+                            key,
+                            Retry {
+                                due_at_ms: reminder.due_at_ms,
+                                attempts,
+                                retry_at_ms: now.saturating_add(wait),
+                            },
+                        );
+                        report.failed += 1;
+                    }
+                }
+            }
         }
-        Ok(fired)
+        Ok(report)
+    }
+
+    /// The wait after the `attempts`-th failure: `retry_backoff * 2^(attempts-1)`, capped.
+    fn backoff(&self, attempts: u32) -> u64 {
+        let base = u64::try_from(self.options.retry_backoff.as_millis()).unwrap_or(u64::MAX);
+        let cap = u64::try_from(self.options.max_retry_backoff.as_millis()).unwrap_or(u64::MAX);
+        let factor = 1u64
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u64::MAX);
+        base.saturating_mul(factor).min(cap)
+    }
+
+    fn retries_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(StreamId, String), Retry>> {
+        // The map holds no invariant a panicking holder could break half-way.
+        self.retries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs the poll loop in a task until the handle is shut down or dropped.

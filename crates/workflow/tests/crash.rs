@@ -244,6 +244,57 @@ async fn signal_sent_while_down_is_delivered_after_recovery(backend: Backend) {
     backend.drop_schema().await;
 }
 
+/// Several signals, one of them sent twice with the same dedupe id, all while the process is
+/// dead: after recovery they arrive in acceptance order and the duplicate is suppressed.
+async fn signals_and_a_duplicate_sent_while_down_arrive_in_order_once(backend: Backend) {
+    let crashed = run_child(
+        &backend,
+        "start:collector",
+        "collect",
+        "3",
+        Some("activity:prepare"),
+    );
+    assert_eq!(crashed.paused.as_deref(), Some("activity:prepare"));
+    let client = backend.client().await;
+    let first = client
+        .signal(&key("collect"), "item", &json!("a"), Some("s-a"))
+        .await
+        .unwrap();
+    let second = client
+        .signal(&key("collect"), "item", &json!("b"), Some("s-b"))
+        .await
+        .unwrap();
+    let duplicate = client
+        .signal(&key("collect"), "item", &json!("b-again"), Some("s-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        duplicate, second,
+        "the duplicate is the already accepted signal"
+    );
+    let third = client
+        .signal(&key("collect"), "item", &json!("c"), Some("s-c"))
+        .await
+        .unwrap();
+    assert!(first < second && second < third, "acceptance order");
+    drop(client);
+    let recovered = run_child(&backend, "recover", "collect", "null", None);
+    assert_eq!(recovered.result, Some(json!(["a", "b", "c"])));
+    let (counts, _) = effects(&backend.effects());
+    assert_eq!(counts.get("prepare"), Some(&1));
+    backend.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_signals_and_a_duplicate_sent_while_down_arrive_in_order_once() {
+    signals_and_a_duplicate_sent_while_down_arrive_in_order_once(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_signals_and_a_duplicate_sent_while_down_arrive_in_order_once() {
+    signals_and_a_duplicate_sent_while_down_arrive_in_order_once(Backend::postgres()).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_killed_between_activity_2_and_3_completes_without_rerunning_them() {
     killed_between_activity_2_and_3(Backend::sqlite(), Backend::sqlite()).await;

@@ -18,6 +18,8 @@
 //!   as `FIRE_AT <ms>` when it starts.
 //! - `waiter`: activity `prepare`, then waits for signal `go`, then activity `got`; result:
 //!   the signal's payload.
+//! - `collector`: activity `prepare`, then takes `input` signals named `item` one by one;
+//!   result: their payloads in the order received.
 //!
 //! Output: `RESULT <json>` when the workflow completes, then `DONE`.
 
@@ -147,6 +149,22 @@ fn register(engine: &WorkflowEngine) {
             })
             .await?;
             Ok(payload)
+        },
+    ));
+    engine.register(workflow_fn(
+        "collector",
+        |ctx: WorkflowContext, count: u32| async move {
+            ctx.activity("prepare", &options(), |actx| async move {
+                effect("prepare", actx.idempotency_key(), "");
+                Ok(())
+            })
+            .await?;
+            let mut items = Vec::new();
+            for _ in 0..count {
+                let item: Value = ctx.signal("item").await?;
+                items.push(item);
+            }
+            Ok(items)
         },
     ));
 }

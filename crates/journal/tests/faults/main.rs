@@ -1,0 +1,11 @@
+//! Failure-injection tests of plexspaces-journal (their own test target): faults are caused
+//! for real (a failing delivery target, a torn snapshot row in a real SQLite file) and each
+//! test also checks that enough operations succeeded.
+
+#[path = "../it/support.rs"]
+mod support;
+
+mod idempotency;
+mod reminders;
+#[cfg(feature = "sqlite")]
+mod snapshot;

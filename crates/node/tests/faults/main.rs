@@ -1,0 +1,8 @@
+//! Failure-injection tests of plexspaces-node (their own test target) over real sockets.
+
+#[allow(dead_code)]
+#[path = "../it/common.rs"]
+mod common;
+
+mod idempotency;
+mod tuplespace;
