@@ -56,6 +56,10 @@ pub enum Error {
     /// A remote node could not be reached.
     #[error("transport: {0}")]
     Transport(String),
+    /// The connection to the actor's node is lost or the node was declared dead. Asks to a
+    /// lost node fail with this at once instead of waiting for their timeout.
+    #[error("no connection to node {0}")]
+    NoConnection(String),
     /// A registered name or actor id is in use.
     #[error("name already in use: {0}")]
     NameTaken(String),
@@ -113,6 +117,7 @@ impl Error {
             Error::ActorFailed(_) => "actor_failed",
             Error::Unsupported(_) => "unsupported",
             Error::Transport(_) => "transport",
+            Error::NoConnection(_) => "noconnection",
             Error::NameTaken(_) => "name_taken",
             Error::InvalidId(_) => "invalid_id",
             Error::ShuttingDown => "shutting_down",
@@ -127,10 +132,16 @@ impl Error {
     /// Whether the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Timeout(_) | Error::MailboxFull(_) | Error::Transport(_) => true,
+            Error::Timeout(_)
+            | Error::MailboxFull(_)
+            | Error::Transport(_)
+            | Error::NoConnection(_) => true,
             Error::Facet { retryable, .. } => *retryable,
             Error::Remote { kind, .. } => {
-                matches!(kind.as_str(), "timeout" | "mailbox_full" | "transport")
+                matches!(
+                    kind.as_str(),
+                    "timeout" | "mailbox_full" | "transport" | "noconnection"
+                )
             }
             _ => false,
         }
@@ -142,6 +153,7 @@ impl Error {
             "noproc" => Error::NoProc(message.to_owned()),
             "no_reply" => Error::NoReply,
             "shutting_down" => Error::ShuttingDown,
+            "noconnection" => Error::NoConnection(message.to_owned()),
             _ => Error::Remote {
                 kind: kind.to_owned(),
                 message: message.to_owned(),
@@ -164,6 +176,9 @@ pub enum ExitReason {
     NoProc,
     /// The actor failed: a handler returned an error or panicked.
     Error(Arc<str>),
+    /// The actor's node was declared dead or the connection to it was lost (Erlang's
+    /// `noconnection`): what links and monitors on other nodes see. Not clean.
+    NoConnection,
 }
 
 impl ExitReason {
@@ -186,6 +201,7 @@ impl ExitReason {
             ExitReason::Killed => Kind::Killed(Empty {}),
             ExitReason::NoProc => Kind::Noproc(Empty {}),
             ExitReason::Error(text) => Kind::Error(text.to_string()),
+            ExitReason::NoConnection => Kind::Noconnection(Empty {}),
         };
         plexspaces_proto::v1::ExitReason { kind: Some(kind) }
     }
@@ -198,6 +214,7 @@ impl ExitReason {
             Some(Kind::Killed(_)) | Some(Kind::Kill(_)) => ExitReason::Killed,
             Some(Kind::Noproc(_)) => ExitReason::NoProc,
             Some(Kind::Error(text)) => ExitReason::Error(text.into()),
+            Some(Kind::Noconnection(_)) => ExitReason::NoConnection,
             None => ExitReason::error("missing exit reason"),
         }
     }
@@ -211,6 +228,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::NoProc => f.write_str("noproc"),
             ExitReason::Error(text) => write!(f, "error: {text}"),
+            ExitReason::NoConnection => f.write_str("noconnection"),
         }
     }
 }

@@ -606,7 +606,9 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
         state.exit = Some(reason.clone());
         core.set_lifecycle(match reason {
             ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc => Lifecycle::Terminated,
-            ExitReason::Killed | ExitReason::Error(_) => Lifecycle::Failed,
+            ExitReason::Killed | ExitReason::Error(_) | ExitReason::NoConnection => {
+                Lifecycle::Failed
+            }
         });
         (
             std::mem::take(&mut state.links),
