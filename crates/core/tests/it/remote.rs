@@ -213,7 +213,10 @@ async fn a_lost_node_turns_links_monitors_and_asks_into_noconnection_exactly_onc
         .unwrap();
     observer.ask(Obs::Link(remote_echo)).await.unwrap();
     beta.groups()
-        .join("g", &beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap())
+        .join(
+            "g",
+            &beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap(),
+        )
         .unwrap();
     let echo: ActorRef<Echo> = beta
         .actor_ref(&ActorId::parse("echo@alpha").unwrap())
@@ -237,10 +240,16 @@ async fn a_lost_node_turns_links_monitors_and_asks_into_noconnection_exactly_onc
     entries.sort();
     assert_eq!(
         entries,
-        vec!["down:echo@alpha:noconnection", "exit:echo@alpha:noconnection"]
+        vec![
+            "down:echo@alpha:noconnection",
+            "exit:echo@alpha:noconnection"
+        ]
     );
     // Told again, nothing is left to tell: each was answered once.
-    assert_eq!(beta.node_lost("alpha"), plexspaces_core::NodeLost::default());
+    assert_eq!(
+        beta.node_lost("alpha"),
+        plexspaces_core::NodeLost::default()
+    );
     assert_eq!(log.entries().len(), 2);
     alpha.shutdown().await;
     beta.shutdown().await;
@@ -251,7 +260,12 @@ async fn a_lost_node_kills_a_linked_non_trapping_actor_with_noconnection() {
     let (alpha, beta) = two_nodes().await;
     alpha.spawn_named("echo", Echo).unwrap();
     let observer = beta
-        .spawn_named("obs", Observer { log: Log::default() })
+        .spawn_named(
+            "obs",
+            Observer {
+                log: Log::default(),
+            },
+        )
         .unwrap();
     let remote_echo = beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap();
     observer.ask(Obs::Link(remote_echo)).await.unwrap();
