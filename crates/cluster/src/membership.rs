@@ -22,7 +22,7 @@ use chitchat::{
     spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState,
 };
 use parking_lot::Mutex;
-use plexspaces_core::{Node, WeakNode};
+use plexspaces_core::{ActorId, Envelope, Node, Pid, WeakNode};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,10 @@ const KEY_MEMORY: &str = "memory_bytes";
 const KEY_ACTORS: &str = "live_actors";
 const KEY_VERSION: &str = "version";
 const KEY_LEAVING: &str = "leaving";
+/// `reg:<name>` = the id of the local actor registered under `name`.
+const PREFIX_NAME: &str = "reg:";
+/// `pg:<group>` = JSON list of the ids of this node's members of `group`.
+const PREFIX_GROUP: &str = "pg:";
 
 /// How often this node refreshes its live-actor count in gossip.
 const METADATA_REFRESH: Duration = Duration::from_secs(1);
@@ -202,8 +206,18 @@ struct Inner {
     stop: CancellationToken,
     gossip_interval: Duration,
     metrics: Option<Metrics>,
+    node: WeakNode,
+    /// Names and group members that alive peers publish.
+    directory: Mutex<Directory>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<crate::faults::GossipFaults>,
+}
+
+/// What the other alive nodes have registered and which of their actors are in which group.
+#[derive(Default)]
+struct Directory {
+    names: BTreeMap<String, ActorId>,
+    groups: BTreeMap<String, Vec<ActorId>>,
 }
 
 /// A running membership. Cheap to clone.
@@ -320,6 +334,8 @@ impl Cluster {
             stop: CancellationToken::new(),
             gossip_interval: options.gossip_interval,
             metrics,
+            node: node.downgrade(),
+            directory: Mutex::new(Directory::default()),
             #[cfg(feature = "fault-injection")]
             faults,
         });
@@ -377,6 +393,7 @@ async fn watch(inner: Arc<Inner>, node: WeakNode) {
         )
     };
     let mut refresh = tokio::time::interval(METADATA_REFRESH);
+    let mut publish_tick = tokio::time::interval(inner.gossip_interval);
     loop {
         let snapshot: BTreeMap<ChitchatId, NodeState> = live.borrow_and_update().clone();
         apply(&inner, &node, &self_id, &snapshot);
@@ -387,7 +404,75 @@ async fn watch(inner: Arc<Inner>, node: WeakNode) {
                 let count = node.actor_count();
                 inner.chitchat_arc.lock().await.self_node_state().set(KEY_ACTORS, count);
             }
+            _ = publish_tick.tick() => {
+                let Some(node) = node.upgrade() else { return };
+                let desired = published(&node);
+                let mut chitchat = inner.chitchat_arc.lock().await;
+                let state = chitchat.self_node_state();
+                let stale: Vec<String> = state
+                    .key_values()
+                    .filter(|(key, _)| {
+                        (key.starts_with(PREFIX_NAME) || key.starts_with(PREFIX_GROUP))
+                            && !desired.contains_key(*key)
+                    })
+                    .map(|(key, _)| key.to_owned())
+                    .collect();
+                for key in stale {
+                    state.delete(&key);
+                }
+                for (key, value) in desired {
+                    state.set(key, value);
+                }
+            }
             _ = inner.stop.cancelled() => return,
+        }
+    }
+}
+
+/// The gossip keys that mirror this node's registry and process groups (local actors only).
+fn published(node: &Node) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
+    for name in node.registered() {
+        if let Some(pid) = node.whereis(&name).filter(Pid::is_local) {
+            keys.insert(format!("{PREFIX_NAME}{name}"), pid.id().to_string());
+        }
+    }
+    for group in node.groups().which_groups() {
+        let ids: Vec<String> = node
+            .groups()
+            .members(&group)
+            .iter()
+            .filter(|p| p.is_local())
+            .map(|p| p.id().to_string())
+            .collect();
+        if let (false, Ok(json)) = (ids.is_empty(), serde_json::to_string(&ids)) {
+            keys.insert(format!("{PREFIX_GROUP}{group}"), json);
+        }
+    }
+    keys
+}
+
+/// Reads the names and groups a peer publishes into `directory`.
+fn read_directory(state: &NodeState, directory: &mut Directory) {
+    for (key, value) in state.key_values() {
+        if let Some(name) = key.strip_prefix(PREFIX_NAME) {
+            if let Ok(id) = ActorId::parse(value) {
+                // Two holders of one name (registered on two nodes before gossip met): the
+                // lowest id wins everywhere, so every node answers the same.
+                match directory.names.get(name) {
+                    Some(existing) if existing.to_string() <= id.to_string() => {}
+                    _ => {
+                        directory.names.insert(name.to_owned(), id);
+                    }
+                }
+            }
+        } else if let Some(group) = key.strip_prefix(PREFIX_GROUP) {
+            let ids: Vec<String> = serde_json::from_str(value).unwrap_or_default();
+            directory
+                .groups
+                .entry(group.to_owned())
+                .or_default()
+                .extend(ids.iter().filter_map(|id| ActorId::parse(id).ok()));
         }
     }
 }
@@ -399,16 +484,24 @@ fn apply(
     snapshot: &BTreeMap<ChitchatId, NodeState>,
 ) {
     // One entry per name: the newest incarnation that is alive.
-    let mut alive: HashMap<String, Member> = HashMap::new();
+    let mut alive: HashMap<String, (Member, &NodeState)> = HashMap::new();
     for (id, state) in snapshot {
         let m = member(id, state, id == self_id);
         match alive.get(&m.node) {
-            Some(existing) if existing.generation >= m.generation => {}
+            Some((existing, _)) if existing.generation >= m.generation => {}
             _ => {
-                alive.insert(m.node.clone(), m);
+                alive.insert(m.node.clone(), (m, state));
             }
         }
     }
+    let mut directory = Directory::default();
+    for (m, state) in alive.values() {
+        if !m.is_self && m.state == MemberState::Alive {
+            read_directory(state, &mut directory);
+        }
+    }
+    *inner.directory.lock() = directory;
+    let alive: HashMap<String, Member> = alive.into_iter().map(|(k, (m, _))| (k, m)).collect();
     let mut events = Vec::new();
     let mut lost = Vec::new();
     {
@@ -497,6 +590,70 @@ impl ClusterHandle {
     /// misses the oldest (`RecvError::Lagged`); `members()` is always current.
     pub fn subscribe(&self) -> broadcast::Receiver<MembershipEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The actor registered under `name` anywhere in the cluster (Erlang's `global:whereis_name`):
+    /// this node's registry first, then the names alive peers publish in gossip.
+    ///
+    /// Register with `Node::register` as usual; the name is published within a gossip
+    /// interval, and withdrawn within one after its holder dies. Names held on a node that is
+    /// lost vanish with it. Eventually consistent: two nodes may register one name before
+    /// gossip meets; then every node resolves it to the lowest actor id.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        let node = self.inner.node.upgrade()?;
+        if let Some(pid) = node.whereis(name) {
+            return Some(pid);
+        }
+        let id = self.inner.directory.lock().names.get(name).cloned()?;
+        node.pid(&id).ok()
+    }
+
+    /// Every name registered in the cluster and its holder's id.
+    pub fn registered(&self) -> BTreeMap<String, ActorId> {
+        let mut names = self.inner.directory.lock().names.clone();
+        if let Some(node) = self.inner.node.upgrade() {
+            for name in node.registered() {
+                if let Some(pid) = node.whereis(&name) {
+                    names.insert(name, pid.id().clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// The members of process group `group` on every alive node: this node's (from
+    /// `Node::groups`) and those alive peers publish. Join and leave with
+    /// `Node::groups().join/leave`; a member on a lost node leaves with it.
+    pub fn group_members(&self, group: &str) -> Vec<Pid> {
+        let Some(node) = self.inner.node.upgrade() else {
+            return Vec::new();
+        };
+        let mut members: Vec<Pid> = node
+            .groups()
+            .members(group)
+            .into_iter()
+            .filter(Pid::is_local)
+            .collect();
+        let remote = self
+            .inner
+            .directory
+            .lock()
+            .groups
+            .get(group)
+            .cloned()
+            .unwrap_or_default();
+        members.extend(remote.iter().filter_map(|id| node.pid(id).ok()));
+        members
+    }
+
+    /// Sends a copy of `env` to every member of `group` in the cluster without waiting.
+    /// Returns how many sends were accepted (locally: by the mailbox; remotely: by the
+    /// transport's queue).
+    pub fn broadcast_envelope(&self, group: &str, env: &Envelope) -> usize {
+        self.group_members(group)
+            .iter()
+            .filter(|m| m.try_tell_envelope(env.clone()).is_ok())
+            .count()
     }
 
     /// The transport this membership feeds.

@@ -240,3 +240,58 @@ async fn a_partition_is_noconnection_and_heals_without_a_restart() {
         m.node.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn names_and_groups_resolve_from_any_node_and_vanish_with_their_holder_or_node() {
+    let a = member("m-reg", "alpha", &[]).await;
+    let b = member("m-reg", "beta", &[a.gossip]).await;
+    until("both alive", WAIT, || {
+        alive(&b.cluster) == ["alpha", "beta"]
+    })
+    .await;
+    let svc = a.node.spawn(Echo).unwrap();
+    a.node.register("svc", &svc.pid()).unwrap();
+    until("beta resolves svc", WAIT, || {
+        b.cluster.whereis("svc").is_some()
+    })
+    .await;
+    let found = b.cluster.whereis("svc").unwrap();
+    assert_eq!(found.id(), svc.id());
+    let typed: ActorRef<Echo> = found.typed().unwrap();
+    assert_eq!(typed.ask("x".to_string()).await.unwrap(), "echo:x");
+    assert_eq!(
+        b.cluster.registered().get("svc").map(ToString::to_string),
+        Some(svc.id().to_string())
+    );
+
+    let on_a = a.node.spawn(Echo).unwrap();
+    let on_b = b.node.spawn(Echo).unwrap();
+    a.node.groups().join("workers", &on_a.pid()).unwrap();
+    b.node.groups().join("workers", &on_b.pid()).unwrap();
+    for m in [&a, &b] {
+        until("both workers seen", WAIT, || {
+            m.cluster.group_members("workers").len() == 2
+        })
+        .await;
+    }
+    let env = plexspaces_core::Envelope::json("echo", &"hi").unwrap();
+    assert_eq!(a.cluster.broadcast_envelope("workers", &env), 2);
+
+    // The holder dies: the name is freed everywhere.
+    svc.stop(plexspaces_core::ExitReason::Normal);
+    until("svc freed on beta", WAIT, || {
+        b.cluster.whereis("svc").is_none()
+    })
+    .await;
+
+    // Beta's node is lost: its member leaves the group as seen from alpha.
+    b.cluster.stop().await;
+    b.node.shutdown().await;
+    until("beta's worker gone", WAIT, || {
+        a.cluster.group_members("workers").len() == 1
+    })
+    .await;
+    assert_eq!(a.cluster.group_members("workers")[0].id(), on_a.id());
+    a.cluster.stop().await;
+    a.node.shutdown().await;
+}
