@@ -3,10 +3,15 @@
 //! - [`eventually`]: poll a condition instead of sleeping a guessed amount.
 //! - [`free_port`]: a TCP port that was free a moment ago on 127.0.0.1.
 //! - [`unique_name`]: a name no other test run uses (for schemas, key prefixes, files).
+//! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
+//!   that a test can kill -9, SIGTERM, restart and partition.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+mod cluster;
+pub use cluster::{free_udp_port, TestCluster, TestNode};
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.

@@ -2,6 +2,7 @@
 
 mod common;
 mod membership;
+mod process;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
