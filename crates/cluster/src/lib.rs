@@ -50,6 +50,8 @@ mod error;
 mod faults;
 mod membership;
 mod network;
+#[cfg(feature = "fault-injection")]
+pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -2,9 +2,8 @@
 //! partition) driven by `plexspaces_test_util::TestCluster`. Not a product binary: the node
 //! binary (`plexspaces start`) does not use the cluster yet.
 //!
-//! It runs an actor registered as `echo` (answers `"<text>"` with `"echo:<text>"`, sleeps
-//! first for `"slow:<ms>"`), prints `ready <transport addr>` once it has joined, and reads
-//! commands on stdin: `partition <peer> on|off` (needs the `fault-injection` feature). On
+//! It runs `testing::Echo` registered as `echo`, prints `ready <transport addr>` once it has joined, and reads
+//! commands on stdin: `partition <peer> on|off`. Built with the `fault-injection` feature. On
 //! SIGTERM it leaves the cluster gracefully and shuts the node down.
 //!
 //! Usage: `cluster-test-node --cluster NAME --name NODE --gossip ADDR [--listen ADDR]
@@ -15,44 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use plexspaces_cluster::testing::Echo;
 use plexspaces_cluster::{Cluster, ClusterOptions, Network, NetworkOptions};
-use plexspaces_core::{Actor, BoxError, Context, Envelope, Node};
+use plexspaces_core::Node;
 use tokio::io::AsyncBufReadExt;
-
-/// Echoes what it is asked, after an optional sleep.
-struct Echo;
-
-impl Actor for Echo {
-    type Msg = String;
-    type Reply = String;
-
-    async fn handle_call(
-        &mut self,
-        msg: String,
-        _ctx: &mut Context<Self>,
-    ) -> Result<Option<String>, BoxError> {
-        if let Some(ms) = msg.strip_prefix("slow:") {
-            tokio::time::sleep(Duration::from_millis(ms.parse()?)).await;
-        }
-        Ok(Some(format!("echo:{msg}")))
-    }
-
-    fn decode(env: &Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
-
-    fn encode(msg: &String) -> plexspaces_core::Result<Envelope> {
-        Envelope::json("echo", msg)
-    }
-
-    fn encode_reply(request_type: &str, reply: &String) -> plexspaces_core::Result<Envelope> {
-        Envelope::json(request_type, reply)
-    }
-
-    fn decode_reply(env: &Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
-}
 
 fn args() -> anyhow::Result<HashMap<String, String>> {
     let mut map = HashMap::new();
@@ -137,11 +102,7 @@ async fn main() -> anyhow::Result<()> {
 fn command(cluster: &plexspaces_cluster::ClusterHandle, line: &str) {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
-        #[cfg(feature = "fault-injection")]
         ["partition", peer, on_off] => cluster.set_partitioned(peer, *on_off == "on"),
-        _ => {
-            let _ = cluster;
-            eprintln!("unsupported command: {line}");
-        }
+        _ => eprintln!("unsupported command: {line}"),
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+pub use plexspaces_cluster::testing::Echo;
 use plexspaces_cluster::{Network, NetworkHandle, NetworkOptions};
 use plexspaces_core::{Actor, BoxError, Context, Envelope, Info, MonitorRef, Node, Pid};
 
@@ -35,44 +36,6 @@ pub async fn until(what: &str, limit: Duration, check: impl Fn() -> bool) {
     })
     .await;
     assert!(ok, "timed out waiting for: {what}");
-}
-
-/// Echoes a string. `"crash"` fails the handler; `"slow:<ms>"` sleeps first.
-pub struct Echo;
-
-impl Actor for Echo {
-    type Msg = String;
-    type Reply = String;
-
-    async fn handle_call(
-        &mut self,
-        msg: String,
-        _ctx: &mut Context<Self>,
-    ) -> Result<Option<String>, BoxError> {
-        if msg == "crash" {
-            return Err("echo crashed".into());
-        }
-        if let Some(ms) = msg.strip_prefix("slow:") {
-            tokio::time::sleep(Duration::from_millis(ms.parse()?)).await;
-        }
-        Ok(Some(format!("echo:{msg}")))
-    }
-
-    fn decode(env: &Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
-
-    fn encode(msg: &String) -> plexspaces_core::Result<Envelope> {
-        Envelope::json("echo", msg)
-    }
-
-    fn encode_reply(request_type: &str, reply: &String) -> plexspaces_core::Result<Envelope> {
-        Envelope::json(request_type, reply)
-    }
-
-    fn decode_reply(env: &Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
 }
 
 /// Counts what it is told (one-way throughput and ordering checks).
