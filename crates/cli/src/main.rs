@@ -134,6 +134,10 @@ enum TokenCommand {
         /// `iss` claim.
         #[arg(long)]
         issuer: Option<String>,
+        /// Marks the token as an operator's (claim `plexspaces_operator: true`): it may see
+        /// node-wide figures (every tenant's totals) on the dashboard and in `status`.
+        #[arg(long)]
+        operator: bool,
     },
 }
 
@@ -277,6 +281,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             subject,
             tenant_claim,
             issuer,
+            operator,
         }) => {
             let token = mint_hs256(
                 &TokenSpec {
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     subject: &subject,
                     ttl_secs: ttl,
                     issuer: issuer.as_deref(),
+                    operator,
                 },
                 &secret,
             )

@@ -1,6 +1,8 @@
 //! The `Actor` trait: Erlang's gen_server, in Rust.
 
+use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -64,6 +66,17 @@ pub trait Actor: Sized + Send + 'static {
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         async move { self.handle_call(msg, ctx).await.map(drop) }
+    }
+
+    /// Continues work the last handler asked for with [`Context::continue_with`], before
+    /// any other message is taken (gen_server's `handle_continue`). By default runs
+    /// [`Actor::handle_cast`].
+    fn handle_continue(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move { self.handle_cast(msg, ctx).await }
     }
 
     /// Serves a runtime notification. By default ignores it.
@@ -163,8 +176,14 @@ pub enum Info {
         /// Why (`NoProc` if it was already gone when monitored).
         reason: ExitReason,
     },
+    /// No message arrived within the inactivity timeout set by
+    /// [`Context::idle_timeout`] (gen_server's `timeout`).
+    Timeout,
+    /// A message outside the actor's `Msg` type, sent with [`Pid::send_info`] (Erlang's
+    /// `Pid ! Term` of a term the receiver handles in `handle_info`).
+    Message(InfoMessage),
     /// An event handler this actor added to a [`crate::event::EventManager`] was removed
-    /// because it failed (Erlang's `gen_event_EXIT`).
+    /// (Erlang's `gen_event_EXIT`): it failed, was deleted, or its manager stopped.
     EventHandlerExit {
         /// The manager.
         manager: ActorId,
@@ -173,6 +192,35 @@ pub enum Info {
         /// Why it was removed.
         reason: ExitReason,
     },
+}
+
+/// Any value sent to an actor's `handle_info` with [`Pid::send_info`]. Two are equal only
+/// if they are the same message.
+#[derive(Clone)]
+pub struct InfoMessage(Arc<dyn Any + Send + Sync>);
+
+impl InfoMessage {
+    /// Wraps `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        InfoMessage(Arc::new(value))
+    }
+
+    /// The value, if it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for InfoMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InfoMessage(..)")
+    }
+}
+
+impl PartialEq for InfoMessage {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Answers one `ask`, now or later. Dropping it unanswered gives the caller

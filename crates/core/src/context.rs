@@ -35,6 +35,11 @@ struct Extras {
     timers: HashMap<u64, AbortHandle>,
     next_timer: u64,
     monitors: HashSet<MonitorRef>,
+    /// Set by `continue_with`: an `A::Msg` for `handle_continue`. In a mutex only so the
+    /// context stays `Sync` (a message type need not be).
+    continuation: parking_lot::Mutex<Option<Box<dyn Any + Send>>>,
+    /// Set by `idle_timeout`, taken by the next wait for a message.
+    idle_timeout: Option<Duration>,
 }
 
 impl Drop for Extras {
@@ -43,6 +48,14 @@ impl Drop for Extras {
             timer.abort();
         }
     }
+}
+
+/// How [`Context::demonitor_with`] removes a monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemonitorOptions {
+    /// Drop a `Down` for this monitor that is already on its way (Erlang's `flush`).
+    /// Without it, such a `Down` is still delivered.
+    pub flush: bool,
 }
 
 /// A timer started by [`Context::send_after`] or [`Context::send_interval`].
@@ -159,6 +172,73 @@ impl<A: Actor> Context<A> {
             extras.monitors.remove(&monitor);
         }
         remove_watcher(target, &self.pid(), monitor);
+    }
+
+    /// Stops monitoring and says whether the monitor was still active, i.e. `target` had
+    /// not gone down yet (Erlang's `demonitor/2` with `info`). With `flush: false` a `Down`
+    /// already on its way is delivered. For a remote target the answer is `true`: only its
+    /// node knows.
+    pub fn demonitor_with(
+        &mut self,
+        monitor: MonitorRef,
+        target: &Pid,
+        options: DemonitorOptions,
+    ) -> bool {
+        let active = remove_watcher(target, &self.pid(), monitor);
+        if options.flush || active {
+            if let Some(extras) = self.extras.as_mut() {
+                extras.monitors.remove(&monitor);
+            }
+        }
+        active
+    }
+
+    /// Monitors the actor registered as `name` on this node (Erlang's
+    /// `monitor(process, Name)`). If no actor has that name, `Down` with `noproc` comes at
+    /// once, naming `name@node`. A name that cannot be part of an actor id is
+    /// [`crate::Error::InvalidId`] (Erlang's `badarg`).
+    pub fn monitor_name(&mut self, name: &str) -> Result<MonitorRef> {
+        let id = ActorId::new(name, self.node.name())?;
+        if let Some(pid) = self.node.whereis(name) {
+            return Ok(self.monitor(&pid));
+        }
+        let monitor = MonitorRef::next();
+        self.extras().monitors.insert(monitor);
+        self.myself
+            .pid()
+            .signal(Signal::Info(crate::actor::Info::Down {
+                monitor,
+                id,
+                reason: ExitReason::NoProc,
+            }));
+        Ok(monitor)
+    }
+
+    /// Runs [`Actor::handle_continue`] with `msg` once the current handler returns, before
+    /// any other message (gen_server's `{continue, Term}`). Set from `on_start` too.
+    pub fn continue_with(&mut self, msg: A::Msg) {
+        *self.extras().continuation.get_mut() = Some(Box::new(msg));
+    }
+
+    pub(crate) fn take_continuation(&mut self) -> Option<A::Msg> {
+        let boxed = self.extras.as_mut()?.continuation.get_mut().take()?;
+        boxed.downcast::<A::Msg>().ok().map(|msg| *msg)
+    }
+
+    /// If nothing arrives within `after` once the current handler returns, the actor gets
+    /// [`crate::Info::Timeout`] (gen_server's timeout in a callback's return). Any message
+    /// or signal cancels it; set it again to wait again.
+    pub fn idle_timeout(&mut self, after: Duration) {
+        self.extras().idle_timeout = Some(after);
+    }
+
+    pub(crate) fn take_idle_timeout(&mut self) -> Option<Duration> {
+        self.extras.as_mut()?.idle_timeout.take()
+    }
+
+    /// Whether rarely used state (a continuation, an idle timeout) may need a look.
+    pub(crate) fn has_extras(&self) -> bool {
+        self.extras.is_some()
     }
 
     /// Whether a `Down` for `monitor` should still be delivered (and forget it if so).
@@ -375,15 +455,22 @@ pub(crate) fn add_watcher(target: &Pid, watcher: Pid, monitor: MonitorRef) {
     }
 }
 
-pub(crate) fn remove_watcher(target: &Pid, watcher: &Pid, monitor: MonitorRef) {
+/// Removes a monitor; `true` if it was still in place (the target had not gone down).
+pub(crate) fn remove_watcher(target: &Pid, watcher: &Pid, monitor: MonitorRef) -> bool {
     match target.cell() {
-        Some(cell) => cell.core().state.lock().watchers.retain(|w| {
-            !matches!(w, Watcher::Actor { pid, monitor: m } if *m == monitor && pid.same(watcher))
-        }),
+        Some(cell) => {
+            let mut state = cell.core().state.lock();
+            let before = state.watchers.len();
+            state.watchers.retain(|w| {
+                !matches!(w, Watcher::Actor { pid, monitor: m } if *m == monitor && pid.same(watcher))
+            });
+            state.watchers.len() != before
+        }
         None => {
             if let Some(router) = remote_router(target) {
                 router.send_demonitor(watcher.id(), target.id(), monitor);
             }
+            true
         }
     }
 }

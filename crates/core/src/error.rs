@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::ActorId;
+use crate::pid::Pid;
 
 /// What a handler returns on failure: any error. A handler error stops the actor (let it crash).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -63,6 +64,26 @@ pub enum Error {
     /// A registered name or actor id is in use.
     #[error("name already in use: {0}")]
     NameTaken(String),
+    /// A start found its name held by a live actor (Erlang's `{already_started, Pid}`).
+    #[error("{name} is already started as {pid}")]
+    AlreadyStarted {
+        /// The name (an actor id, or a child id within a supervisor).
+        name: String,
+        /// Who holds it.
+        pid: Pid,
+    },
+    /// A supervisor already has a stopped child with this id (Erlang's `already_present`):
+    /// restart it with `restart_child` or delete it first.
+    #[error("child {0} is already present")]
+    AlreadyPresent(String),
+    /// A child's start function chose not to run it (OTP's `ignore`, which
+    /// `supervisor:start_child` reports as `{ok, undefined}`): the supervisor keeps the
+    /// spec without a pid (a `simple_one_for_one` child is dropped).
+    #[error("child {0} ignored its start")]
+    Ignored(String),
+    /// An actor asked itself, which can never be answered (Erlang's `calling_self`).
+    #[error("{0} called itself")]
+    CallingSelf(String),
     /// Text that should be `name@node` is not.
     #[error("invalid actor id {0:?}: expected name@node")]
     InvalidId(String),
@@ -119,6 +140,10 @@ impl Error {
             Error::Transport(_) => "transport",
             Error::NoConnection(_) => "noconnection",
             Error::NameTaken(_) => "name_taken",
+            Error::AlreadyStarted { .. } => "already_started",
+            Error::AlreadyPresent(_) => "already_present",
+            Error::CallingSelf(_) => "calling_self",
+            Error::Ignored(_) => "ignored",
             Error::InvalidId(_) => "invalid_id",
             Error::ShuttingDown => "shutting_down",
             Error::StartFailed(_) => "start_failed",
@@ -162,6 +187,36 @@ impl Error {
     }
 }
 
+/// Data carried by an exit reason (the `Term` of Erlang's `{shutdown, Term}`), as JSON so
+/// that it crosses nodes unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonData(pub Arc<serde_json::Value>);
+
+impl ReasonData {
+    /// Wraps `value`.
+    pub fn new(value: serde_json::Value) -> Self {
+        ReasonData(Arc::new(value))
+    }
+
+    /// The value.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl std::hash::Hash for ReasonData {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // serde_json's `Value` is not `Hash`; its canonical text is.
+        self.0.to_string().hash(state);
+    }
+}
+
+impl fmt::Display for ReasonData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// Why an actor stopped (Erlang's exit reasons).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ExitReason {
@@ -176,6 +231,11 @@ pub enum ExitReason {
     NoProc,
     /// The actor failed: a handler returned an error or panicked.
     Error(Arc<str>),
+    /// A clean stop with data (Erlang's `{shutdown, Term}`): like `Shutdown`, transient
+    /// children are not restarted and linked actors are told the data.
+    ShutdownWith(ReasonData),
+    /// A failure described by data rather than text (Erlang's `exit(Term)` with any term).
+    Other(ReasonData),
     /// The actor's node was declared dead or the connection to it was lost (Erlang's
     /// `noconnection`): what links and monitors on other nodes see. Not clean.
     NoConnection,
@@ -189,7 +249,28 @@ impl ExitReason {
 
     /// `normal` or `shutdown`: exits after which a transient child is not restarted.
     pub fn is_clean(&self) -> bool {
-        matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+        matches!(
+            self,
+            ExitReason::Normal | ExitReason::Shutdown | ExitReason::ShutdownWith(_)
+        )
+    }
+
+    /// `{shutdown, data}`.
+    pub fn shutdown_with(data: serde_json::Value) -> ExitReason {
+        ExitReason::ShutdownWith(ReasonData::new(data))
+    }
+
+    /// An abnormal exit described by `data`.
+    pub fn other(data: serde_json::Value) -> ExitReason {
+        ExitReason::Other(ReasonData::new(data))
+    }
+
+    /// The data a `ShutdownWith` or `Other` reason carries.
+    pub fn data(&self) -> Option<&serde_json::Value> {
+        match self {
+            ExitReason::ShutdownWith(data) | ExitReason::Other(data) => Some(data.value()),
+            _ => None,
+        }
     }
 
     pub(crate) fn to_proto(&self) -> plexspaces_proto::v1::ExitReason {
@@ -201,6 +282,8 @@ impl ExitReason {
             ExitReason::Killed => Kind::Killed(Empty {}),
             ExitReason::NoProc => Kind::Noproc(Empty {}),
             ExitReason::Error(text) => Kind::Error(text.to_string()),
+            ExitReason::ShutdownWith(data) => Kind::ShutdownWith(data.to_string()),
+            ExitReason::Other(data) => Kind::Other(data.to_string()),
             ExitReason::NoConnection => Kind::Noconnection(Empty {}),
         };
         plexspaces_proto::v1::ExitReason { kind: Some(kind) }
@@ -214,6 +297,14 @@ impl ExitReason {
             Some(Kind::Killed(_)) | Some(Kind::Kill(_)) => ExitReason::Killed,
             Some(Kind::Noproc(_)) => ExitReason::NoProc,
             Some(Kind::Error(text)) => ExitReason::Error(text.into()),
+            Some(Kind::ShutdownWith(json)) => match serde_json::from_str(&json) {
+                Ok(value) => ExitReason::shutdown_with(value),
+                Err(e) => ExitReason::error(format!("undecodable shutdown data: {e}")),
+            },
+            Some(Kind::Other(json)) => match serde_json::from_str(&json) {
+                Ok(value) => ExitReason::other(value),
+                Err(e) => ExitReason::error(format!("undecodable exit data: {e}")),
+            },
             Some(Kind::Noconnection(_)) => ExitReason::NoConnection,
             None => ExitReason::error("missing exit reason"),
         }
@@ -228,6 +319,8 @@ impl fmt::Display for ExitReason {
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::NoProc => f.write_str("noproc"),
             ExitReason::Error(text) => write!(f, "error: {text}"),
+            ExitReason::ShutdownWith(data) => write!(f, "shutdown: {data}"),
+            ExitReason::Other(data) => write!(f, "exit: {data}"),
             ExitReason::NoConnection => f.write_str("noconnection"),
         }
     }

@@ -64,10 +64,10 @@ pub mod runtime;
 pub mod supervisor;
 pub mod transport;
 
-pub use actor::{Actor, Info, ReplyHandle, Request};
-pub use context::{Context, TimerRef};
+pub use actor::{Actor, Info, InfoMessage, ReplyHandle, Request};
+pub use context::{Context, DemonitorOptions, TimerRef};
 pub use envelope::Envelope;
-pub use error::{BoxError, Error, ExitReason, Result, SendError};
+pub use error::{BoxError, Error, ExitReason, ReasonData, Result, SendError};
 pub use event::{EventHandler, EventManager};
 pub use facet::{Facet, MetricsFacet, TracingFacet};
 pub use fsm::{FsmActor, GenFsm, Transition};
@@ -77,7 +77,8 @@ pub use pg::ProcessGroups;
 pub use pid::{ActorRef, Lifecycle, MonitorRef, Pid, DEFAULT_ASK_TIMEOUT};
 pub use runtime::{MailboxConfig, SpawnOptions};
 pub use supervisor::{
-    Application, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec,
+    Application, AutoShutdown, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor,
+    SupervisorSpec,
 };
 pub use transport::{LoopbackNetwork, Transport};
 

@@ -254,7 +254,8 @@ impl Node {
         runtime::spawn(self, actor, SpawnOptions::default(), None, None)
     }
 
-    /// Spawns an actor as `name@node`; fails with [`Error::NameTaken`] if that id is alive.
+    /// Spawns an actor as `name@node`; fails with [`Error::AlreadyStarted`] (naming the
+    /// holder) if that id is alive.
     pub fn spawn_named<A: Actor>(&self, name: &str, actor: A) -> Result<ActorRef<A>> {
         runtime::spawn(self, actor, SpawnOptions::named(name), None, None)
     }
@@ -279,6 +280,7 @@ impl Node {
     ) -> Result<ActorRef<A>> {
         let (tx, rx) = oneshot::channel();
         let actor_ref = runtime::spawn(self, actor, options, parent, Some(tx))?;
+        // The actor answers a failed start only after its names are free (see `runtime`).
         rx.await.unwrap_or_else(|_| {
             Err(Error::StartFailed("actor was killed while starting".into()))
         })?;
@@ -290,7 +292,10 @@ impl Node {
         match self.inner.actors.entry(pid.id().clone()) {
             Entry::Occupied(mut slot) => {
                 if slot.get().is_alive() {
-                    return Err(Error::NameTaken(pid.id().to_string()));
+                    return Err(Error::AlreadyStarted {
+                        name: pid.id().to_string(),
+                        pid: slot.get().clone(),
+                    });
                 }
                 slot.insert(pid.clone());
             }
@@ -419,7 +424,9 @@ impl Node {
     }
 
     /// Registers `pid` under `name` (Erlang's `register/2`). The name is freed when the actor
-    /// dies. Fails if the name is taken by a live actor or the actor is dead.
+    /// dies. Fails if the name is taken by a live actor ([`Error::NameTaken`]), the actor is
+    /// dead ([`Error::NoProc`]) or already has a name ([`Error::InvalidArgument`]: one name
+    /// per actor, as in Erlang).
     pub fn register(&self, name: &str, pid: &Pid) -> Result<()> {
         use dashmap::mapref::entry::Entry;
         if name.is_empty() {
@@ -442,6 +449,18 @@ impl Node {
                 drop(state);
                 self.unregister_if(name, pid);
                 return Err(Error::NoProc(pid.id().to_string()));
+            }
+            if let Some(held) = state.names.first() {
+                let error = Error::InvalidArgument(format!(
+                    "{} is already registered as {held:?}",
+                    pid.id()
+                ));
+                let same = held == name;
+                drop(state);
+                if !same {
+                    self.unregister_if(name, pid);
+                }
+                return Err(error);
             }
             state.names.push(name.to_owned());
         }

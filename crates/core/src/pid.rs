@@ -159,11 +159,31 @@ impl CellCore {
     pub(crate) fn gone_error(&self) -> Error {
         match self.exit_reason() {
             None => Error::NoReply,
-            Some(ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc) => {
-                Error::NoProc(self.id.to_string())
-            }
+            Some(
+                ExitReason::Normal
+                | ExitReason::Shutdown
+                | ExitReason::ShutdownWith(_)
+                | ExitReason::NoProc,
+            ) => Error::NoProc(self.id.to_string()),
             Some(reason) => Error::ActorFailed(reason),
         }
+    }
+
+    /// Whether the code running now is this actor's own task (a call to itself could never
+    /// be answered).
+    pub(crate) fn is_current_task(&self) -> bool {
+        match (self.abort.get(), tokio::task::try_id()) {
+            (Some(handle), Some(current)) => handle.id() == current,
+            _ => false,
+        }
+    }
+
+    /// Fails a call the actor makes to itself (Erlang's `calling_self`).
+    pub(crate) fn check_not_self(&self) -> Result<()> {
+        if self.is_current_task() {
+            return Err(Error::CallingSelf(self.id.to_string()));
+        }
+        Ok(())
     }
 
     /// Aborts the actor's task; `false` if the task is not known yet.
@@ -327,6 +347,41 @@ impl Pid {
         self.signal(Signal::Stop(reason));
     }
 
+    /// Stops the actor with `reason` and waits until it is gone (gen_server's `stop/2`).
+    /// Returns the reason it exited with: `reason`, or a crash of its `on_stop`. A local
+    /// actor only (see [`Pid::wait`]).
+    pub async fn stop_and_wait(&self, reason: ExitReason) -> Result<ExitReason> {
+        if !self.is_local() {
+            return Err(Error::Unsupported(format!(
+                "stop_and_wait on remote actor {}",
+                self.id()
+            )));
+        }
+        self.stop(reason);
+        self.wait().await
+    }
+
+    /// Delivers `value` to the actor's `handle_info` as [`Info::Message`], ahead of queued
+    /// user messages like every notification (Erlang's `Pid ! Term` for a term outside the
+    /// actor's message type). A local actor only: such a value cannot cross nodes.
+    pub fn send_info<T: Any + Send + Sync>(&self, value: T) -> Result<()> {
+        match &self.0 {
+            PidInner::Local(cell) => {
+                if !cell.core().is_alive() {
+                    return Err(Error::NoProc(self.id().to_string()));
+                }
+                cell.signal(Signal::Info(Info::Message(crate::actor::InfoMessage::new(
+                    value,
+                ))));
+                Ok(())
+            }
+            PidInner::Remote(remote) => Err(Error::Unsupported(format!(
+                "send_info to remote actor {}: the value cannot cross nodes",
+                remote.id
+            ))),
+        }
+    }
+
     /// Kills the actor at once: `on_stop` does not run; links and monitors see `killed`.
     pub fn kill(&self) {
         match &self.0 {
@@ -382,6 +437,7 @@ impl Pid {
     pub async fn ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
         match &self.0 {
             PidInner::Local(cell) => {
+                cell.core().check_not_self()?;
                 let work = async {
                     let (tx, rx) = oneshot::channel();
                     cell.send_envelope(Box::new(EnvelopeMail {
@@ -404,6 +460,7 @@ impl Pid {
     pub async fn try_ask_envelope(&self, env: Envelope, timeout: Duration) -> Result<Envelope> {
         match &self.0 {
             PidInner::Local(cell) => {
+                cell.core().check_not_self()?;
                 let (tx, rx) = oneshot::channel();
                 cell.try_envelope(Box::new(EnvelopeMail {
                     env,
@@ -598,6 +655,7 @@ impl<A: Actor> ActorRef<A> {
         let msg = msg.into();
         match &self.inner {
             RefInner::Local(cell) => {
+                cell.core.check_not_self()?;
                 let work = async {
                     let (tx, rx) = oneshot::channel();
                     if cell.mailbox.send(Mail::Call(msg, tx)).await.is_err() {
@@ -654,6 +712,17 @@ impl<A: Actor> ActorRef<A> {
     /// Waits for the actor to terminate; returns why.
     pub async fn wait(&self) -> Result<ExitReason> {
         self.pid().wait().await
+    }
+
+    /// Stops the actor and waits for it; returns the reason it exited with (see
+    /// [`Pid::stop_and_wait`]).
+    pub async fn stop_and_wait(&self, reason: ExitReason) -> Result<ExitReason> {
+        self.pid().stop_and_wait(reason).await
+    }
+
+    /// Delivers `value` to the actor's `handle_info` (see [`Pid::send_info`]).
+    pub fn send_info<T: Any + Send + Sync>(&self, value: T) -> Result<()> {
+        self.pid().send_info(value)
     }
 
     /// Attaches a facet to the running actor (applied before its next message).

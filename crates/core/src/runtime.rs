@@ -108,20 +108,21 @@ pub(crate) fn spawn<A: Actor>(
         cell: cell.clone(),
         node: node.clone(),
         reason: None,
+        started,
     };
     let task = node.runtime().spawn(async move {
         let mut guard = guard;
         for f in facets {
             let info = ctx.info();
             if let Err(e) = facet::attach(&mut ctx.facets, f, &info).await {
-                if let Some(tx) = started {
-                    let _ = tx.send(Err(Error::StartFailed(e.to_string())));
+                if guard.started.is_some() {
+                    unlink_parent(&ctx);
                 }
                 guard.reason = Some(ExitReason::error(format!("facet attach failed: {e}")));
                 return;
             }
         }
-        let reason = run(actor, &mut ctx, &guard.cell, started).await;
+        let reason = run(actor, &mut ctx, &guard.cell, &mut guard.started).await;
         guard.reason = Some(reason);
     });
     cell.core.set_abort(task.abort_handle());
@@ -129,7 +130,7 @@ pub(crate) fn spawn<A: Actor>(
 }
 
 /// Catches a panic in a handler future and turns it into an error.
-async fn guarded<T>(
+pub(crate) async fn guarded<T>(
     fut: impl std::future::Future<Output = Result<T, BoxError>>,
 ) -> Result<T, ExitReason> {
     match AssertUnwindSafe(fut).catch_unwind().await {
@@ -155,11 +156,23 @@ const BATCH: usize = 32;
 /// others on its worker thread.
 const YIELD_EVERY: u32 = 128;
 
+/// Breaks the link to the parent of an actor that failed to start while its starter waits
+/// for the outcome: the starter hears of the failure from the start's result, never as a
+/// stray exit signal (OTP's `proc_lib` does the same for a failed `init`). An actor spawned
+/// linked without waiting (`spawn_link`) keeps the link, so its parent gets the exit.
+fn unlink_parent<A: Actor>(ctx: &Context<A>) {
+    if let Some(parent) = &ctx.parent {
+        crate::context::unlink(&ctx.pid(), parent);
+    }
+}
+
+/// Runs the actor to its end. `started` is answered here on success; on a failed start it
+/// is left for [`ExitGuard`], which answers only after the actor's names are freed.
 async fn run<A: Actor>(
     mut actor: A,
     ctx: &mut Context<A>,
     cell: &ActorCell<A>,
-    started: Option<oneshot::Sender<Result<()>>>,
+    started: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> ExitReason {
     let core = &cell.core;
     // Rare paths (recovery, signals, facets, stopping) are boxed so their state stays out
@@ -175,14 +188,20 @@ async fn run<A: Actor>(
         Err(reason) => Err(reason),
     };
     if let Err(reason) = started_ok {
-        if let Some(tx) = started {
-            let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
+        if started.is_some() {
+            unlink_parent(ctx);
         }
         return reason;
     }
     core.set_lifecycle(Lifecycle::Active);
-    if let Some(tx) = started {
+    if let Some(tx) = started.take() {
         let _ = tx.send(Ok(()));
+    }
+    if ctx.has_extras() {
+        if let Some(reason) = Box::pin(continue_work(&mut actor, ctx)).await {
+            core.set_lifecycle(Lifecycle::Stopping);
+            return Box::pin(finish(&mut actor, ctx, reason)).await;
+        }
     }
     let mut handled = 0u32;
     // Mail taken from the mailbox in one go; handled before anything still queued there, so
@@ -196,12 +215,18 @@ async fn run<A: Actor>(
                 batch.push_front(mail);
                 cell.mailbox.recv().await
             }
-            None => cell.mailbox.recv_batch(&mut batch, BATCH - 1).await,
+            None => match ctx.has_extras().then(|| ctx.take_idle_timeout()).flatten() {
+                None => cell.mailbox.recv_batch(&mut batch, BATCH - 1).await,
+                Some(limit) => Box::pin(recv_or_timeout(cell, &mut batch, limit)).await,
+            },
         };
-        let outcome = match received {
+        let mut outcome = match received {
             Received::Mail(mail) => on_mail(&mut actor, ctx, mail).await,
             Received::Signal(signal) => Box::pin(on_signal(&mut actor, ctx, *signal)).await,
         };
+        if outcome.is_none() && ctx.has_extras() {
+            outcome = Box::pin(continue_work(&mut actor, ctx)).await;
+        }
         if let Some(reason) = outcome {
             break reason;
         }
@@ -214,17 +239,50 @@ async fn run<A: Actor>(
     // Calls taken into the batch but never handled learn the actor is gone.
     fail_unhandled(&core.id, batch);
     core.set_lifecycle(Lifecycle::Stopping);
-    Box::pin(finish(&mut actor, ctx, &reason)).await;
-    reason
+    Box::pin(finish(&mut actor, ctx, reason)).await
 }
 
-/// `on_stop` (unless killed), then facet deactivation.
-async fn finish<A: Actor>(actor: &mut A, ctx: &mut Context<A>, reason: &ExitReason) {
-    if *reason != ExitReason::Killed {
-        let _ = guarded(actor.on_stop(ctx, reason).map(Ok)).await;
+/// Waits for mail, or turns `limit` without any into [`Info::Timeout`].
+async fn recv_or_timeout<A: Actor>(
+    cell: &ActorCell<A>,
+    batch: &mut VecDeque<Mail<A>>,
+    limit: std::time::Duration,
+) -> Received<Mail<A>> {
+    match tokio::time::timeout(limit, cell.mailbox.recv_batch(batch, BATCH - 1)).await {
+        Ok(received) => received,
+        Err(_) => Received::Signal(Box::new(Signal::Info(Info::Timeout))),
+    }
+}
+
+/// Runs `handle_continue` for as long as handlers ask for it (a continuation may set
+/// another), before the next message.
+async fn continue_work<A: Actor>(actor: &mut A, ctx: &mut Context<A>) -> Option<ExitReason> {
+    while let Some(msg) = ctx.take_continuation() {
+        if let Err(reason) = guarded(actor.handle_continue(msg, ctx)).await {
+            return Some(reason);
+        }
+        if let Some(reason) = ctx.stop_request.take() {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+/// `on_stop` (unless killed), then facet deactivation. A crash in `on_stop` replaces the
+/// exit reason, as a crash in gen_server's `terminate` does.
+async fn finish<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mut reason: ExitReason,
+) -> ExitReason {
+    if reason != ExitReason::Killed {
+        if let Err(crash) = guarded(actor.on_stop(ctx, &reason).map(Ok)).await {
+            reason = crash;
+        }
     }
     let info = ctx.info();
-    facet::deactivate_all(&mut ctx.facets, &info, reason).await;
+    facet::deactivate_all(&mut ctx.facets, &info, &reason).await;
+    reason
 }
 
 async fn on_mail<A: Actor>(
@@ -408,9 +466,16 @@ async fn dispatch_with_facets<A: Actor>(
     let span = facets.iter().find_map(|f| f.message_span(&info, &meta));
     let started = Instant::now();
     let is_call = kind == MessageKind::Call;
+    // A facet that journals replies must see the reply before the caller does, also when
+    // the handler answers through `ctx.reply_handle()`: the handler gets a stand-in handle.
+    let deferral = (needs_payload && is_call).then(|| DeferredReply::intercept(ctx));
     let result = match span {
         Some(span) => invoke(actor, ctx, msg, is_call).instrument(span).await,
         None => invoke(actor, ctx, msg, is_call).await,
+    };
+    let result = match deferral {
+        Some(deferral) => deferral.settle(ctx, result),
+        None => result,
     };
     let reply = match (&result, needs_payload) {
         (Ok(Invoked::Call(Some(value))), true) => A::encode_reply(&meta.msg_type, value)
@@ -446,6 +511,56 @@ async fn dispatch_with_facets<A: Actor>(
         checkpoint(actor, &facets, &info).await;
     }
     complete(ctx, result)
+}
+
+/// The caller's reply handle, held back while the handler runs with a stand-in, so that a
+/// reply given through `ctx.reply_handle()` reaches the facets (which journal it) before the
+/// caller. Used for calls when a facet needs payloads (a journal); a replayed call, which
+/// has no caller, gets a stand-in too, so the handler runs as it did live.
+struct DeferredReply<R> {
+    caller: Option<ReplyHandle<R>>,
+    answer: oneshot::Receiver<Result<R>>,
+}
+
+impl<R> DeferredReply<R> {
+    fn intercept<A: Actor<Reply = R>>(ctx: &mut Context<A>) -> Self {
+        let caller = ctx.reply.take();
+        let (tx, answer) = oneshot::channel();
+        ctx.reply = Some(ReplyHandle::typed(tx));
+        DeferredReply { caller, answer }
+    }
+
+    /// Puts the caller's handle back. A handler that took the stand-in and answered before
+    /// returning gets its answer handled as a returned reply (journaled, then sent). One
+    /// that had not answered when it returned cannot be journaled before its reply leaves:
+    /// the caller gets [`Error::Unsupported`] and the message fails (the facets abort it and
+    /// the actor stops, so no state outlives what the journal holds).
+    fn settle<A: Actor<Reply = R>>(
+        mut self,
+        ctx: &mut Context<A>,
+        result: Result<Invoked<R>, ExitReason>,
+    ) -> Result<Invoked<R>, ExitReason> {
+        let taken = ctx.reply.is_none();
+        ctx.reply = self.caller.take();
+        let replaying = ctx.reply.is_none();
+        match result {
+            Ok(Invoked::Call(None)) if taken => match self.answer.try_recv() {
+                Ok(Ok(reply)) => Ok(Invoked::Call(Some(reply))),
+                // Replay: nobody waits for this answer.
+                _ if replaying => Ok(Invoked::Call(None)),
+                _ => {
+                    let refusal = "a durable actor must answer an ask before its handler \
+                                   returns: a later reply (ctx.reply_handle) could leave \
+                                   before the journal holds it";
+                    if let Some(caller) = ctx.reply.take() {
+                        caller.fail(Error::Unsupported(refusal.into()));
+                    }
+                    Err(ExitReason::error(refusal))
+                }
+            },
+            other => other,
+        }
+    }
 }
 
 /// Takes a snapshot for every facet that wants one now.
@@ -515,7 +630,9 @@ async fn on_signal<A: Actor>(
                 let info = Info::Exit { from, reason };
                 return handle_info(actor, ctx, info).await;
             }
-            if reason == ExitReason::Normal {
+            // `exit(self(), normal)` ends the process in Erlang; a `normal` exit from
+            // anyone else is ignored.
+            if reason == ExitReason::Normal && !from.same(&ctx.pid()) {
                 None
             } else {
                 Some(reason)
@@ -560,6 +677,8 @@ struct ExitGuard<A: Actor> {
     cell: Arc<ActorCell<A>>,
     node: Node,
     reason: Option<ExitReason>,
+    /// Who waits for the start, while the start has not succeeded.
+    started: Option<oneshot::Sender<Result<()>>>,
 }
 
 impl<A: Actor> Drop for ExitGuard<A> {
@@ -567,13 +686,18 @@ impl<A: Actor> Drop for ExitGuard<A> {
         let reason = self.reason.take().unwrap_or(ExitReason::Killed);
         let id = self.cell.core.id.clone();
         match &reason {
-            ExitReason::Normal | ExitReason::Shutdown => {
+            ExitReason::Normal | ExitReason::Shutdown | ExitReason::ShutdownWith(_) => {
                 tracing::debug!(actor = %id, %reason, "actor stopped")
             }
             _ => tracing::info!(actor = %id, %reason, "actor exited"),
         }
         let pid = Pid::local(self.cell.clone());
         terminate(&pid, &self.cell.core, &self.node, &reason);
+        // A failed start is reported only now, once the id and names are free, so the
+        // caller can reuse them at once.
+        if let Some(tx) = self.started.take() {
+            let _ = tx.send(Err(Error::StartFailed(reason.to_string())));
+        }
         // Calls that never reached the handler learn the actor is gone.
         fail_unhandled(&id, self.cell.mailbox.close());
     }
@@ -605,10 +729,14 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
         }
         state.exit = Some(reason.clone());
         core.set_lifecycle(match reason {
-            ExitReason::Normal | ExitReason::Shutdown | ExitReason::NoProc => Lifecycle::Terminated,
-            ExitReason::Killed | ExitReason::Error(_) | ExitReason::NoConnection => {
-                Lifecycle::Failed
-            }
+            ExitReason::Normal
+            | ExitReason::Shutdown
+            | ExitReason::ShutdownWith(_)
+            | ExitReason::NoProc => Lifecycle::Terminated,
+            ExitReason::Killed
+            | ExitReason::Error(_)
+            | ExitReason::Other(_)
+            | ExitReason::NoConnection => Lifecycle::Failed,
         });
         (
             std::mem::take(&mut state.links),
@@ -679,7 +807,8 @@ mod footprint {
             mailbox: Mailbox::new(MailboxConfig::Unbounded),
         });
         let mut ctx = Context::new(ActorRef::from_cell(cell.clone()), node.clone(), None);
-        let run_future = run(Tiny(0), &mut ctx, &cell, None);
+        let mut started = None;
+        let run_future = run(Tiny(0), &mut ctx, &cell, &mut started);
         let loop_bytes = std::mem::size_of_val(&run_future);
         drop(run_future);
         assert!(

@@ -10,7 +10,14 @@
 //!   signal `shutdown` from its parent and waits for its shutdown policy: `brutal_kill`,
 //!   a timeout after which it is killed, or `infinity` (the default for supervisors).
 //! - A child that fails to start during the supervisor's own start makes the start fail,
-//!   after the children already started are stopped in reverse order.
+//!   after the children already started are stopped in reverse order. A start function may
+//!   instead choose not to run the child (`ignore`, [`ChildSpec::from_fn_or_ignore`]).
+//! - A restart that fails is tried again through a message the supervisor sends itself
+//!   (OTP's try-again restart), never in a loop inside one message: calls are answered in
+//!   between (the child shows as `restarting`) and the parent's shutdown is obeyed.
+//! - Flags and child specs are validated before anything starts
+//!   ([`SupervisorSpec::validate`]). `simple_one_for_one` children stop in parallel.
+//! - `auto_shutdown` ends the supervisor when significant children end by themselves.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -21,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::actor::{Actor, Info};
 use crate::context::Context;
-use crate::error::{BoxError, Error, ExitReason, Result};
+use crate::error::{BoxError, Error, ExitReason, Result, SendError};
 use crate::node::Node;
 use crate::pid::{ActorRef, BoxFuture, Pid, Signal};
 use crate::runtime::SpawnOptions;
@@ -97,7 +104,21 @@ pub struct ChildStart {
     pub args: Option<ChildArgs>,
 }
 
-type StartFn = Arc<dyn Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync>;
+/// Starts a child: its pid, or `None` if it chose not to run (OTP's `ignore`).
+type StartFn = Arc<dyn Fn(ChildStart) -> BoxFuture<'static, Result<Option<Pid>>> + Send + Sync>;
+
+/// When a supervisor shuts itself down because significant children ended (OTP's
+/// `auto_shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoShutdown {
+    /// Never (the default); significant children are refused.
+    #[default]
+    Never,
+    /// When any significant child ends by itself without being restarted.
+    AnySignificant,
+    /// When every significant child has ended by itself without being restarted.
+    AllSignificant,
+}
 
 /// How to start, restart and stop one child.
 #[derive(Clone)]
@@ -108,6 +129,7 @@ pub struct ChildSpec {
     shutdown: Shutdown,
     kind: ChildKind,
     name: Option<String>,
+    significant: bool,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -117,11 +139,12 @@ impl std::fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
+            .field("significant", &self.significant)
             .finish()
     }
 }
 
-fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Result<Pid>> {
+fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Result<Option<Pid>>> {
     Box::pin(async move {
         let options = SpawnOptions {
             name: start.name,
@@ -131,7 +154,7 @@ fn start_actor<A: Actor>(start: ChildStart, actor: A) -> BoxFuture<'static, Resu
             .node
             .start_linked(actor, options, Some(start.supervisor))
             .await?;
-        Ok(actor_ref.pid())
+        Ok(Some(actor_ref.pid()))
     })
 }
 
@@ -150,6 +173,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
             name: None,
+            significant: false,
         }
     }
 
@@ -186,6 +210,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
             name: None,
+            significant: false,
         }
     }
 
@@ -198,6 +223,7 @@ impl ChildSpec {
             shutdown: Shutdown::Infinity,
             kind: ChildKind::Supervisor,
             name: None,
+            significant: false,
         }
     }
 
@@ -206,6 +232,19 @@ impl ChildSpec {
     pub fn from_fn<F>(id: impl Into<String>, kind: ChildKind, start: F) -> ChildSpec
     where
         F: Fn(ChildStart) -> BoxFuture<'static, Result<Pid>> + Send + Sync + 'static,
+    {
+        Self::from_fn_or_ignore(id, kind, move |child| {
+            let started = start(child);
+            Box::pin(async move { started.await.map(Some) })
+        })
+    }
+
+    /// Like [`ChildSpec::from_fn`], but the function may answer `Ok(None)`: the child
+    /// chose not to run (OTP's `ignore` from `init`). The supervisor keeps the spec with no
+    /// pid (a `simple_one_for_one` child is dropped) and does not restart it.
+    pub fn from_fn_or_ignore<F>(id: impl Into<String>, kind: ChildKind, start: F) -> ChildSpec
+    where
+        F: Fn(ChildStart) -> BoxFuture<'static, Result<Option<Pid>>> + Send + Sync + 'static,
     {
         ChildSpec {
             id: id.into(),
@@ -217,6 +256,7 @@ impl ChildSpec {
             },
             kind,
             name: None,
+            significant: false,
         }
     }
 
@@ -232,6 +272,14 @@ impl ChildSpec {
         self
     }
 
+    /// Marks the child significant (OTP's `significant`): its ending by itself may shut
+    /// the supervisor down, per [`SupervisorSpec::auto_shutdown`]. Only for transient and
+    /// temporary children.
+    pub fn significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
+        self
+    }
+
     /// Spawns the child as `name@node` (otherwise a generated name).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -242,6 +290,21 @@ impl ChildSpec {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// Its restart type.
+    pub fn restart_type(&self) -> Restart {
+        self.restart
+    }
+
+    /// Its shutdown policy.
+    pub fn shutdown_policy(&self) -> Shutdown {
+        self.shutdown
+    }
+
+    /// Worker or supervisor.
+    pub fn kind(&self) -> ChildKind {
+        self.kind
+    }
 }
 
 /// A supervisor's strategy, restart intensity and children.
@@ -250,6 +313,7 @@ pub struct SupervisorSpec {
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
 }
 
@@ -260,8 +324,15 @@ impl SupervisorSpec {
             strategy,
             max_restarts: 1,
             period: Duration::from_secs(5),
+            auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
         }
+    }
+
+    /// Shuts the supervisor down when significant children end (OTP's `auto_shutdown`).
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
     }
 
     /// More than `max_restarts` restarts within `period` makes the supervisor give up.
@@ -271,12 +342,61 @@ impl SupervisorSpec {
         self
     }
 
+    /// Checks the flags and child specs as Erlang's `supervisor:check_childspecs` and
+    /// `init` do: a positive period, unique child ids, and exactly one template for
+    /// `simple_one_for_one`. A supervisor with an invalid spec fails to start.
+    pub fn validate(&self) -> Result<()> {
+        if self.period.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the restart period must be longer than zero".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for child in &self.children {
+            check_significant(child, self.auto_shutdown)?;
+            if !ids.insert(child.id.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "duplicate child id {:?}",
+                    child.id
+                )));
+            }
+        }
+        if self.strategy == Strategy::SimpleOneForOne && self.children.len() != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "simple_one_for_one takes exactly one child spec, not {}",
+                self.children.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds a child (started in the order added). For `simple_one_for_one`, the one child
     /// template.
     pub fn child(mut self, child: ChildSpec) -> Self {
         self.children.push(child);
         self
     }
+}
+
+/// A significant child must be transient or temporary, under a supervisor with an
+/// `auto_shutdown` other than `never` (as OTP checks).
+fn check_significant(child: &ChildSpec, auto_shutdown: AutoShutdown) -> Result<()> {
+    if !child.significant {
+        return Ok(());
+    }
+    if child.restart == Restart::Permanent {
+        return Err(Error::InvalidArgument(format!(
+            "child {:?} is significant but permanent",
+            child.id
+        )));
+    }
+    if auto_shutdown == AutoShutdown::Never {
+        return Err(Error::InvalidArgument(format!(
+            "child {:?} is significant but auto_shutdown is never",
+            child.id
+        )));
+    }
+    Ok(())
 }
 
 /// Counts restarts in a sliding window: more than `max` within `period` is too many.
@@ -317,6 +437,8 @@ struct Child {
     spec: ChildSpec,
     pid: Option<Pid>,
     args: Option<ChildArgs>,
+    /// A restart failed and a retry is queued.
+    restarting: bool,
 }
 
 /// A child as reported by `which_children`.
@@ -330,6 +452,8 @@ pub struct ChildInfo {
     pub kind: ChildKind,
     /// Its restart type.
     pub restart: Restart,
+    /// Its restart failed and is being tried again (Erlang's `restarting` pid).
+    pub restarting: bool,
 }
 
 /// Requests a supervisor serves.
@@ -346,6 +470,17 @@ pub enum SupervisorMsg {
     DeleteChild(String),
     /// Lists the children.
     WhichChildren,
+    /// Stops the child running as this pid (for `simple_one_for_one`, whose children have
+    /// no ids of their own to the caller).
+    TerminatePid(Pid),
+    /// Counts the children.
+    CountChildren,
+    /// The spec of a child.
+    GetChildSpec(String),
+    /// Tries again to restart a child whose restart failed (sent by the supervisor to
+    /// itself, so that calls and signals are served between attempts).
+    #[doc(hidden)]
+    TryAgain(String),
 }
 
 /// What a supervisor answers.
@@ -357,13 +492,33 @@ pub enum SupervisorReply {
     Done,
     /// The children, in start order.
     Children(Vec<ChildInfo>),
+    /// Child counts.
+    Count(ChildCount),
+    /// A child's spec.
+    Spec(ChildSpec),
+}
+
+/// What `count_children` reports (Erlang's `supervisor:count_children/1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChildCount {
+    /// Child specs (for `simple_one_for_one`, one per child).
+    pub specs: usize,
+    /// Children running now.
+    pub active: usize,
+    /// Children that are supervisors, running or not.
+    pub supervisors: usize,
+    /// Children that are workers, running or not.
+    pub workers: usize,
 }
 
 /// The supervisor actor. Spawn it like any actor, or as a child through
 /// [`ChildSpec::supervisor`].
 pub struct Supervisor {
+    /// Why the spec is invalid, if it is: the supervisor then fails to start.
+    invalid: Option<Error>,
     strategy: Strategy,
     intensity: RestartIntensity,
+    auto_shutdown: AutoShutdown,
     initial: Vec<ChildSpec>,
     template: Option<ChildSpec>,
     children: Vec<Child>,
@@ -373,14 +528,17 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that will start the children of `spec` when it starts.
     pub fn new(spec: SupervisorSpec) -> Self {
+        let invalid = spec.validate().err();
         let (template, initial) = if spec.strategy == Strategy::SimpleOneForOne {
             (spec.children.first().cloned(), Vec::new())
         } else {
             (None, spec.children)
         };
         Supervisor {
+            invalid,
             strategy: spec.strategy,
             intensity: RestartIntensity::new(spec.max_restarts, spec.period),
+            auto_shutdown: spec.auto_shutdown,
             initial,
             template,
             children: Vec::new(),
@@ -388,7 +546,8 @@ impl Supervisor {
         }
     }
 
-    async fn start_child_at(&mut self, ctx: &Context<Self>, at: usize) -> Result<Pid> {
+    /// Starts child `at`; `None` if it chose not to run.
+    async fn start_child_at(&mut self, ctx: &Context<Self>, at: usize) -> Result<Option<Pid>> {
         let child = &self.children[at];
         let start = ChildStart {
             node: ctx.node().clone(),
@@ -397,45 +556,35 @@ impl Supervisor {
             args: child.args.clone(),
         };
         let pid = (child.spec.start)(start).await?;
-        self.children[at].pid = Some(pid.clone());
+        self.children[at].pid = pid.clone();
+        self.children[at].restarting = false;
         Ok(pid)
     }
 
     /// Stops one child per its shutdown policy and waits until it is gone.
     async fn terminate_at(&mut self, ctx: &Context<Self>, at: usize) {
+        self.children[at].restarting = false;
         let Some(pid) = self.children[at].pid.take() else {
             return;
         };
-        // Unlink first, so its exit does not come back to us as a crash to handle.
-        crate::context::unlink(&ctx.pid(), &pid);
-        let exit = Signal::Exit {
-            from: ctx.pid(),
-            reason: ExitReason::Shutdown,
-        };
-        match self.children[at].spec.shutdown {
-            Shutdown::BrutalKill => {
-                pid.kill();
-                let _ = pid.wait().await;
-            }
-            Shutdown::Infinity => {
-                pid.signal(exit);
-                let _ = pid.wait().await;
-            }
-            Shutdown::Timeout(limit) => {
-                pid.signal(exit);
-                if tokio::time::timeout(limit, pid.wait()).await.is_err() {
-                    tracing::warn!(child = %pid, "child did not stop in time; killing it");
-                    pid.kill();
-                    let _ = pid.wait().await;
-                }
-            }
-        }
+        shutdown_child(&ctx.pid(), pid, self.children[at].spec.shutdown).await;
     }
 
-    /// Stops the children from `from` to the end, last first.
+    /// Stops the children from `from` to the end: last first, or all at once for
+    /// `simple_one_for_one` (whose children have no order), as OTP does.
     async fn terminate_from(&mut self, ctx: &Context<Self>, from: usize) {
-        for at in (from..self.children.len()).rev() {
-            self.terminate_at(ctx, at).await;
+        if self.strategy == Strategy::SimpleOneForOne {
+            let me = ctx.pid();
+            let stopping = self.children[from..].iter_mut().filter_map(|child| {
+                child.restarting = false;
+                let pid = child.pid.take()?;
+                Some(shutdown_child(&me, pid, child.spec.shutdown))
+            });
+            futures::future::join_all(stopping).await;
+        } else {
+            for at in (from..self.children.len()).rev() {
+                self.terminate_at(ctx, at).await;
+            }
         }
         // Temporary children stopped by the supervisor are forgotten.
         let mut at = from;
@@ -462,39 +611,62 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Restarts after child `at` exited, per strategy; gives up past the intensity.
-    async fn restart(&mut self, ctx: &mut Context<Self>, mut at: usize) {
-        loop {
-            if !self.intensity.record(Instant::now()) {
-                tracing::error!(supervisor = %ctx.id(), "restart intensity reached; shutting down");
-                self.terminate_from(ctx, 0).await;
-                ctx.stop(ExitReason::Shutdown);
-                return;
-            }
-            let result = match self.strategy {
-                Strategy::OneForOne | Strategy::SimpleOneForOne => {
-                    match self.start_child_at(ctx, at).await {
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
-                            Err(at)
+    /// Restarts after child `at` exited, per strategy; gives up past the intensity. A
+    /// failed restart is tried again through a message to itself (OTP's try-again restart),
+    /// so calls and signals, a shutdown from its parent included, are served in between.
+    async fn restart(&mut self, ctx: &mut Context<Self>, at: usize) {
+        if !self.intensity.record(Instant::now()) {
+            tracing::error!(supervisor = %ctx.id(), "restart intensity reached; shutting down");
+            self.terminate_from(ctx, 0).await;
+            ctx.stop(ExitReason::Shutdown);
+            return;
+        }
+        let result = match self.strategy {
+            Strategy::OneForOne | Strategy::SimpleOneForOne => {
+                match self.start_child_at(ctx, at).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => {
+                        // It chose not to run: a dynamic child is forgotten.
+                        if self.strategy == Strategy::SimpleOneForOne {
+                            self.children.remove(at);
                         }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(child = %self.children[at].spec.id, error = %e, "child failed to restart");
+                        Err(at)
                     }
                 }
-                Strategy::OneForAll => {
-                    self.terminate_from(ctx, 0).await;
-                    self.start_from(ctx, 0).await
-                }
-                Strategy::RestForOne => {
-                    self.terminate_from(ctx, at + 1).await;
-                    self.start_from(ctx, at).await
-                }
-            };
-            match result {
-                Ok(()) => return,
-                Err(failed) => at = failed,
+            }
+            Strategy::OneForAll => {
+                self.terminate_from(ctx, 0).await;
+                self.start_from(ctx, 0).await
+            }
+            Strategy::RestForOne => {
+                self.terminate_from(ctx, at + 1).await;
+                self.start_from(ctx, at).await
+            }
+        };
+        if let Err(failed) = result {
+            self.children[failed].restarting = true;
+            let again = SupervisorMsg::TryAgain(self.children[failed].spec.id.clone());
+            if let Err(SendError::Full(again)) = ctx.myself().try_tell(again) {
+                // A full mailbox: queue the retry from a timer task instead of waiting here.
+                ctx.send_after(Duration::ZERO, again);
             }
         }
+    }
+
+    /// A queued retry: restarts the child unless it was stopped or removed meanwhile.
+    async fn try_again(&mut self, ctx: &mut Context<Self>, id: &str) {
+        let Some(at) = self
+            .children
+            .iter()
+            .position(|c| c.spec.id == id && c.restarting && c.pid.is_none())
+        else {
+            return;
+        };
+        self.restart(ctx, at).await;
     }
 
     fn position(&self, pid: &Pid) -> Option<usize> {
@@ -517,7 +689,62 @@ impl Supervisor {
         if restart.restarts_after(&reason) {
             tracing::info!(child = %self.children[at].spec.id, %reason, "restarting child");
             self.restart(ctx, at).await;
-        } else if restart == Restart::Temporary || dynamic {
+            return;
+        }
+        let significant = self.children[at].spec.significant;
+        if restart == Restart::Temporary || dynamic {
+            self.children.remove(at);
+        }
+        if significant && self.auto_shutdown_due() {
+            tracing::info!(supervisor = %ctx.id(), "significant children ended; shutting down");
+            self.terminate_from(ctx, 0).await;
+            ctx.stop(ExitReason::Shutdown);
+        }
+    }
+
+    /// Whether a significant child having just ended shuts the supervisor down.
+    fn auto_shutdown_due(&self) -> bool {
+        match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|c| c.spec.significant && c.pid.is_some()),
+        }
+    }
+
+    /// Adds `child` and starts it; forgets it again if the start fails (or, for a
+    /// `simple_one_for_one` child, if it chose not to run).
+    async fn add_and_start(
+        &mut self,
+        ctx: &Context<Self>,
+        child: Child,
+    ) -> Result<SupervisorReply> {
+        let id = child.spec.id.clone();
+        self.children.push(child);
+        let at = self.children.len() - 1;
+        match self.start_child_at(ctx, at).await {
+            Ok(Some(pid)) => Ok(SupervisorReply::Started(pid)),
+            Ok(None) => {
+                if self.strategy == Strategy::SimpleOneForOne {
+                    self.children.remove(at);
+                }
+                Err(Error::Ignored(id))
+            }
+            Err(e) => {
+                self.children.remove(at);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops child `at` on request; a temporary or `simple_one_for_one` child is forgotten.
+    async fn terminate_child_at(&mut self, ctx: &Context<Self>, at: usize) {
+        self.terminate_at(ctx, at).await;
+        if self.children[at].spec.restart == Restart::Temporary
+            || self.strategy == Strategy::SimpleOneForOne
+        {
             self.children.remove(at);
         }
     }
@@ -534,22 +761,23 @@ impl Supervisor {
                         "simple_one_for_one takes start_dynamic_child".into(),
                     ));
                 }
-                if self.children.iter().any(|c| c.spec.id == spec.id) {
-                    return Err(Error::NameTaken(spec.id.clone()));
+                if let Some(existing) = self.children.iter().find(|c| c.spec.id == spec.id) {
+                    return Err(match &existing.pid {
+                        Some(pid) => Error::AlreadyStarted {
+                            name: spec.id.clone(),
+                            pid: pid.clone(),
+                        },
+                        None => Error::AlreadyPresent(spec.id.clone()),
+                    });
                 }
-                self.children.push(Child {
+                check_significant(&spec, self.auto_shutdown)?;
+                let child = Child {
                     spec,
                     pid: None,
                     args: None,
-                });
-                let at = self.children.len() - 1;
-                match self.start_child_at(ctx, at).await {
-                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
-                    Err(e) => {
-                        self.children.remove(at);
-                        Err(e)
-                    }
-                }
+                    restarting: false,
+                };
+                self.add_and_start(ctx, child).await
             }
             SupervisorMsg::StartDynamic(args) => {
                 let template = self.template.clone().ok_or_else(|| {
@@ -559,28 +787,17 @@ impl Supervisor {
                 let mut spec = template;
                 spec.id = format!("{}-{}", spec.id, self.dynamic_seq);
                 spec.name = None;
-                self.children.push(Child {
+                let child = Child {
                     spec,
                     pid: None,
                     args: Some(args),
-                });
-                let at = self.children.len() - 1;
-                match self.start_child_at(ctx, at).await {
-                    Ok(pid) => Ok(SupervisorReply::Started(pid)),
-                    Err(e) => {
-                        self.children.remove(at);
-                        Err(e)
-                    }
-                }
+                    restarting: false,
+                };
+                self.add_and_start(ctx, child).await
             }
             SupervisorMsg::TerminateChild(id) => {
                 let at = self.position_of_id(&id)?;
-                self.terminate_at(ctx, at).await;
-                if self.children[at].spec.restart == Restart::Temporary
-                    || self.strategy == Strategy::SimpleOneForOne
-                {
-                    self.children.remove(at);
-                }
+                self.terminate_child_at(ctx, at).await;
                 Ok(SupervisorReply::Done)
             }
             SupervisorMsg::RestartChild(id) => {
@@ -588,9 +805,10 @@ impl Supervisor {
                 if self.children[at].pid.is_some() {
                     return Err(Error::InvalidArgument(format!("child {id:?} is running")));
                 }
-                Ok(SupervisorReply::Started(
-                    self.start_child_at(ctx, at).await?,
-                ))
+                match self.start_child_at(ctx, at).await? {
+                    Some(pid) => Ok(SupervisorReply::Started(pid)),
+                    None => Err(Error::Ignored(id)),
+                }
             }
             SupervisorMsg::DeleteChild(id) => {
                 let at = self.position_of_id(&id)?;
@@ -608,9 +826,69 @@ impl Supervisor {
                         pid: c.pid.clone(),
                         kind: c.spec.kind,
                         restart: c.spec.restart,
+                        restarting: c.restarting,
                     })
                     .collect(),
             )),
+            SupervisorMsg::TerminatePid(pid) => {
+                let at = self.position(&pid).ok_or_else(|| {
+                    Error::InvalidArgument(format!("{pid} is not a child of this supervisor"))
+                })?;
+                self.terminate_child_at(ctx, at).await;
+                Ok(SupervisorReply::Done)
+            }
+            SupervisorMsg::CountChildren => {
+                let mut count = ChildCount {
+                    specs: self.children.len(),
+                    ..ChildCount::default()
+                };
+                for child in &self.children {
+                    if child.pid.is_some() {
+                        count.active += 1;
+                    }
+                    match child.spec.kind {
+                        ChildKind::Worker => count.workers += 1,
+                        ChildKind::Supervisor => count.supervisors += 1,
+                    }
+                }
+                Ok(SupervisorReply::Count(count))
+            }
+            SupervisorMsg::GetChildSpec(id) => {
+                let at = self.position_of_id(&id)?;
+                Ok(SupervisorReply::Spec(self.children[at].spec.clone()))
+            }
+            SupervisorMsg::TryAgain(id) => {
+                self.try_again(ctx, &id).await;
+                Ok(SupervisorReply::Done)
+            }
+        }
+    }
+}
+
+/// Stops one child per its shutdown policy and waits until it is gone.
+async fn shutdown_child(supervisor: &Pid, pid: Pid, shutdown: Shutdown) {
+    // Unlink first, so its exit does not come back to us as a crash to handle.
+    crate::context::unlink(supervisor, &pid);
+    let exit = Signal::Exit {
+        from: supervisor.clone(),
+        reason: ExitReason::Shutdown,
+    };
+    match shutdown {
+        Shutdown::BrutalKill => {
+            pid.kill();
+            let _ = pid.wait().await;
+        }
+        Shutdown::Infinity => {
+            pid.signal(exit);
+            let _ = pid.wait().await;
+        }
+        Shutdown::Timeout(limit) => {
+            pid.signal(exit);
+            if tokio::time::timeout(limit, pid.wait()).await.is_err() {
+                tracing::warn!(child = %pid, "child did not stop in time; killing it");
+                pid.kill();
+                let _ = pid.wait().await;
+            }
         }
     }
 }
@@ -620,12 +898,16 @@ impl Actor for Supervisor {
     type Reply = Result<SupervisorReply>;
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Some(invalid) = self.invalid.take() {
+            return Err(invalid.into());
+        }
         ctx.trap_exit(true);
         for spec in std::mem::take(&mut self.initial) {
             self.children.push(Child {
                 spec,
                 pid: None,
                 args: None,
+                restarting: false,
             });
             let at = self.children.len() - 1;
             if let Err(e) = self.start_child_at(ctx, at).await {
@@ -666,6 +948,10 @@ impl Actor for Supervisor {
             SupervisorMsg::RestartChild(_) => "restart_child",
             SupervisorMsg::DeleteChild(_) => "delete_child",
             SupervisorMsg::WhichChildren => "which_children",
+            SupervisorMsg::TerminatePid(_) => "terminate_child",
+            SupervisorMsg::CountChildren => "count_children",
+            SupervisorMsg::GetChildSpec(_) => "get_childspec",
+            SupervisorMsg::TryAgain(_) => "try_again",
         }
     }
 }
@@ -729,6 +1015,35 @@ impl ActorRef<Supervisor> {
     /// Forgets a stopped child (`supervisor:delete_child/2`).
     pub async fn delete_child(&self, id: &str) -> Result<()> {
         delete_child(self, id).await
+    }
+
+    /// Stops the child running as `pid` (`supervisor:terminate_child/2` with a pid; for
+    /// `simple_one_for_one` the child is forgotten).
+    pub async fn terminate_child_pid(&self, pid: &Pid) -> Result<()> {
+        call(self, SupervisorMsg::TerminatePid(pid.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Counts specs, running children, supervisors and workers
+    /// (`supervisor:count_children/1`).
+    pub async fn count_children(&self) -> Result<ChildCount> {
+        match call(self, SupervisorMsg::CountChildren).await? {
+            SupervisorReply::Count(count) => Ok(count),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The spec of child `id` (`supervisor:get_childspec/2`).
+    pub async fn get_childspec(&self, id: &str) -> Result<ChildSpec> {
+        match call(self, SupervisorMsg::GetChildSpec(id.to_owned())).await? {
+            SupervisorReply::Spec(spec) => Ok(spec),
+            other => Err(Error::InvalidArgument(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
     }
 
     /// The children in start order (`supervisor:which_children/1`).

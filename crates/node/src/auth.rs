@@ -6,6 +6,10 @@
 //! - no token, or a token that does not verify (forged, expired, wrong algorithm or
 //!   issuer): [`Error::Unauthenticated`] (401);
 //! - a path tenant other than the token's: [`Error::Forbidden`] (403).
+//!
+//! A token whose claim [`OPERATOR_CLAIM`] (`plexspaces_operator`) is `true` may also see
+//! node-wide figures (every tenant's totals on the dashboard and in `MetricsSummary`);
+//! every other token sees only its own tenant's numbers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +21,18 @@ use crate::error::{Error, Result};
 
 /// The tenant when none is given.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// The claim that marks an operator token (with the value `true`).
+pub const OPERATOR_CLAIM: &str = "plexspaces_operator";
+
+/// Who a verified request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// Whether it may see node-wide figures: auth disabled, or the operator claim is `true`.
+    pub operator: bool,
+}
 
 /// Verifies tokens and picks the tenant of each request. Cheap to clone.
 #[derive(Clone)]
@@ -89,8 +105,20 @@ impl Authenticator {
         authorization: Option<&str>,
         path_tenant: Option<&str>,
     ) -> Result<String> {
+        self.identify(authorization, path_tenant).map(|i| i.tenant)
+    }
+
+    /// The tenant a request acts for and whether it is an operator (see the module docs).
+    pub fn identify(
+        &self,
+        authorization: Option<&str>,
+        path_tenant: Option<&str>,
+    ) -> Result<Identity> {
         if self.disabled {
-            return Ok(path_tenant.unwrap_or(DEFAULT_TENANT).to_owned());
+            return Ok(Identity {
+                tenant: path_tenant.unwrap_or(DEFAULT_TENANT).to_owned(),
+                operator: true,
+            });
         }
         let header = authorization.ok_or_else(|| {
             Error::Unauthenticated("missing authorization header (Bearer token)".into())
@@ -102,17 +130,23 @@ impl Authenticator {
                 Error::Unauthenticated("authorization header is not a Bearer token".into())
             })?
             .trim();
-        let tenant = self.verify(token)?;
+        let identity = self.verify_identity(token)?;
         match path_tenant {
-            Some(p) if p != tenant => Err(Error::Forbidden(format!(
-                "token is for tenant {tenant:?}, not {p:?}"
+            Some(p) if p != identity.tenant => Err(Error::Forbidden(format!(
+                "token is for tenant {:?}, not {p:?}",
+                identity.tenant
             ))),
-            _ => Ok(tenant),
+            _ => Ok(identity),
         }
     }
 
     /// Verifies `token` and returns its tenant claim.
     pub fn verify(&self, token: &str) -> Result<String> {
+        self.verify_identity(token).map(|i| i.tenant)
+    }
+
+    /// Verifies `token` and returns its tenant claim and operator flag.
+    pub fn verify_identity(&self, token: &str) -> Result<Identity> {
         if self.keys.is_empty() {
             return Err(Error::Unauthenticated(
                 "no token verification key is configured on this node".into(),
@@ -135,8 +169,12 @@ impl Authenticator {
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
             .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
+        let operator = data.claims.get(OPERATOR_CLAIM) == Some(&Value::Bool(true));
         match data.claims.get(&self.tenant_claim) {
-            Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
+            Some(Value::String(t)) if !t.is_empty() => Ok(Identity {
+                tenant: t.clone(),
+                operator,
+            }),
             _ => Err(Error::Unauthenticated(format!(
                 "token has no {:?} claim",
                 self.tenant_claim
@@ -158,6 +196,8 @@ pub struct TokenSpec<'a> {
     pub ttl_secs: i64,
     /// `iss`, if any.
     pub issuer: Option<&'a str>,
+    /// Sets the operator claim ([`OPERATOR_CLAIM`]) to `true`.
+    pub operator: bool,
 }
 
 fn claims(spec: &TokenSpec<'_>) -> Map<String, Value> {
@@ -172,6 +212,9 @@ fn claims(spec: &TokenSpec<'_>) -> Map<String, Value> {
     claims.insert("exp".into(), Value::from(now + spec.ttl_secs));
     if let Some(iss) = spec.issuer {
         claims.insert("iss".into(), Value::from(iss));
+    }
+    if spec.operator {
+        claims.insert(OPERATOR_CLAIM.into(), Value::Bool(true));
     }
     claims
 }
@@ -206,6 +249,7 @@ mod tests {
             subject: "test",
             ttl_secs: ttl,
             issuer: None,
+            operator: false,
         }
     }
 
@@ -256,6 +300,31 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_tokens_with_the_operator_claim_are_operators() {
+        let auth = hs();
+        let plain = mint_hs256(&spec("acme", 60), "s3cret").unwrap();
+        let operator = mint_hs256(
+            &TokenSpec {
+                operator: true,
+                ..spec("acme", 60)
+            },
+            "s3cret",
+        )
+        .unwrap();
+        let plain = auth
+            .identify(Some(&format!("Bearer {plain}")), None)
+            .unwrap();
+        let operator = auth
+            .identify(Some(&format!("Bearer {operator}")), None)
+            .unwrap();
+        assert_eq!((plain.tenant.as_str(), plain.operator), ("acme", false));
+        assert_eq!(
+            (operator.tenant.as_str(), operator.operator),
+            ("acme", true)
+        );
     }
 
     #[test]

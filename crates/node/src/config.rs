@@ -35,9 +35,9 @@ pub struct NodeConfig {
     /// Where virtual actor state is journaled.
     pub journal: JournalConfig,
     /// The node's tuple space.
-    pub tuplespace: crate::tuplespace::TupleSpaceConfig,
+    pub tuplespace: TupleSpaceConfig,
     /// The node's workflow engine.
-    pub workflows: crate::workflows::WorkflowsConfig,
+    pub workflows: WorkflowsConfig,
     /// OpenTelemetry span export.
     pub otlp: OtlpConfig,
 }
@@ -128,6 +128,56 @@ pub struct ActorsConfig {
     pub mailbox_capacity: usize,
     /// Workers in a stateless worker pool unless its type says otherwise.
     pub pool_workers: usize,
+}
+
+/// Where the node keeps its tuples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TupleSpaceBackend {
+    /// In process memory (the default); tuples are gone when the node stops.
+    #[default]
+    Memory,
+    /// SQLite at `<data_dir>/tuplespace.db`; tuples survive a restart.
+    Sqlite,
+}
+
+/// `[tuplespace]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TupleSpaceConfig {
+    /// `"memory"` (default) or `"sqlite"`.
+    pub backend: TupleSpaceBackend,
+}
+
+/// `[workflows]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowsConfig {
+    /// How often a waiting workflow re-reads its inbox from the store, and a waiting client
+    /// its record. Changes made through this node wake them at once; the poll only finds
+    /// what another node wrote to a shared PostgreSQL store.
+    pub inbox_poll_ms: u64,
+}
+
+impl Default for WorkflowsConfig {
+    fn default() -> Self {
+        WorkflowsConfig {
+            inbox_poll_ms: 1000,
+        }
+    }
+}
+
+impl WorkflowsConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if !(10..=60_000).contains(&self.inbox_poll_ms) {
+            return Err(Error::Config(format!(
+                "workflows.inbox_poll_ms {} must be between 10 and 60000",
+                self.inbox_poll_ms
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[journal]`: the durability facet's journal (one per node).

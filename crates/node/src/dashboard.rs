@@ -7,11 +7,12 @@
 //! the root supervisor. The page turns counter deltas between polls into message rates.
 //!
 //! With authentication on, the summary needs a token (the page takes it from
-//! `#token=...`) and lists only that tenant's activations; actors outside the registry
-//! (supervisors, application workers) are listed only with authentication off.
+//! `#token=...`) and shows only that tenant's activations and figures (messages its
+//! activations served; no node-wide counts). A token with the operator claim
+//! ([`crate::auth::OPERATOR_CLAIM`]), or authentication off, shows the whole node: every
+//! tenant's totals and the actors outside the registry (supervisors, application workers).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use plexspaces_core::facet::short_type;
@@ -20,8 +21,8 @@ use plexspaces_core::{Pid, Supervisor};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::http::AppState;
 use crate::registry::{lifecycle_name, TypeKind};
+use crate::service::NodeServices;
 
 /// The dashboard page.
 pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
@@ -29,38 +30,30 @@ pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 /// How deep the supervision tree is walked.
 const MAX_TREE_DEPTH: usize = 8;
 
-/// The JSON the dashboard polls. `tenant`: only this tenant's activations (auth on), or
-/// every actor on the node (`None`, auth off).
-pub async fn summary(state: &AppState, tenant: Option<&str>) -> Result<Value> {
-    let registry = &state.registry;
+/// The JSON the dashboard polls. `tenant`: only this tenant's activations and figures (a
+/// caller that is not an operator); `None`: every actor and the node-wide figures (auth off,
+/// or an operator token).
+pub async fn summary(state: &NodeServices, tenant: Option<&str>) -> Result<Value> {
+    let registry = state.actors.registry();
     let node = registry.node();
     let activations = registry.activations(tenant);
 
-    let mut types = Vec::new();
-    let mut messages_total = 0u64;
-    let mut errors_total = 0u64;
-    for name in registry.type_names() {
-        let Ok(ty) = registry.actor_type(&name) else {
-            continue;
-        };
-        let messages = state.actor_metrics.messages(ty.rust_type());
-        let errors = state.actor_metrics.errors(ty.rust_type());
-        messages_total += messages;
-        errors_total += errors;
-        let live: usize = activations
-            .iter()
-            .filter(|a| a.key().actor_type == name)
-            .map(|a| a.pids().len())
-            .sum();
-        types.push(json!({
-            "actor_type": name,
-            "kind": ty.kind().as_str(),
-            "rust_type": short_type(ty.rust_type()),
-            "messages": messages,
-            "errors": errors,
-            "actors": live,
-        }));
-    }
+    let stats = state.actors.type_stats(tenant);
+    let messages_total: u64 = stats.iter().map(|t| t.messages).sum();
+    let errors_total: u64 = stats.iter().map(|t| t.errors).sum();
+    let types: Vec<Value> = stats
+        .iter()
+        .map(|t| {
+            json!({
+                "actor_type": t.actor_type,
+                "kind": t.kind,
+                "rust_type": short_type(t.rust_type),
+                "messages": t.messages,
+                "errors": t.errors,
+                "actors": t.actors,
+            })
+        })
+        .collect();
 
     let mut actors = Vec::new();
     let mut managed: HashMap<String, ()> = HashMap::new();
@@ -114,16 +107,29 @@ pub async fn summary(state: &AppState, tenant: Option<&str>) -> Result<Value> {
         None => Value::Null,
     };
 
+    // Node-wide counts only for the node-wide view; a tenant sees its own activations.
+    let (http_requests, actors_on_node, live) = match tenant {
+        None => (
+            json!(state.telemetry.http.total()),
+            json!(node.actor_count()),
+            registry.live_count(),
+        ),
+        Some(_) => (
+            Value::Null,
+            Value::Null,
+            activations.iter().map(|a| a.pids().len()).sum(),
+        ),
+    };
     Ok(json!({
         "node": {
             "node_id": node.name(),
-            "uptime_ms": u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "status": if state.draining.load(Ordering::Acquire) || node.is_shutting_down() { "stopping" } else { "serving" },
-            "http_requests": state.metrics.total(),
-            "actors_on_node": node.actor_count(),
-            "activations": registry.live_count(),
-            "journal": state.journal_backend,
-            "auth": if tenant.is_some() { "on" } else { "off" },
+            "uptime_ms": u64::try_from(state.telemetry.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "status": if state.gate.is_draining() || node.is_shutting_down() { "stopping" } else { "serving" },
+            "http_requests": http_requests,
+            "actors_on_node": actors_on_node,
+            "activations": live,
+            "journal": state.telemetry.journal_backend,
+            "auth": if state.gate.auth_disabled() { "off" } else { "on" },
             "tenant": tenant,
         },
         "messages_total": messages_total,

@@ -33,6 +33,9 @@ pub enum Error {
     /// Verified credentials that do not allow this (another tenant's path).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The request URI is longer than the limit (bytes).
+    #[error("request URI longer than {0} bytes")]
+    UriTooLong(usize),
     /// The request body is larger than the configured limit.
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -60,6 +63,7 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UriTooLong(_) => "uri_too_long",
             Error::Overloaded(_) => "overloaded",
             Error::Config(_) => "config",
             Error::Io(_) => "io",
@@ -177,7 +181,14 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         "unknown_actor_type" | "unknown_workflow_type" | "not_found" => {
             (StatusCode::NOT_FOUND, Code::NotFound)
         }
-        "name_taken" => (StatusCode::CONFLICT, Code::AlreadyExists),
+        "name_taken" | "already_started" | "already_present" => {
+            (StatusCode::CONFLICT, Code::AlreadyExists)
+        }
+        "calling_self" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        // HTTP requests the router refuses
+        "method_not_allowed" => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
+        "unsupported_media_type" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument),
+        "uri_too_long" => (StatusCode::URI_TOO_LONG, Code::InvalidArgument),
         // size and load
         "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
         "mailbox_full" | "overloaded" => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),

@@ -14,6 +14,14 @@
 //! PostgreSQL schema), served at `/api/v1/workflows/...` and as gRPC `WorkflowService`.
 //! Register your own workflow types with [`NodeServer::builder`].
 //!
+//! # Layout
+//! One service per feature, with thin transports over it: [`actors`], [`workflows`] and
+//! [`tuplespace`] each hold the feature's service (`mod.rs`) and its `http.rs` / `grpc.rs`
+//! adapters; [`service`] holds what they share (the caller, the gate, id checks); [`http`]
+//! and [`grpc`] hold the routers, the one extractor of caller and path
+//! ([`http::Scoped`]) and the node's own endpoints. A new API starts as a folder of that
+//! shape.
+//!
 //! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote
 //! placement comes with `plexspaces-cluster`) and not the journal (`plexspaces-journal`).
 //!
@@ -40,6 +48,7 @@
 //! # }
 //! ```
 
+pub mod actors;
 pub mod auth;
 pub mod builtin;
 pub mod config;
@@ -50,6 +59,7 @@ pub mod http;
 pub mod registry;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod tuplespace;
 pub mod workflows;

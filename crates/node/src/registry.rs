@@ -10,10 +10,16 @@
 //! (the actor has terminated, its state saved by its facets) before the slot is retired,
 //! and a caller that finds a retired slot goes back to the map, where only one live slot
 //! per key can exist.
+//!
+//! The live-activation count ([`Registry::live_count`], bounded by `max_activations`) is
+//! added to when an activation's actors start and taken back exactly once per activation
+//! ([`Activation::release`]), however it ends: retired, found dead, or failed to restart.
+//! Readers ([`Registry::get`], [`Registry::activations`]) never wait on a slot's lock: each
+//! slot publishes its current activation, so a busy slot still reads as active.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -308,8 +314,15 @@ pub struct Activation {
     workers: Mutex<Vec<Pid>>,
     next: AtomicUsize,
     inflight: AtomicUsize,
+    /// Woken when `inflight` drops to zero (a deactivation waits for it).
+    idle: tokio::sync::Notify,
     last_used: Mutex<Instant>,
     idle_timeout: Duration,
+    /// Counted in the registry's live count until [`Activation::release`].
+    counted: AtomicBool,
+    /// Invocations served through leases, and how many of them failed.
+    served: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Activation {
@@ -339,6 +352,35 @@ impl Activation {
     fn all_alive(&self) -> bool {
         self.workers.lock().iter().all(Pid::is_alive)
     }
+
+    /// Invocations this activation served through the node's APIs, and how many failed.
+    pub fn served(&self) -> (u64, u64) {
+        (
+            self.served.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Takes this activation's actors out of `live`, the first time only.
+    fn release(&self, live: &AtomicUsize) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            live.fetch_sub(self.workers.lock().len(), Ordering::AcqRel);
+        }
+    }
+
+    /// Waits until no lease is held on this activation.
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a lease dropped in between still wakes us.
+            notified.as_mut().enable();
+            if self.inflight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// A claim on an activation for one request: while it lives, the activation is not idle.
@@ -354,12 +396,22 @@ impl Lease {
     pub fn pid(&self) -> &Pid {
         &self.pid
     }
+
+    /// Counts one invocation served through this lease (see [`Activation::served`]).
+    pub fn record(&self, ok: bool) {
+        self.activation.served.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.activation.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         *self.activation.last_used.lock() = Instant::now();
-        self.activation.inflight.fetch_sub(1, Ordering::AcqRel);
+        if self.activation.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activation.idle.notify_waiters();
+        }
     }
 }
 
@@ -371,6 +423,31 @@ enum SlotState {
 
 struct Slot {
     state: tokio::sync::Mutex<SlotState>,
+    /// The active activation, published on every change of `state` (under its lock) so
+    /// that readers need not take the lock.
+    current: RwLock<Option<Arc<Activation>>>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            state: tokio::sync::Mutex::new(SlotState::Empty),
+            current: RwLock::new(None),
+        }
+    }
+
+    /// Sets the state (the caller holds `state`'s lock) and publishes it.
+    fn set(&self, state: &mut SlotState, next: SlotState) {
+        *self.current.write() = match &next {
+            SlotState::Active(a) => Some(a.clone()),
+            SlotState::Empty | SlotState::Retired => None,
+        };
+        *state = next;
+    }
+
+    fn current(&self) -> Option<Arc<Activation>> {
+        self.current.read().clone()
+    }
 }
 
 struct Inner {
@@ -473,11 +550,7 @@ impl Registry {
                 .inner
                 .slots
                 .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Slot {
-                        state: tokio::sync::Mutex::new(SlotState::Empty),
-                    })
-                })
+                .or_insert_with(|| Arc::new(Slot::new()))
                 .clone();
             let mut state = slot.state.lock().await;
             let (activation, activated) = match &*state {
@@ -490,23 +563,29 @@ impl Registry {
                         pid.stop(ExitReason::Shutdown);
                         let _ = pid.wait().await;
                     }
-                    self.inner.live.fetch_sub(a.pids().len(), Ordering::AcqRel);
-                    let fresh = self.activate(&ty, key).await?;
-                    *state = SlotState::Active(fresh.clone());
-                    (fresh, true)
+                    a.release(&self.inner.live);
+                    match self.activate(&ty, key).await {
+                        Ok(fresh) => {
+                            slot.set(&mut state, SlotState::Active(fresh.clone()));
+                            (fresh, true)
+                        }
+                        Err(e) => {
+                            // The dead activation is gone: retire the slot so that nothing
+                            // finds (and releases) it again.
+                            self.vacate(key, &slot, &mut state);
+                            return Err(e);
+                        }
+                    }
                 }
                 SlotState::Empty => {
                     let fresh = match self.activate(&ty, key).await {
                         Ok(a) => a,
                         Err(e) => {
-                            *state = SlotState::Retired;
-                            self.inner
-                                .slots
-                                .remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
+                            self.vacate(key, &slot, &mut state);
                             return Err(e);
                         }
                     };
-                    *state = SlotState::Active(fresh.clone());
+                    slot.set(&mut state, SlotState::Active(fresh.clone()));
                     (fresh, true)
                 }
             };
@@ -591,19 +670,20 @@ impl Registry {
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
             last_used: Mutex::new(Instant::now()),
             idle_timeout: ty.idle_timeout.unwrap_or(self.inner.options.idle_timeout),
+            counted: AtomicBool::new(true),
+            served: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }))
     }
 
-    /// The live activation for `key`, if any (does not activate).
+    /// The live activation for `key`, if any (does not activate, never waits on a busy
+    /// slot).
     pub fn get(&self, key: &ActivationKey) -> Option<Arc<Activation>> {
         let slot = self.inner.slots.get(key)?.clone();
-        let state = slot.state.try_lock().ok()?;
-        match &*state {
-            SlotState::Active(a) => Some(a.clone()),
-            _ => None,
-        }
+        slot.current()
     }
 
     /// Every live activation of `tenant` (all tenants with `None`).
@@ -615,13 +695,7 @@ impl Registry {
             .filter(|e| tenant.is_none_or(|t| e.key().tenant == t))
             .map(|e| e.value().clone())
             .collect();
-        let mut out: Vec<Arc<Activation>> = slots
-            .iter()
-            .filter_map(|s| match &*s.state.try_lock().ok()? {
-                SlotState::Active(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect();
+        let mut out: Vec<Arc<Activation>> = slots.iter().filter_map(|s| s.current()).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
@@ -629,6 +703,11 @@ impl Registry {
     /// Live activations (actors) of registered types.
     pub fn live_count(&self) -> usize {
         self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// The most live activations (actors) allowed.
+    pub fn max_activations(&self) -> usize {
+        self.inner.options.max_activations
     }
 
     /// Deactivates `key` now, waiting for in-flight requests to finish first. Returns whether
@@ -642,9 +721,7 @@ impl Registry {
             return false;
         };
         let activation = activation.clone();
-        while activation.inflight.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        activation.drained().await;
         self.retire(key, &slot, &mut state, &activation).await;
         true
     }
@@ -663,10 +740,16 @@ impl Registry {
         for pid in &pids {
             let _ = pid.wait().await;
         }
-        self.inner.live.fetch_sub(pids.len(), Ordering::AcqRel);
-        *state = SlotState::Retired;
-        self.inner.slots.remove_if(key, |_, s| Arc::ptr_eq(s, slot));
+        activation.release(&self.inner.live);
+        self.vacate(key, slot, state);
         tracing::debug!(key = %key, "deactivated");
+    }
+
+    /// Marks `slot` retired (its lock held as `state`) and takes it out of the map, so
+    /// that the next caller makes a fresh one.
+    fn vacate(&self, key: &ActivationKey, slot: &Arc<Slot>, state: &mut SlotState) {
+        slot.set(state, SlotState::Retired);
+        self.inner.slots.remove_if(key, |_, s| Arc::ptr_eq(s, slot));
     }
 
     /// Deactivates every idle activation past its timeout. Returns how many.

@@ -54,6 +54,10 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The shortest text after `Bearer ` taken for a credential (unless it has a `.`, as a
+/// JWT does): shorter words are prose.
+const MIN_BEARER_LEN: usize = 8;
+
 /// Key fragments whose values are masked.
 const SECRET_KEYS: &[&str] = &[
     "password",
@@ -87,15 +91,19 @@ pub fn mask_secrets(text: &str) -> String {
         let after_key = at + len;
         out.push_str(&rest[..after_key]);
         let tail = &rest[after_key..];
-        // Skip the rest of the key word, quotes and the separator.
-        let sep_len = tail
-            .char_indices()
-            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
-            .map(|(i, _)| i)
-            .unwrap_or(tail.len());
+        let bearer = lower[at..].starts_with("bearer ");
+        // Skip the rest of the key word (`password_hash`), then quotes and the separator.
+        // After `Bearer ` comes the value itself.
+        let sep_len = if bearer {
+            0
+        } else {
+            tail.char_indices()
+                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
+                .map(|(i, _)| i)
+                .unwrap_or(tail.len())
+        };
         let (word_rest, tail) = tail.split_at(sep_len);
         out.push_str(word_rest);
-        let bearer = lower[at..].starts_with("bearer ");
         let sep: String = tail
             .chars()
             .take_while(|c| matches!(c, '"' | '\'' | ':' | '=' | ' '))
@@ -106,16 +114,32 @@ pub fn mask_secrets(text: &str) -> String {
         }
         out.push_str(&sep);
         let mut value = &tail[sep.len()..];
+        let mut scheme = bearer;
         if !bearer && value.len() >= 7 && value[..7].eq_ignore_ascii_case("bearer ") {
             // `Authorization: Bearer <token>`: keep the scheme, mask the token.
             out.push_str(&value[..7]);
             value = &value[7..];
+            scheme = true;
         }
-        let end = value
-            .char_indices()
-            .find(|(_, c)| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '&' | ';' | '}'))
-            .map(|(i, _)| i)
-            .unwrap_or(value.len());
+        let end = if scheme {
+            // A bearer credential is token68 text; prose after the word `Bearer` (as in
+            // `(Bearer token)`) is not a value and stays readable.
+            let end = value
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "-._~+/=".contains(c)))
+                .unwrap_or(value.len());
+            let token = &value[..end];
+            if token.len() >= MIN_BEARER_LEN || token.contains('.') {
+                end
+            } else {
+                0
+            }
+        } else {
+            value
+                .char_indices()
+                .find(|(_, c)| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '&' | ';' | '}'))
+                .map(|(i, _)| i)
+                .unwrap_or(value.len())
+        };
         if end > 0 {
             out.push_str(MASK);
         }
@@ -146,6 +170,20 @@ mod tests {
         assert!(masked.contains("user=bob"), "{masked}");
         assert!(masked.contains("\"n\": 1"), "{masked}");
         assert!(masked.contains("end"), "{masked}");
+    }
+
+    #[test]
+    fn masks_values_not_words() {
+        let text = "unauthenticated: missing authorization header (Bearer token)";
+        assert_eq!(mask_secrets(text), text);
+        assert_eq!(
+            mask_secrets("got Bearer abcdefghijkl) and bearer a.b.c"),
+            "got Bearer ********) and bearer ********"
+        );
+        assert_eq!(
+            mask_secrets("authorization: Bearer eyJhbGciOi.x.y"),
+            "authorization: Bearer ********"
+        );
     }
 
     #[test]

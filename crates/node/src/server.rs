@@ -15,14 +15,18 @@ use plexspaces_core::{MailboxConfig, MetricsFacet, Node, TracingFacet};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::actors::Actors;
 use crate::auth::Authenticator;
 use crate::builtin;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::grpc::{self, GrpcState};
-use crate::http::{self, AppState, HttpMetrics};
+use crate::grpc;
+use crate::http::{self, HttpMetrics};
 use crate::registry::{ActorType, Registry, RegistryOptions};
+use crate::service::{Gate, NodeServices, Telemetry};
 use crate::state::NodeJournal;
+use crate::tuplespace::TupleSpaces;
+use crate::workflows::Workflows;
 use crate::workflows::{NodeWorkflows, WorkflowType};
 
 /// Starts nodes.
@@ -185,7 +189,6 @@ impl NodeServer {
             node = node.facet(TracingFacet::new());
         }
         let node = node.build().await?;
-        tracing::info!(backend = "InMemory", "channels initialized");
         let spaces = crate::tuplespace::open_spaces(&config).await?;
         node.insert_service(Arc::new(spaces.clone()));
         tracing::info!(backend = spaces.backend_name(), "tuple space initialized");
@@ -218,44 +221,30 @@ impl NodeServer {
         let grpc_addr = grpc_listener.local_addr()?;
 
         let (stop, stopped) = watch::channel(false);
-        let app = http::router(AppState {
-            registry: registry.clone(),
-            auth: auth.clone(),
-            prometheus: prometheus.clone(),
-            metrics: http_metrics.clone(),
-            request_timeout: config.request_timeout(),
+        let gate = Gate::new(auth, draining.clone(), stopped.clone());
+        let services = NodeServices {
+            actors: Actors::new(
+                registry.clone(),
+                config.request_timeout(),
+                config.actors.mailbox_capacity,
+                actor_metrics.clone(),
+            ),
+            workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
+            spaces: TupleSpaces::new(spaces, config.request_timeout()),
+            gate,
+            telemetry: Telemetry {
+                prometheus: prometheus.clone(),
+                http: http_metrics,
+                grpc_requests: Arc::new(AtomicU64::new(0)),
+                actor_metrics,
+                started: tokio::time::Instant::now(),
+                journal_backend: journal.backend.to_owned(),
+                request_spans: spans,
+            },
             max_body_bytes: config.http.max_body_bytes,
-            draining: draining.clone(),
-            actor_metrics: actor_metrics.clone(),
-            journal_backend: journal.backend.to_owned(),
-            started: tokio::time::Instant::now(),
-            request_spans: spans,
-            workflows: workflows.engine.clone(),
-            stopped: stopped.clone(),
-        });
-        let grpc_state = GrpcState {
-            registry: registry.clone(),
-            auth,
-            http_metrics,
-            actor_metrics,
-            request_timeout: config.request_timeout(),
-            mailbox_capacity: config.actors.mailbox_capacity,
-            max_activations: config.actors.max_activations,
-            draining: draining.clone(),
-            started: tokio::time::Instant::now(),
-            requests: Arc::new(AtomicU64::new(0)),
         };
-        let tuple_space =
-            crate::tuplespace::TupleSpaceApi::new(grpc_state.clone(), spaces, stopped.clone());
-        let workflow_api = grpc::WorkflowApi::new(
-            grpc_state.clone(),
-            workflows.engine.clone(),
-            stopped.clone(),
-        );
-        let routes = grpc::routes(grpc_state)
-            .await?
-            .add_service(tuple_space.into_server())
-            .add_service(workflow_api.into_server());
+        let app = http::router(services.clone());
+        let routes = grpc::routes(services).await?;
 
         // Last before serving: nothing below fails, so no workflow is driven by a node that
         // did not start.

@@ -16,7 +16,9 @@ use plexspaces_workflow::{
 };
 use serde_json::{json, Value};
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+fn pg_url() -> String {
+    plexspaces_test_util::postgres_database()
+}
 
 /// Storage for one test: a temp dir (SQLite files, effects file) and, for PostgreSQL, a
 /// schema that is dropped afterwards.
@@ -66,12 +68,12 @@ impl Backend {
             ),
             Some(schema) => (
                 Arc::new(
-                    PostgresJournal::open(PostgresOptions::new(PG_URL).with_schema(schema))
+                    PostgresJournal::open(PostgresOptions::new(&pg_url()).with_schema(schema))
                         .await
                         .unwrap(),
                 ),
                 Arc::new(
-                    SqlWorkflowStore::open_postgres(PG_URL, schema)
+                    SqlWorkflowStore::open_postgres(&pg_url(), schema)
                         .await
                         .unwrap(),
                 ),
@@ -82,7 +84,7 @@ impl Backend {
 
     async fn drop_schema(&self) {
         if let Some(schema) = &self.schema {
-            let pool = sqlx::PgPool::connect(PG_URL).await.unwrap();
+            let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap();
             sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                 .execute(&pool)
                 .await
@@ -102,7 +104,7 @@ struct Run {
 fn run_child(backend: &Backend, mode: &str, id: &str, input: &str, pause: Option<&str>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_workflow-crash-child"));
     cmd.env("WF_BACKEND", &backend.spec)
-        .env("WF_PG_URL", PG_URL)
+        .env("WF_PG_URL", pg_url())
         .env("EFFECTS_FILE", backend.effects())
         .env("WF_MODE", mode)
         .env("WF_ID", id)

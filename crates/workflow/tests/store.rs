@@ -545,7 +545,9 @@ mod postgres {
     use super::*;
     use plexspaces_workflow::SqlWorkflowStore;
 
-    const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+    fn url() -> String {
+        plexspaces_test_util::postgres_database()
+    }
 
     async fn schema_exists(pool: &sqlx::PgPool, schema: &str) -> bool {
         let n: i64 = sqlx::query_scalar(
@@ -561,8 +563,8 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_store() {
         let schema = plexspaces_test_util::unique_name("wfstore");
-        let admin = sqlx::PgPool::connect(URL).await.expect("connect");
-        let store = SqlWorkflowStore::open_postgres(URL, &schema)
+        let admin = sqlx::PgPool::connect(&url()).await.expect("connect");
+        let store = SqlWorkflowStore::open_postgres(&url(), &schema)
             .await
             .expect("open");
         assert!(schema_exists(&admin, &schema).await);
@@ -571,7 +573,7 @@ mod postgres {
         let outcome = tokio::spawn(async move {
             run_all(Arc::new(store)).await;
             // Opening again over existing tables works and sees the same data.
-            let again = SqlWorkflowStore::open_postgres(URL, &reopen_schema)
+            let again = SqlWorkflowStore::open_postgres(&url(), &reopen_schema)
                 .await
                 .expect("reopen");
             let key = WorkflowKey::new("rec", "ns", "wf-1");
@@ -613,7 +615,7 @@ mod postgres {
             "ünicode",
             too_long.as_str(),
         ] {
-            match SqlWorkflowStore::open_postgres(URL, bad).await {
+            match SqlWorkflowStore::open_postgres(&url(), bad).await {
                 Err(WorkflowError::InvalidArgument(_)) => {}
                 other => panic!("schema {bad:?}: {other:?}"),
             }

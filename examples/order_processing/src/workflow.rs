@@ -251,7 +251,7 @@ impl Services {
             .named(order_id)
             .restart(Restart::Temporary);
         match self.supervisor.start_child(spec).await {
-            Ok(_) | Err(Error::NameTaken(_)) => self.order_state(order_id).await,
+            Ok(_) | Err(Error::AlreadyStarted { .. }) => self.order_state(order_id).await,
             Err(e) => Err(e.into()),
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod space;
@@ -23,7 +24,7 @@ struct Node {
     /// never blocks on a full pipe).
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// The address logged on a `<what> api listening addr=...` line.
@@ -40,6 +41,13 @@ impl Node {
     /// from its log: picking a free port first and passing it races with other tests.
     async fn start(extra_env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::start_in(dir.path(), extra_env).await;
+        node._dir = Some(dir);
+        node
+    }
+
+    /// [`Node::start`] on a data dir the caller owns (two processes may share one).
+    async fn start_in(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Node {
         let mut cmd = Command::new(BIN);
         cmd.args([
             "start",
@@ -51,7 +59,7 @@ impl Node {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(data_dir)
         .env_remove("PLEXSPACES_DISABLE_AUTH")
         .env_remove("PLEXSPACES_JWT_SECRET")
         .env("PLEXSPACES_LOG", "info")
@@ -97,7 +105,7 @@ impl Node {
             grpc: format!("http://{grpc}"),
             log,
             reader: Some(reader),
-            _dir: dir,
+            _dir: None,
         };
         let health = format!("{}/health", node.http);
         let up = plexspaces_test_util::eventually(Duration::from_secs(30), || async {

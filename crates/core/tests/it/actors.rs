@@ -367,7 +367,7 @@ async fn ids_are_unique_while_alive_and_reusable_after_death() {
     let first = node.spawn_named("solo", Worker::new("x", &log)).unwrap();
     assert!(matches!(
         node.spawn_named("solo", Worker::new("y", &log)),
-        Err(Error::NameTaken(_))
+        Err(Error::AlreadyStarted { pid, .. }) if pid == first.pid()
     ));
     assert!(matches!(
         node.spawn_named("bad@name", Worker::new("y", &log)),

@@ -116,6 +116,12 @@ impl Actor for Worker {
             } => {
                 format!("handler-exit:{}:{handler}:{reason}", self.name)
             }
+            Info::Timeout => format!("timeout:{}", self.name),
+            Info::Message(msg) => format!(
+                "info:{}:{}",
+                self.name,
+                msg.downcast_ref::<&'static str>().copied().unwrap_or("?")
+            ),
         };
         self.log.push(entry);
         Ok(())

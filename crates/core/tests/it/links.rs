@@ -64,7 +64,7 @@ impl Actor for Watcher {
                 );
                 self.log.push(format!("down:{}:{reason}", id.name()))
             }
-            Info::EventHandlerExit { .. } => {}
+            Info::EventHandlerExit { .. } | Info::Timeout | Info::Message(_) => {}
         }
         Ok(())
     }

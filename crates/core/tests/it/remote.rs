@@ -120,7 +120,7 @@ impl Actor for Observer {
         match info {
             Info::Exit { from, reason } => self.log.push(format!("exit:{}:{reason}", from.id())),
             Info::Down { id, reason, .. } => self.log.push(format!("down:{id}:{reason}")),
-            Info::EventHandlerExit { .. } => {}
+            Info::EventHandlerExit { .. } | Info::Timeout | Info::Message(_) => {}
         }
         Ok(())
     }

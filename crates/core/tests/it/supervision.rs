@@ -386,7 +386,7 @@ async fn dynamic_children_terminate_restart_and_delete() {
     sup.start_child(worker("a", &log)).await.unwrap();
     assert!(matches!(
         sup.start_child(worker("a", &log)).await,
-        Err(Error::NameTaken(_))
+        Err(Error::AlreadyStarted { .. })
     ));
     sup.terminate_child("a").await.unwrap();
     assert!(child(&sup, "a").await.is_none());

@@ -10,7 +10,9 @@
 //! - `CHECKPOINT_EVERY`: checkpoint every N messages (default 4)
 //! - `PAUSE_AT`: `<point>:<n>`: print `PAUSED <point>` and hang at the n-th time the point
 //!   is reached (`mid_handler`, `after_effect_before_journal`, `after_commit_before_reply`,
-//!   `mid_checkpoint`)
+//!   `mid_checkpoint`, and with `REPLY=handle` `after_handle_reply`)
+//! - `REPLY=handle`: the bank answers each op through `ctx.reply_handle()` inside its
+//!   handler (then pauses at `after_handle_reply`) instead of returning the reply
 //!
 //! Output lines: `ACK op-<i> <reply json>` after each reply is released, `STATE <json>` and
 //! `HISTORY_LEN <n>` at the end, then `DONE`.
@@ -144,6 +146,13 @@ impl Actor for Bank {
             .service::<Durability>()
             .ok_or("the bank needs a durability facet")?;
         match msg {
+            BankMsg::Op(req) if std::env::var("REPLY").as_deref() == Ok("handle") => {
+                let handle = ctx.reply_handle().ok_or("an op is an ask")?;
+                let reply = self.apply(&durable, req).await?;
+                handle.send(reply);
+                maybe_pause("after_handle_reply");
+                Ok(None)
+            }
             BankMsg::Op(req) => self.apply(&durable, req).await.map(Some),
             BankMsg::State => Ok(Some(serde_json::json!({
                 "state": serde_json::to_value(&*self)?,

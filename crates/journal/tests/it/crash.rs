@@ -18,8 +18,14 @@ struct Run {
     paused: Option<String>,
 }
 
-fn run_child(backend: &str, effects: &Path, pause: Option<&str>) -> Run {
+fn run_child(backend: &str, effects: &Path, pause: Option<&str>, reply: Reply) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_journal-crash-child"));
+    match reply {
+        Reply::Returned => cmd.env_remove("REPLY"),
+        Reply::Handle => cmd.env("REPLY", "handle"),
+    };
+    #[cfg(feature = "postgres")]
+    cmd.env("JOURNAL_PG_URL", crate::support::pg_url());
     cmd.env("JOURNAL_BACKEND", backend)
         .env("EFFECTS_FILE", effects)
         .env("OPS", OPS.to_string())
@@ -72,19 +78,32 @@ fn effects(path: &Path) -> (HashMap<String, u32>, HashMap<String, u64>) {
     (counts, ops)
 }
 
+/// How the bank answers: returns its reply, or sends it through `ctx.reply_handle()`
+/// before its handler returns.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Returned,
+    Handle,
+}
+
 /// `fresh()` returns a backend spec on empty storage plus a guard that cleans it up.
 fn crash_case<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64) {
+    crash_case_with(fresh, pause, paused_op, Reply::Returned)
+}
+
+/// [`crash_case`] with the bank answering as `reply` says.
+fn crash_case_with<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64, reply: Reply) {
     let dir = tempfile::tempdir().unwrap();
     let (ref_backend, _g1) = fresh();
     let ref_effects = dir.path().join("ref-effects");
-    let reference = run_child(&ref_backend, &ref_effects, None);
+    let reference = run_child(&ref_backend, &ref_effects, None, reply);
     assert_eq!(reference.acks.len() as u64, OPS);
     let (ref_counts, _) = effects(&ref_effects);
     assert!(ref_counts.values().all(|&c| c == 1));
 
     let (backend, _g2) = fresh();
     let fx = dir.path().join("effects");
-    let crashed = run_child(&backend, &fx, Some(pause));
+    let crashed = run_child(&backend, &fx, Some(pause), reply);
     let point = pause.split(':').next().unwrap_or_default();
     assert_eq!(
         crashed.paused.as_deref(),
@@ -97,7 +116,7 @@ fn crash_case<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64) {
     );
     assert_eq!(crashed.acks.len() as u64, paused_op - 1);
 
-    let restarted = run_child(&backend, &fx, None);
+    let restarted = run_child(&backend, &fx, None, reply);
     // the state equals a fault-free run
     assert_eq!(
         restarted.state, reference.state,
@@ -141,7 +160,7 @@ fn crash_case<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64) {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::crash_case;
+    use super::{crash_case, crash_case_with, Reply};
 
     fn fresh() -> (String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -169,11 +188,24 @@ mod sqlite {
         // the second checkpoint follows op 8's commit, before its reply is released
         crash_case(fresh, "mid_checkpoint:2", 8);
     }
+
+    /// A reply sent through `ctx.reply_handle()` is held until the message is journaled:
+    /// killed right after the handler sent it, op 5 was never acknowledged, and the
+    /// duplicates of ops 1 to 4 get their recorded replies (not empty ones).
+    #[test]
+    fn kill_after_a_reply_through_the_handle() {
+        crash_case_with(fresh, "after_handle_reply:5", 5, Reply::Handle);
+    }
+
+    #[test]
+    fn kill_mid_handler_replying_through_the_handle() {
+        crash_case_with(fresh, "mid_handler:6", 6, Reply::Handle);
+    }
 }
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use super::crash_case;
+    use super::{crash_case, crash_case_with, Reply};
     use crate::support::PgSchema;
 
     fn fresh() -> (String, PgSchema) {
@@ -199,5 +231,10 @@ mod postgres {
     #[test]
     fn kill_mid_checkpoint() {
         crash_case(fresh, "mid_checkpoint:2", 8);
+    }
+
+    #[test]
+    fn kill_after_a_reply_through_the_handle() {
+        crash_case_with(fresh, "after_handle_reply:5", 5, Reply::Handle);
     }
 }

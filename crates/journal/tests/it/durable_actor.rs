@@ -415,3 +415,111 @@ async fn reminders_reach_actors_and_a_missed_stretch_fires_once() {
     );
     node.shutdown().await;
 }
+
+/// Adds to a durable sum; answers `Later` only after its handler has returned (from a
+/// spawned task), and `Inside` through the reply handle before returning.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Summer {
+    sum: i64,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+enum SumOp {
+    Inside(i64),
+    Later(i64),
+    Sum,
+}
+
+impl Actor for Summer {
+    type Msg = SumOp;
+    type Reply = i64;
+
+    async fn handle_call(
+        &mut self,
+        op: SumOp,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<i64>, BoxError> {
+        match op {
+            SumOp::Inside(n) => {
+                self.sum += n;
+                let handle = ctx.reply_handle().ok_or("an ask")?;
+                handle.send(self.sum);
+                Ok(None)
+            }
+            SumOp::Later(n) => {
+                self.sum += n;
+                let handle = ctx.reply_handle().ok_or("an ask")?;
+                let sum = self.sum;
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    handle.send(sum);
+                });
+                Ok(None)
+            }
+            SumOp::Sum => Ok(Some(self.sum)),
+        }
+    }
+
+    fn decode(env: &Envelope) -> plexspaces_core::Result<SumOp> {
+        env.decode_json()
+    }
+
+    fn encode(op: &SumOp) -> plexspaces_core::Result<Envelope> {
+        Envelope::json("op", op)
+    }
+
+    fn encode_reply(request_type: &str, reply: &i64) -> plexspaces_core::Result<Envelope> {
+        Envelope::json(request_type, reply)
+    }
+
+    fn decode_reply(env: &Envelope) -> plexspaces_core::Result<i64> {
+        env.decode_json()
+    }
+}
+
+#[tokio::test]
+async fn replies_through_the_handle_are_journaled_first_or_refused() {
+    let node = Node::builder("deferred").build().await.unwrap();
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
+    let stream = StreamId::new("acme", "sums", "s-1");
+    let start = |name: &str| {
+        let facet = DurabilityFacet::new(journal.clone(), stream.clone(), options(None));
+        node.start(Summer::default(), SpawnOptions::named(name).facet(facet))
+    };
+    let summer = start("s-1").await.unwrap();
+    let keyed = |op: SumOp, key: &str| {
+        Envelope::json("op", &op)
+            .unwrap()
+            .with_header(IDEMPOTENCY_KEY_HEADER, key.to_owned())
+    };
+    let pid = summer.pid();
+    let timeout = Duration::from_secs(10);
+    // Answered inside the handler: the reply is journaled, so a duplicate gets it back.
+    let first = pid
+        .ask_envelope(keyed(SumOp::Inside(5), "k1"), timeout)
+        .await
+        .unwrap();
+    assert_eq!(first.decode_json::<i64>().unwrap(), 5);
+    let duplicate = pid
+        .ask_envelope(keyed(SumOp::Inside(5), "k1"), timeout)
+        .await
+        .unwrap();
+    assert_eq!(
+        duplicate.payload, first.payload,
+        "the recorded reply, not an empty one"
+    );
+
+    // Answered after the handler returned: refused with a typed error, and the actor stops
+    // so that its state does not outlive the journal.
+    let refused = summer.ask(SumOp::Later(100)).await.unwrap_err();
+    assert_eq!(refused.kind(), "unsupported", "{refused}");
+    assert!(matches!(
+        summer.pid().wait().await,
+        Ok(ExitReason::Error(_))
+    ));
+
+    // A new activation recovers what the journal holds: 5, without the refused 100.
+    let again = start("s-2").await.unwrap();
+    assert_eq!(again.ask(SumOp::Sum).await.unwrap(), 5);
+    node.shutdown().await;
+}

@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use plexspaces_journal::{DurableExecution, DurableHandler, Result};
 
-pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The test PostgreSQL (`PLEXSPACES_TEST_POSTGRES_URL`), its database created if missing.
+#[cfg(feature = "postgres")]
+pub fn pg_url() -> String {
+    plexspaces_test_util::postgres_database()
+}
 
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -38,11 +42,11 @@ impl PgSchema {
     }
 
     pub fn options(&self) -> plexspaces_journal::PostgresOptions {
-        plexspaces_journal::PostgresOptions::new(PG_URL).with_schema(&self.name)
+        plexspaces_journal::PostgresOptions::new(&pg_url()).with_schema(&self.name)
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(PG_URL)
+        sqlx::PgPool::connect(&pg_url())
             .await
             .expect("connect to postgres")
     }
@@ -58,7 +62,7 @@ impl Drop for PgSchema {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                if let Ok(pool) = sqlx::PgPool::connect(PG_URL).await {
+                if let Ok(pool) = sqlx::PgPool::connect(&pg_url()).await {
                     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
                         .execute(&pool)
                         .await;

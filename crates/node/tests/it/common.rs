@@ -154,6 +154,15 @@ impl TestNode {
 }
 
 pub fn token(tenant: &str, ttl: i64) -> String {
+    mint(tenant, ttl, false)
+}
+
+/// A token of `tenant` with the operator claim (may see node-wide figures).
+pub fn operator_token(tenant: &str) -> String {
+    mint(tenant, 300, true)
+}
+
+fn mint(tenant: &str, ttl: i64, operator: bool) -> String {
     mint_hs256(
         &TokenSpec {
             tenant,
@@ -161,6 +170,7 @@ pub fn token(tenant: &str, ttl: i64) -> String {
             subject: "tests",
             ttl_secs: ttl,
             issuer: None,
+            operator,
         },
         SECRET,
     )

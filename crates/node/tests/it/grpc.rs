@@ -225,6 +225,91 @@ async fn node_service_health_and_reflection() {
     ] {
         assert!(names.contains(&svc.to_owned()), "{svc} not in {names:?}");
     }
+    // Every served service has a health status, the tuple space included.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(n.grpc_endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    for svc in names.iter().filter(|s| s.starts_with("plexspaces.")) {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: svc.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("no health status for {svc}: {e}"))
+            .into_inner();
+        assert_eq!(
+            status.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{svc}"
+        );
+    }
+    assert!(names.contains(&"plexspaces.v1.TupleSpaceService".to_owned()));
+    n.handle.shutdown().await;
+}
+
+/// `MetricsSummary` with a tenant's token counts that tenant's messages only; node-wide
+/// request counts need the operator claim.
+#[tokio::test]
+async fn metrics_summary_is_scoped_to_the_callers_tenant() {
+    let n = TestNode::start(Setup {
+        auth: true,
+        ..Setup::default()
+    })
+    .await;
+    let mut actors = ActorServiceClient::connect(n.grpc_endpoint())
+        .await
+        .unwrap();
+    for (tenant, times) in [("tenant-a", 1), ("tenant-b", 3)] {
+        for _ in 0..times {
+            actors
+                .ask(with_token(
+                    AskRequest {
+                        address: addr("counter", "k"),
+                        msg_type: "increment".into(),
+                        payload: br#"{"amount": 1}"#.to_vec().into(),
+                        content_type: String::new(),
+                        timeout_ms: 0,
+                    },
+                    &token(tenant, 300),
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    let mut node = NodeServiceClient::connect(n.grpc_endpoint()).await.unwrap();
+    let counter = |s: &plexspaces_proto::v1::MetricsSummaryResponse| {
+        s.types
+            .iter()
+            .find(|t| t.actor_type == "counter")
+            .cloned()
+            .unwrap()
+    };
+    let seen_by_a = node
+        .metrics_summary(with_token(
+            MetricsSummaryRequest {},
+            &token("tenant-a", 300),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counter(&seen_by_a).messages, 1);
+    assert_eq!(counter(&seen_by_a).activations, 1);
+    assert_eq!((seen_by_a.http_requests, seen_by_a.grpc_requests), (0, 0));
+    let seen_by_operator = node
+        .metrics_summary(with_token(
+            MetricsSummaryRequest {},
+            &crate::common::operator_token("tenant-a"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(counter(&seen_by_operator).messages >= 4);
+    assert_eq!(counter(&seen_by_operator).activations, 2);
+    assert!(seen_by_operator.grpc_requests >= 5);
     n.handle.shutdown().await;
 }
 

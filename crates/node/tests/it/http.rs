@@ -443,6 +443,7 @@ async fn jwt_auth_401_403_and_tenant_from_claim() {
             subject: "x",
             ttl_secs: 300,
             issuer: None,
+            operator: false,
         },
         "not-the-secret",
     )
@@ -476,6 +477,7 @@ async fn jwt_auth_401_403_and_tenant_from_claim() {
             subject: "x",
             ttl_secs: 300,
             issuer: None,
+            operator: false,
         },
         &pem,
     )
@@ -488,5 +490,191 @@ async fn jwt_auth_401_403_and_tenant_from_claim() {
         .await,
         (200, json!({"count": 2}))
     );
+    n.handle.shutdown().await;
+}
+
+/// Errors axum or hyper would answer before a handler runs are JSON `{code, message}` too.
+#[tokio::test]
+async fn router_rejections_are_json_errors() {
+    let n = TestNode::start(Setup::default()).await;
+    let c = &n.client;
+    // A path segment that is not UTF-8, on every actor route shape.
+    for (method, path) in [
+        ("POST", "/api/v1/actors/ns/%FF/invoke?msg_type=get"),
+        ("POST", "/api/v1/actors/default/ns/%FF/invoke?msg_type=get"),
+        ("POST", "/api/v1/actors/%FF/counter"),
+        ("GET", "/api/v1/workflows/%FF/w1"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let (status, body) = send(c.request(method, n.url(path)).body("{}")).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["code"], "bad_request", "{path}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    // A wrong method on a known route: 405, JSON, and the Allow header kept.
+    let resp = c.delete(n.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert!(resp.headers().contains_key("allow"), "{:?}", resp.headers());
+    let body: serde_json::Value = resp.json().await.expect("a JSON body");
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
+    let (status, body) = send(c.get(n.url("/api/v1/actors/ns/counter/invoke"))).await;
+    assert_eq!((status, &body["code"]), (405, &json!("method_not_allowed")));
+    // A URI too long: 414, JSON.
+    let long = format!("/api/v1/actors/ns/counter?key={}", "k".repeat(20_000));
+    let (status, body) = send(c.get(n.url(&long))).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (414, &json!("uri_too_long")),
+        "{body}"
+    );
+    n.handle.shutdown().await;
+}
+
+/// Requests with made-up methods, sent without credentials, add no series to /metrics.
+#[tokio::test]
+async fn metrics_labels_come_from_a_closed_set() {
+    let n = TestNode::start(Setup {
+        auth: true,
+        ..Setup::default()
+    })
+    .await;
+    let c = &n.client;
+    let metrics = || async {
+        c.get(n.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let _ = c
+            .request(method, n.url(&format!("/no/such/route/{i}")))
+            .send()
+            .await
+            .unwrap();
+        let _ = c
+            .get(n.url(&format!("/api/v1/actors/ns/counter?key=k{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = metrics().await;
+    assert!(!page.contains("MADEUP"), "a raw method became a label");
+    assert!(
+        !page.contains("/no/such/route"),
+        "a raw path became a label"
+    );
+    assert!(!page.contains("k17"), "a query value became a label");
+    assert!(
+        page.contains("method=\"other\""),
+        "made-up methods count as other"
+    );
+    // Every label value is one of a small set: series do not grow with requests.
+    let series = |page: &str| {
+        page.lines()
+            .filter(|l| l.starts_with("plexspaces_http_requests_total{"))
+            .count()
+    };
+    let before = series(&page);
+    for i in 50..100 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let _ = c.request(method, n.url("/x")).send().await.unwrap();
+    }
+    assert_eq!(
+        series(&metrics().await),
+        before + 1,
+        "only /metrics' own GET series may be new"
+    );
+    n.handle.shutdown().await;
+}
+
+/// The 401 message names the Bearer scheme intact: the masker hides values, not words.
+#[tokio::test]
+async fn the_missing_token_message_is_not_mangled() {
+    let n = TestNode::start(Setup {
+        auth: true,
+        ..Setup::default()
+    })
+    .await;
+    let (status, body) = send(n.client.get(n.url("/api/v1/actors/ns/counter"))).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "unauthenticated: missing authorization header (Bearer token)"
+    );
+    n.handle.shutdown().await;
+}
+
+/// With tenant A's token, the dashboard shows A's numbers only; node-wide figures need the
+/// operator claim.
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_numbers() {
+    let n = TestNode::start(Setup {
+        auth: true,
+        ..Setup::default()
+    })
+    .await;
+    let c = &n.client;
+    let (a, b) = (token("tenant-a", 300), token("tenant-b", 300));
+    for _ in 0..2 {
+        let (status, _) = send(
+            c.post(n.url("/api/v1/actors/ns/counter/invoke?msg_type=increment"))
+                .bearer_auth(&a)
+                .body(r#"{"amount": 1}"#),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    for _ in 0..5 {
+        let (status, _) = send(
+            c.post(n.url("/api/v1/actors/ns/counter/invoke?msg_type=increment"))
+                .bearer_auth(&b)
+                .body(r#"{"amount": 1}"#),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let summary = |token: String| {
+        let req = c.get(n.url("/api/v1/dashboard/summary")).bearer_auth(token);
+        async move {
+            let (status, body) = send(req).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let counter = |s: &serde_json::Value| {
+        s["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["actor_type"] == "counter")
+            .cloned()
+            .unwrap()
+    };
+    let seen_by_a = summary(a.clone()).await;
+    assert_eq!(counter(&seen_by_a)["messages"], 2, "{seen_by_a}");
+    assert_eq!(seen_by_a["messages_total"], 2, "{seen_by_a}");
+    assert_eq!(counter(&seen_by_a)["actors"], 1);
+    assert_eq!(seen_by_a["node"]["activations"], 1);
+    assert!(seen_by_a["node"]["http_requests"].is_null(), "{seen_by_a}");
+    assert!(seen_by_a["node"]["actors_on_node"].is_null(), "{seen_by_a}");
+    let ids: Vec<&str> = seen_by_a["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tenant-a"]);
+
+    let seen_by_operator = summary(crate::common::operator_token("tenant-a")).await;
+    assert!(counter(&seen_by_operator)["messages"].as_u64().unwrap() >= 7);
+    assert_eq!(counter(&seen_by_operator)["actors"], 2);
+    assert!(seen_by_operator["node"]["http_requests"].as_u64().unwrap() >= 7);
     n.handle.shutdown().await;
 }

@@ -5,6 +5,7 @@ mod common;
 mod dashboard;
 mod grpc;
 mod http;
+mod registry;
 mod tuplespace;
 mod virtual_actors;
 mod workflows;

@@ -382,6 +382,7 @@ async fn a_tenant_reaches_only_its_own_spaces() {
             subject: "x",
             ttl_secs: 60,
             issuer: None,
+            operator: false,
         },
         "not-the-secret",
     )

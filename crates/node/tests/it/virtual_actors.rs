@@ -4,8 +4,6 @@ use serde_json::json;
 
 use crate::common::{eventually, send, Setup, TestNode};
 
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 #[tokio::test]
 async fn activation_on_first_call_idle_deactivation_and_reactivation_with_state() {
     let n = TestNode::start(Setup {
@@ -200,16 +198,18 @@ async fn state_survives_a_node_restart_on_sqlite() {
 async fn state_survives_a_node_restart_on_postgres() {
     let schema = plexspaces_test_util::unique_name("node_journal");
     let n = restart_with_state(|| Setup {
-        postgres: Some((POSTGRES_URL.to_owned(), schema.clone())),
+        postgres: Some((plexspaces_test_util::postgres_database(), schema.clone())),
         checkpoint_every: Some(3),
         ..Setup::default()
     })
     .await;
     assert_eq!(n.handle.journal().backend, "PostgreSQL");
     n.handle.shutdown().await;
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(POSTGRES_URL)
-        .await
-        .unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(
+        &plexspaces_test_util::postgres_database(),
+    )
+    .await
+    .unwrap();
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut conn)
         .await

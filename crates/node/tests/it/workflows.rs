@@ -5,8 +5,6 @@ use serde_json::{json, Value};
 
 use crate::common::{eventually, send, token, Setup, TestNode};
 
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 impl TestNode {
     fn wf(&self, path: &str) -> String {
         self.url(&format!("/api/v1/workflows/{path}"))
@@ -502,14 +500,16 @@ async fn a_workflow_survives_a_node_restart_on_sqlite() {
 async fn a_workflow_survives_a_node_restart_on_postgres() {
     let schema = plexspaces_test_util::unique_name("node_workflows");
     let n = survives_a_restart(|| Setup {
-        postgres: Some((POSTGRES_URL.to_owned(), schema.clone())),
+        postgres: Some((plexspaces_test_util::postgres_database(), schema.clone())),
         ..Setup::default()
     })
     .await;
     n.handle.shutdown().await;
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(POSTGRES_URL)
-        .await
-        .unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(
+        &plexspaces_test_util::postgres_database(),
+    )
+    .await
+    .unwrap();
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut conn)
         .await

@@ -297,7 +297,9 @@ mod postgres {
     use super::*;
     use plexspaces_tuplespace::{PostgresBackend, PostgresOptions};
 
-    pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+    fn url() -> String {
+        plexspaces_test_util::postgres_database()
+    }
 
     pub struct PgFactory {
         pub run: String,
@@ -314,7 +316,7 @@ mod postgres {
 
         pub async fn cleanup(&self) {
             let schemas = self.schemas.lock().clone();
-            let pool = sqlx::PgPool::connect(URL)
+            let pool = sqlx::PgPool::connect(&url())
                 .await
                 .expect("connect for cleanup");
             for s in schemas {
@@ -337,7 +339,7 @@ mod postgres {
                     s.push(schema.clone());
                 }
             }
-            let mut o = PostgresOptions::new(URL);
+            let mut o = PostgresOptions::new(&url());
             o.schema = schema;
             o.max_connections = 4;
             Ok(Arc::new(PostgresBackend::connect(o).await?))
@@ -356,7 +358,9 @@ mod redis_backend {
     use super::*;
     use plexspaces_tuplespace::{RedisBackend, RedisOptions};
 
-    pub const URL: &str = "redis://127.0.0.1:6379/";
+    fn url() -> String {
+        plexspaces_test_util::redis_url()
+    }
 
     pub struct RedisFactory {
         pub run: String,
@@ -364,7 +368,7 @@ mod redis_backend {
 
     impl RedisFactory {
         pub async fn cleanup(&self) {
-            let client = redis::Client::open(URL).expect("client");
+            let client = redis::Client::open(url()).expect("client");
             let mut conn = client
                 .get_multiplexed_async_connection()
                 .await
@@ -387,7 +391,7 @@ mod redis_backend {
     #[async_trait]
     impl Factory for RedisFactory {
         async fn open(&self, name: &str) -> Result<Arc<dyn Backend>> {
-            let mut o = RedisOptions::new(URL);
+            let mut o = RedisOptions::new(&url());
             o.prefix = format!("{}:{}", self.run, ident(name));
             Ok(Arc::new(RedisBackend::connect(o).await?))
         }

@@ -1,18 +1,7 @@
-//! The node's tuple space: one [`Spaces`] engine per node, served over gRPC as
-//! `plexspaces.v1.TupleSpaceService` and offered to the node's actors as a node service
-//! (`ctx.tuple_space(name)`, tenant and namespace `default`).
-//!
-//! The backend is in memory by default (tuples do not survive a restart);
-//! `tuplespace.backend = "sqlite"` keeps them in `<data_dir>/tuplespace.db`.
-//!
-//! Every request acts for the tenant of its verified token (or `default` with auth
-//! disabled): the space a request names is `(that tenant, namespace, space)`, so a tenant
-//! cannot name another tenant's space. Errors map to gRPC codes through
-//! [`crate::error::status_of`].
+//! The tuple space service over gRPC: `plexspaces.v1.TupleSpaceService`, with the
+//! protobuf conversions of tuples and templates.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -20,121 +9,35 @@ use plexspaces_proto::v1 as pb;
 use plexspaces_proto::v1::tuple_space_service_server::{
     TupleSpaceService, TupleSpaceServiceServer,
 };
-use plexspaces_tuplespace::{
-    FieldType, Pattern, SpaceId, Spaces, Template, Tuple, TupleSpace, Value,
-};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use plexspaces_tuplespace::{FieldType, Pattern, Template, Tuple, TupleSpace, Value};
 use tonic::{Request, Response, Status};
 
-use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::grpc::GrpcState;
+use crate::grpc::caller;
+use crate::service::NodeServices;
 
-/// The longest a blocking `Read` or `Take` waits, whatever it asks for.
-pub const MAX_WAIT: Duration = Duration::from_secs(300);
-
-/// Where the node keeps its tuples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TupleSpaceBackend {
-    /// In process memory (the default); tuples are gone when the node stops.
-    #[default]
-    Memory,
-    /// SQLite at `<data_dir>/tuplespace.db`; tuples survive a restart.
-    Sqlite,
-}
-
-/// `[tuplespace]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TupleSpaceConfig {
-    /// `"memory"` (default) or `"sqlite"`.
-    pub backend: TupleSpaceBackend,
-}
-
-/// The SQLite file of the tuple space (used with `tuplespace.backend = "sqlite"`).
-pub fn sqlite_path(config: &NodeConfig) -> std::path::PathBuf {
-    config.data_dir.join("tuplespace.db")
-}
-
-/// Opens the node's tuple space engine as `config` says (the data dir must exist).
-pub async fn open_spaces(config: &NodeConfig) -> Result<Spaces> {
-    match config.tuplespace.backend {
-        TupleSpaceBackend::Memory => Ok(Spaces::memory()),
-        TupleSpaceBackend::Sqlite => {
-            let path = sqlite_path(config);
-            let backend = plexspaces_tuplespace::SqliteBackend::open(
-                plexspaces_tuplespace::SqliteOptions::new(&path),
-            )
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot open the tuple space database {}: {e}",
-                    path.display()
-                ))
-            })?;
-            Spaces::start(Arc::new(backend), plexspaces_tuplespace::Config::default())
-                .await
-                .map_err(|e| Error::Config(format!("cannot start the tuple space: {e}")))
-        }
-    }
-}
-
-/// `plexspaces.v1.TupleSpaceService` over one [`Spaces`] engine.
+/// `plexspaces.v1.TupleSpaceService` over the node's tuple space service.
 #[derive(Clone)]
-pub struct TupleSpaceApi {
-    state: GrpcState,
-    spaces: Spaces,
-    stop: watch::Receiver<bool>,
-}
+pub struct TupleSpaceApi(pub NodeServices);
 
 impl std::fmt::Debug for TupleSpaceApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TupleSpaceApi")
-            .field("spaces", &self.spaces)
-            .finish_non_exhaustive()
+        f.debug_struct("TupleSpaceApi").finish_non_exhaustive()
     }
 }
 
 impl TupleSpaceApi {
-    /// The service over `spaces`, with the gRPC API's auth and limits. `stop` turning true
-    /// ends every open `Subscribe` stream (so that graceful shutdown does not wait on them).
-    pub fn new(state: GrpcState, spaces: Spaces, stop: watch::Receiver<bool>) -> Self {
-        TupleSpaceApi {
-            state,
-            spaces,
-            stop,
-        }
-    }
-
     /// The tonic server for the router.
     pub fn into_server(self) -> TupleSpaceServiceServer<Self> {
         TupleSpaceServiceServer::new(self)
     }
 
-    /// The space a request names, in the caller's tenant.
+    /// The space a request names, in the caller's tenant, once the node is known to take
+    /// new work.
     fn space<T>(&self, request: &Request<T>, namespace: &str, space: &str) -> Result<TupleSpace> {
-        self.state.requests.fetch_add(1, Ordering::Relaxed);
-        if self.state.draining.load(Ordering::Acquire) {
-            return Err(Error::Core(plexspaces_core::Error::ShuttingDown));
-        }
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    Error::Unauthenticated("authorization metadata is not text".into())
-                })
-            })
-            .transpose()?;
-        let tenant = self.state.auth.tenant_for(authorization, None)?;
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
-        Ok(self.spaces.space(SpaceId::new(&tenant, namespace, space)?))
+        let caller = caller(&self.0, request, None)?;
+        self.0.gate.check_open()?;
+        self.0.spaces.space(&caller, namespace, space)
     }
 
     /// The caller's space and the request's template (the non-blocking template calls).
@@ -146,14 +49,6 @@ impl TupleSpaceApi {
         let space = self.space(&request, &r.namespace, &r.space)?;
         let template = required_template(request.into_inner().template)?;
         Ok((space, template))
-    }
-
-    fn timeout(&self, ms: u64) -> Duration {
-        if ms == 0 {
-            self.state.request_timeout.min(MAX_WAIT)
-        } else {
-            Duration::from_millis(ms).min(MAX_WAIT)
-        }
     }
 }
 
@@ -303,7 +198,7 @@ impl TupleSpaceService for TupleSpaceApi {
         let r = request.into_inner();
         let template = required_template(r.template)?;
         let tuple = space
-            .read(&template, self.timeout(r.timeout_ms))
+            .read(&template, self.0.spaces.wait(r.timeout_ms))
             .await
             .map_err(ts_err)?;
         Ok(tuple_response(Some(tuple)))
@@ -318,7 +213,7 @@ impl TupleSpaceService for TupleSpaceApi {
         let r = request.into_inner();
         let template = required_template(r.template)?;
         let tuple = space
-            .take(&template, self.timeout(r.timeout_ms))
+            .take(&template, self.0.spaces.wait(r.timeout_ms))
             .await
             .map_err(ts_err)?;
         Ok(tuple_response(Some(tuple)))
@@ -379,7 +274,7 @@ impl TupleSpaceService for TupleSpaceApi {
         let space = self.space(&request, &r.namespace, &r.space)?;
         let template = required_template(request.into_inner().template)?;
         let subscription = space.subscribe(&template).map_err(ts_err)?;
-        let mut stop = self.stop.clone();
+        let mut stop = self.0.gate.stopped();
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };

@@ -1,12 +1,13 @@
 //! Durable workflows on the node: one [`WorkflowEngine`] per node, its built-in workflow
-//! types, and what the HTTP and gRPC front doors share (addressing, limits, results).
+//! types ([`builtin`]), and the workflows service ([`Workflows`]) that HTTP ([`http`]) and
+//! gRPC ([`grpc`]) adapt: addressing in the caller's tenant, limits, results.
 //!
 //! The engine runs on the node's actor runtime, so each running workflow is an actor process
 //! (`workflow:<tenant>/<namespace>/<id>`). Its storage follows the journal configuration:
 //! history goes to the node's journal (one stream per run), records and inboxes to a
 //! [`SqlWorkflowStore`] in the same place: `<data_dir>/workflows.db` next to the SQLite
 //! journal, or the journal's PostgreSQL database and schema. At start the node registers
-//! the built-in types ([`approval`], [`countdown`]) and the library user's
+//! the built-in types ([`builtin::approval`], [`builtin::countdown`]) and the library user's
 //! ([`crate::NodeServerBuilder::workflow`]), then, once its listeners are bound, resumes
 //! every unfinished workflow ([`WorkflowEngine::recover`]) before it serves requests.
 //!
@@ -14,22 +15,28 @@
 //! disabled); a workflow is addressed by (that tenant, namespace, workflow id), so no API
 //! reaches another tenant's workflows.
 
+pub mod builtin;
+pub mod grpc;
+pub mod http;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use plexspaces_core::Node;
 use plexspaces_workflow::{
-    workflow_fn, ActivityOptions, EngineOptions, Failure, HistoryEvent, RetryPolicy,
-    SqlWorkflowStore, UpdateRequest, WorkflowBehavior, WorkflowContext, WorkflowEngine,
-    WorkflowError, WorkflowKey, WorkflowStatus, WorkflowStore,
+    EngineOptions, Failure, HistoryEvent, SqlWorkflowStore, StartedWorkflow, WorkflowBehavior,
+    WorkflowDescription, WorkflowEngine, WorkflowError, WorkflowKey, WorkflowRecord,
+    WorkflowStatus, WorkflowStore,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::NodeConfig;
+pub use crate::config::WorkflowsConfig;
 use crate::error::{Error, Result};
+use crate::service::{Caller, Gate};
 use crate::state::NodeJournal;
+pub use builtin::{approval, countdown, ApprovalInput};
 
 /// The longest a client waits for a result or an update answer in one request.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -45,37 +52,6 @@ pub const DEFAULT_LIST_LIMIT: usize = 50;
 
 /// The longest cancel reason accepted, in bytes.
 pub const MAX_REASON: usize = 1024;
-
-/// `[workflows]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkflowsConfig {
-    /// How often a waiting workflow re-reads its inbox from the store, and a waiting client
-    /// its record. Changes made through this node wake them at once; the poll only finds
-    /// what another node wrote to a shared PostgreSQL store.
-    pub inbox_poll_ms: u64,
-}
-
-impl Default for WorkflowsConfig {
-    fn default() -> Self {
-        WorkflowsConfig {
-            inbox_poll_ms: 1000,
-        }
-    }
-}
-
-impl WorkflowsConfig {
-    /// Checks the values.
-    pub fn validate(&self) -> Result<()> {
-        if !(10..=60_000).contains(&self.inbox_poll_ms) {
-            return Err(Error::Config(format!(
-                "workflows.inbox_poll_ms {} must be between 10 and 60000",
-                self.inbox_poll_ms
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// The SQLite file of workflow records and inboxes (used when `journal.url` is unset).
 pub fn sqlite_path(config: &NodeConfig) -> PathBuf {
@@ -202,6 +178,136 @@ impl NodeWorkflows {
             .collect();
         tracing::info!(backend = self.backend, path = %self.location, types = %names.join(","), resumed, "workflows initialized");
         Ok(resumed)
+    }
+}
+
+/// The workflows service: every client call on the node's engine, for one [`Caller`].
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Workflows {
+    engine: WorkflowEngine,
+    gate: Gate,
+}
+
+impl Workflows {
+    /// The service over `engine`; `gate` refuses new work during shutdown and ends waits.
+    pub fn new(engine: WorkflowEngine, gate: Gate) -> Self {
+        Workflows { engine, gate }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &WorkflowEngine {
+        &self.engine
+    }
+
+    /// The workflow (namespace, id) in the caller's tenant (an empty namespace is
+    /// `default`), once the node is known to take new work.
+    pub fn key(&self, caller: &Caller, namespace: &str, workflow_id: &str) -> Result<WorkflowKey> {
+        self.gate.check_open()?;
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        key(&caller.tenant, namespace, workflow_id)
+    }
+
+    /// Starts (or finds, with the same type) the workflow at `key`.
+    pub async fn start(
+        &self,
+        key: &WorkflowKey,
+        workflow_type: &str,
+        input: &Value,
+    ) -> Result<StartedWorkflow> {
+        Ok(self.engine.start(key, workflow_type, input).await?)
+    }
+
+    /// The caller's workflows, newest first: of one namespace or all, of one status or all
+    /// (`""` is all), at most `limit` (none: [`DEFAULT_LIST_LIMIT`]).
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        namespace: Option<&str>,
+        status: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Vec<WorkflowRecord>> {
+        self.gate.check_open()?;
+        if let Some(namespace) = namespace {
+            check_namespace(namespace)?;
+        }
+        let status = status_filter(status)?;
+        let limit = list_limit(limit)?;
+        Ok(self
+            .engine
+            .list(&caller.tenant, namespace, status, limit)
+            .await?)
+    }
+
+    /// The workflow's record and where it runs.
+    pub async fn describe(&self, key: &WorkflowKey) -> Result<WorkflowDescription> {
+        Ok(self.engine.describe(key).await?)
+    }
+
+    /// Waits up to `wait_ms` (at most [`MAX_WAIT`]) for the workflow's outcome.
+    pub async fn result(&self, key: &WorkflowKey, wait_ms: u64) -> Result<Outcome> {
+        let wait = wait("wait_ms", wait_ms)?;
+        self.gate
+            .until_stopped(outcome(&self.engine, key, wait))
+            .await
+    }
+
+    /// The history of run `run` (the current one when `None`).
+    pub async fn history(
+        &self,
+        key: &WorkflowKey,
+        run: Option<u64>,
+    ) -> Result<(u64, Vec<HistoryEvent>)> {
+        history(&self.engine, key, run).await
+    }
+
+    /// Sends signal `name`; `dedupe_id` makes a retried signal count once. Returns its
+    /// sequence number.
+    pub async fn signal(
+        &self,
+        key: &WorkflowKey,
+        name: &str,
+        payload: &Value,
+        dedupe_id: Option<&str>,
+    ) -> Result<u64> {
+        check_name("signal", name)?;
+        Ok(self.engine.signal(key, name, payload, dedupe_id).await?)
+    }
+
+    /// Answers query `name` from the workflow's current state.
+    pub async fn query(&self, key: &WorkflowKey, name: &str) -> Result<Value> {
+        check_name("query", name)?;
+        Ok(self.engine.query(key, name).await?)
+    }
+
+    /// Sends update `name` with id `update_id` and waits up to `wait_ms` (none:
+    /// [`DEFAULT_UPDATE_WAIT`]) for the answer.
+    pub async fn update(
+        &self,
+        key: &WorkflowKey,
+        name: &str,
+        payload: &Value,
+        update_id: &str,
+        wait_ms: Option<u64>,
+    ) -> Result<Value> {
+        check_name("update", name)?;
+        let wait = match wait_ms {
+            None => DEFAULT_UPDATE_WAIT,
+            Some(ms) => wait("wait_ms", ms)?,
+        };
+        self.gate
+            .until_stopped(update(&self.engine, key, name, payload, update_id, wait))
+            .await
+    }
+
+    /// Requests cancellation (`reason` empty or absent: `cancelled by request`).
+    pub async fn cancel(&self, key: &WorkflowKey, reason: Option<&str>) -> Result<()> {
+        let reason = cancel_reason(reason)?;
+        Ok(self.engine.cancel(key, &reason).await?)
     }
 }
 
@@ -384,97 +490,6 @@ pub async fn history(
         )));
     }
     Ok((run, engine.history(key, Some(run)).await?))
-}
-
-/// Input of the built-in `approval` workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalInput {
-    /// What is to be approved.
-    pub subject: String,
-    /// Take one `comment` update before waiting for the `approve` signal.
-    #[serde(default)]
-    pub require_comment: bool,
-}
-
-/// The built-in `approval` workflow, input [`ApprovalInput`]:
-///
-/// 1. records the request (activity `request_approval`); query `status` is `requested`;
-/// 2. with `require_comment`: status `awaiting_comment`, takes one update `comment` (a
-///    non-empty JSON string, else the update is rejected), answers
-///    `{"accepted": true, "comment": ...}` and sets query `comment`;
-/// 3. status `awaiting_approval`: waits for signal `approve` (any JSON payload);
-/// 4. status `approved`; completes with
-///    `{"subject", "approved": true, "approval": <signal payload>, "comment", "request"}`.
-///
-/// Cancelled while waiting, it sets status `cancelled` and ends cancelled.
-pub fn approval() -> impl WorkflowBehavior<Input = ApprovalInput, Output = Value> {
-    workflow_fn(
-        "approval",
-        |ctx: WorkflowContext, input: ApprovalInput| async move {
-            ctx.set_query("status", &"requested")?;
-            let subject = input.subject.clone();
-            let once = ActivityOptions::default().with_retry(RetryPolicy::no_retry());
-            let request: Value = ctx
-                .activity("request_approval", &once, move |actx| {
-                    let request =
-                        json!({ "subject": subject, "request_id": actx.idempotency_key() });
-                    async move { Ok(request) }
-                })
-                .await?;
-            let mut comment = None;
-            if input.require_comment {
-                ctx.set_query("status", &"awaiting_comment")?;
-                let update: UpdateRequest<String> =
-                    mark_cancelled(&ctx, ctx.next_update("comment").await)?;
-                ctx.set_query("comment", &update.payload)?;
-                ctx.complete_update(
-                    &update,
-                    &json!({ "accepted": true, "comment": update.payload }),
-                )
-                .await?;
-                comment = Some(update.payload);
-            }
-            ctx.set_query("status", &"awaiting_approval")?;
-            let approval: Value = mark_cancelled(&ctx, ctx.signal("approve").await)?;
-            ctx.set_query("status", &"approved")?;
-            Ok(json!({
-                "subject": input.subject,
-                "approved": true,
-                "approval": approval,
-                "comment": comment,
-                "request": request,
-            }))
-        },
-    )
-    .with_update_validator("comment", |payload| match payload.as_str() {
-        Some(c) if !c.trim().is_empty() => Ok(()),
-        Some(_) => Err("the comment is empty".into()),
-        None => Err("the comment must be a JSON string".into()),
-    })
-}
-
-/// Sets query `status` to `cancelled` when `r` is the cancellation.
-fn mark_cancelled<T>(
-    ctx: &WorkflowContext,
-    r: plexspaces_workflow::Result<T>,
-) -> plexspaces_workflow::Result<T> {
-    if let Err(WorkflowError::Cancelled { .. }) = &r {
-        ctx.set_query("status", &"cancelled")?;
-    }
-    r
-}
-
-/// The built-in `countdown` workflow: input a number of milliseconds; a durable timer of
-/// that length (it fires once, never early, also across a node restart), then completes
-/// with `{"slept_ms": n}`. Query `status`: `sleeping`, then `done` (or `cancelled`).
-pub fn countdown() -> impl WorkflowBehavior<Input = u64, Output = Value> {
-    workflow_fn("countdown", |ctx: WorkflowContext, ms: u64| async move {
-        ctx.set_query("status", &"sleeping")?;
-        mark_cancelled(&ctx, ctx.sleep(Duration::from_millis(ms)).await)?;
-        ctx.set_query("status", &"done")?;
-        Ok(json!({ "slept_ms": ms }))
-    })
 }
 
 #[cfg(test)]

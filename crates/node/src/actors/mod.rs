@@ -1,0 +1,226 @@
+//! The actors service: invoking, spawning, stopping, listing and describing the virtual
+//! actors and worker pools of the [`Registry`], for one [`Caller`] at a time. HTTP
+//! ([`http`]) and gRPC ([`grpc`]) are thin adapters over it.
+//!
+//! Every address is resolved in the caller's tenant; the figures a caller sees
+//! ([`Actors::type_stats`]) are its own tenant's unless it is an operator.
+
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use plexspaces_core::Envelope;
+
+use crate::error::{Error, Result};
+use crate::registry::{Activation, ActivationKey, Registry};
+use crate::service::Caller;
+
+/// How an invocation wants its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Wait up to this long for the actor's reply.
+    Ask(Duration),
+    /// Fire and forget: accepted once it is in the mailbox.
+    Tell,
+}
+
+/// One message for an actor, as a transport received it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The handler to run (non-empty).
+    pub msg_type: String,
+    /// The encoded message.
+    pub payload: Bytes,
+    /// Its content type; empty is `application/json`.
+    pub content_type: String,
+    /// The caller's idempotency key (already checked by [`crate::service::header_id`]).
+    pub idempotency_key: Option<String>,
+    /// Ask or tell.
+    pub reply: Reply,
+}
+
+/// Per-type figures of one view (a tenant's, or the node's for an operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeStats {
+    /// The registered name.
+    pub actor_type: String,
+    /// `"virtual"` or `"worker"`.
+    pub kind: &'static str,
+    /// The Rust type of its actors.
+    pub rust_type: &'static str,
+    /// Live actors of this type in the view.
+    pub actors: u64,
+    /// Messages handled: node-wide for an operator, else the tenant's invocations of its
+    /// live activations.
+    pub messages: u64,
+    /// Failed messages, counted as `messages` is.
+    pub errors: u64,
+}
+
+/// The actors service. Cheap to clone.
+#[derive(Clone)]
+pub struct Actors {
+    registry: Registry,
+    request_timeout: Duration,
+    mailbox_capacity: usize,
+    actor_metrics: Arc<plexspaces_core::MetricsFacet>,
+}
+
+impl std::fmt::Debug for Actors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actors")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actors {
+    /// The service over `registry`; `request_timeout` is the default and longest ask wait.
+    pub fn new(
+        registry: Registry,
+        request_timeout: Duration,
+        mailbox_capacity: usize,
+        actor_metrics: Arc<plexspaces_core::MetricsFacet>,
+    ) -> Self {
+        Actors {
+            registry,
+            request_timeout,
+            mailbox_capacity,
+            actor_metrics,
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The default mailbox capacity of an activation.
+    pub fn mailbox_capacity(&self) -> usize {
+        self.mailbox_capacity
+    }
+
+    /// The wait of an ask that asked for `requested` (none: the node's request timeout;
+    /// never longer than it).
+    pub fn ask_timeout(&self, requested: Option<Duration>) -> Duration {
+        requested.map_or(self.request_timeout, |t| t.min(self.request_timeout))
+    }
+
+    /// The activation key of (namespace, type, key) in the caller's tenant; unknown types
+    /// and bad parts are errors.
+    pub fn address(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        actor_type: &str,
+        key: &str,
+    ) -> Result<ActivationKey> {
+        if actor_type.is_empty() {
+            return Err(Error::BadRequest("actor_type is required".into()));
+        }
+        self.registry
+            .resolve(&caller.tenant, namespace, actor_type, key)
+    }
+
+    /// Sends `invocation` to the activation at `key` (activating it if needed). An ask
+    /// returns the reply; a tell returns `None` once the message is queued.
+    pub async fn invoke(
+        &self,
+        key: &ActivationKey,
+        invocation: Invocation,
+    ) -> Result<Option<Envelope>> {
+        if invocation.msg_type.is_empty() {
+            return Err(Error::BadRequest("msg_type is required".into()));
+        }
+        let content_type = if invocation.content_type.is_empty() {
+            "application/json"
+        } else {
+            invocation.content_type.as_str()
+        };
+        let mut env = Envelope::new(
+            invocation.msg_type.as_str(),
+            invocation.payload,
+            content_type,
+        );
+        if let Some(k) = invocation.idempotency_key {
+            env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k);
+        }
+        let lease = self.registry.lease(key).await?;
+        let outcome = match invocation.reply {
+            Reply::Tell => lease.pid().try_tell_envelope(env).map(|()| None),
+            Reply::Ask(timeout) => lease.pid().try_ask_envelope(env, timeout).await.map(Some),
+        };
+        lease.record(outcome.is_ok());
+        Ok(outcome?)
+    }
+
+    /// Activates `key` if it is not active; returns the serving actor's id and whether this
+    /// call activated it.
+    pub async fn spawn(&self, key: &ActivationKey) -> Result<(String, bool)> {
+        let lease = self.registry.lease(key).await?;
+        Ok((lease.pid().id().to_string(), lease.activated))
+    }
+
+    /// Deactivates `key` (after its in-flight requests); whether something was active.
+    pub async fn stop(&self, key: &ActivationKey) -> bool {
+        self.registry.deactivate(key).await
+    }
+
+    /// The caller's live activations, optionally of one namespace and one type.
+    pub fn list(
+        &self,
+        caller: &Caller,
+        namespace: Option<&str>,
+        actor_type: Option<&str>,
+    ) -> Vec<Arc<Activation>> {
+        self.registry
+            .activations(Some(&caller.tenant))
+            .into_iter()
+            .filter(|a| namespace.is_none_or(|ns| a.key().namespace == ns))
+            .filter(|a| actor_type.is_none_or(|t| a.key().actor_type == t))
+            .collect()
+    }
+
+    /// The live activation at `key`, or `not_found`.
+    pub fn describe(&self, key: &ActivationKey) -> Result<Arc<Activation>> {
+        self.registry
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("nothing active at {key}")))
+    }
+
+    /// Per-type figures: with `tenant`, that tenant's activations and the invocations they
+    /// served; without, the node's (every activation, the runtime's message counters).
+    pub fn type_stats(&self, tenant: Option<&str>) -> Vec<TypeStats> {
+        let activations = self.registry.activations(tenant);
+        let mut stats = Vec::new();
+        for name in self.registry.type_names() {
+            let Ok(ty) = self.registry.actor_type(&name) else {
+                continue;
+            };
+            let of_type = || activations.iter().filter(|a| a.key().actor_type == name);
+            let actors = of_type().map(|a| a.pids().len() as u64).sum();
+            let (messages, errors) = match tenant {
+                None => (
+                    self.actor_metrics.messages(ty.rust_type()),
+                    self.actor_metrics.errors(ty.rust_type()),
+                ),
+                Some(_) => of_type().fold((0, 0), |(m, e), a| {
+                    let (am, ae) = a.served();
+                    (m + am, e + ae)
+                }),
+            };
+            stats.push(TypeStats {
+                kind: ty.kind().as_str(),
+                rust_type: ty.rust_type(),
+                actor_type: name,
+                actors,
+                messages,
+                errors,
+            });
+        }
+        stats
+    }
+}
