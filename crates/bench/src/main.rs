@@ -17,6 +17,7 @@
 mod floor;
 mod peers;
 mod plex;
+mod remote;
 mod report;
 mod rss;
 
@@ -86,18 +87,45 @@ fn main() -> Result<()> {
     }
     let mut quick = false;
     let mut json = false;
+    let mut remote_only = false;
     for arg in &args {
         match arg.as_str() {
             "--quick" => quick = true,
             "--json" => json = true,
+            "--remote" => remote_only = true,
             "-h" | "--help" => {
-                println!("usage: plexspaces-bench [--quick] [--json]");
+                println!("usage: plexspaces-bench [--quick] [--json] [--remote]\n  --remote: only the node-to-node rows (TCP vs LoopbackNetwork, failure detection)");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),
         }
     }
     let work = if quick { Work::quick() } else { Work::full() };
+    if remote_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("building the tokio runtime")?;
+        let workers = runtime.metrics().num_workers();
+        let rows = runtime.block_on(async move {
+            tokio::spawn(remote::run(work.asks, work.messages / 2))
+                .await
+                .context("bench driver panicked")?
+        })?;
+        if json {
+            println!("{}", report::json(&rows, quick, workers));
+        } else {
+            let header = format!(
+                "{} mode, remote rows, tokio multi-thread runtime with {workers} workers; floor: the same operation over core's in-process LoopbackNetwork (failure rows: the configured detection bound)",
+                if quick { "quick (1/20 work)" } else { "full" }
+            );
+            println!(
+                "{}",
+                report::markdown_with(&header, "LoopbackNetwork / bound", &rows)
+            );
+        }
+        return Ok(());
+    }
 
     // Resident memory first, each side in a fresh child process, so nothing measured later
     // (or earlier) in this process pollutes it.

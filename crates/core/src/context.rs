@@ -390,7 +390,18 @@ pub(crate) fn link(a: &Pid, b: &Pid) {
         }
         None => {
             if let Some(router) = remote_router(b) {
-                router.send_link(a.id(), b.id());
+                if let Err(e) = router.send_link(a.id(), b.id()) {
+                    // Erlang: linking to a pid on an unreachable node is an exit with
+                    // `noconnection`.
+                    tracing::debug!(to = %b.id(), error = %e, "link not delivered");
+                    if let Some(cell) = a.cell() {
+                        cell.core().state.lock().links.retain(|l| !l.same(b));
+                    }
+                    a.signal(Signal::Exit {
+                        from: b.clone(),
+                        reason: ExitReason::NoConnection,
+                    });
+                }
             }
         }
     }
@@ -438,7 +449,7 @@ pub(crate) fn add_watcher(target: &Pid, watcher: Pid, monitor: MonitorRef) {
         }
         None => {
             if let Some(router) = remote_router(target) {
-                router.send_monitor(watcher.id(), target.id(), monitor);
+                router.send_monitor(&watcher, target.id(), monitor);
             }
         }
     }

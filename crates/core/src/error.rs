@@ -57,6 +57,10 @@ pub enum Error {
     /// A remote node could not be reached.
     #[error("transport: {0}")]
     Transport(String),
+    /// The connection to the actor's node is lost or the node was declared dead. Asks to a
+    /// lost node fail with this at once instead of waiting for their timeout.
+    #[error("no connection to node {0}")]
+    NoConnection(String),
     /// A registered name or actor id is in use.
     #[error("name already in use: {0}")]
     NameTaken(String),
@@ -134,6 +138,7 @@ impl Error {
             Error::ActorFailed(_) => "actor_failed",
             Error::Unsupported(_) => "unsupported",
             Error::Transport(_) => "transport",
+            Error::NoConnection(_) => "noconnection",
             Error::NameTaken(_) => "name_taken",
             Error::AlreadyStarted { .. } => "already_started",
             Error::AlreadyPresent(_) => "already_present",
@@ -152,10 +157,16 @@ impl Error {
     /// Whether the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Timeout(_) | Error::MailboxFull(_) | Error::Transport(_) => true,
+            Error::Timeout(_)
+            | Error::MailboxFull(_)
+            | Error::Transport(_)
+            | Error::NoConnection(_) => true,
             Error::Facet { retryable, .. } => *retryable,
             Error::Remote { kind, .. } => {
-                matches!(kind.as_str(), "timeout" | "mailbox_full" | "transport")
+                matches!(
+                    kind.as_str(),
+                    "timeout" | "mailbox_full" | "transport" | "noconnection"
+                )
             }
             _ => false,
         }
@@ -167,6 +178,7 @@ impl Error {
             "noproc" => Error::NoProc(message.to_owned()),
             "no_reply" => Error::NoReply,
             "shutting_down" => Error::ShuttingDown,
+            "noconnection" => Error::NoConnection(message.to_owned()),
             _ => Error::Remote {
                 kind: kind.to_owned(),
                 message: message.to_owned(),
@@ -224,6 +236,9 @@ pub enum ExitReason {
     ShutdownWith(ReasonData),
     /// A failure described by data rather than text (Erlang's `exit(Term)` with any term).
     Other(ReasonData),
+    /// The actor's node was declared dead or the connection to it was lost (Erlang's
+    /// `noconnection`): what links and monitors on other nodes see. Not clean.
+    NoConnection,
 }
 
 impl ExitReason {
@@ -269,6 +284,7 @@ impl ExitReason {
             ExitReason::Error(text) => Kind::Error(text.to_string()),
             ExitReason::ShutdownWith(data) => Kind::ShutdownWith(data.to_string()),
             ExitReason::Other(data) => Kind::Other(data.to_string()),
+            ExitReason::NoConnection => Kind::Noconnection(Empty {}),
         };
         plexspaces_proto::v1::ExitReason { kind: Some(kind) }
     }
@@ -289,6 +305,7 @@ impl ExitReason {
                 Ok(value) => ExitReason::other(value),
                 Err(e) => ExitReason::error(format!("undecodable exit data: {e}")),
             },
+            Some(Kind::Noconnection(_)) => ExitReason::NoConnection,
             None => ExitReason::error("missing exit reason"),
         }
     }
@@ -304,6 +321,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Error(text) => write!(f, "error: {text}"),
             ExitReason::ShutdownWith(data) => write!(f, "shutdown: {data}"),
             ExitReason::Other(data) => write!(f, "exit: {data}"),
+            ExitReason::NoConnection => f.write_str("noconnection"),
         }
     }
 }

@@ -72,7 +72,7 @@ pub use event::{EventHandler, EventManager};
 pub use facet::{Facet, MetricsFacet, TracingFacet};
 pub use fsm::{FsmActor, GenFsm, Transition};
 pub use id::ActorId;
-pub use node::{Node, NodeBuilder, NodeConfig};
+pub use node::{Node, NodeBuilder, NodeConfig, NodeLost, WeakNode};
 pub use pg::ProcessGroups;
 pub use pid::{ActorRef, Lifecycle, MonitorRef, Pid, DEFAULT_ASK_TIMEOUT};
 pub use runtime::{MailboxConfig, SpawnOptions};

@@ -42,6 +42,20 @@ impl Default for NodeConfig {
     }
 }
 
+/// What [`Node::node_lost`] did: how many links got an exit, monitors a `Down`, asks an
+/// error, and how many process-group members on the lost node were dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLost {
+    /// Links to actors on the lost node, each now an exit signal with `noconnection`.
+    pub links: usize,
+    /// Monitors of actors on the lost node, each now a `Down` with `noconnection`.
+    pub monitors: usize,
+    /// Asks that were waiting on the lost node, each now [`Error::NoConnection`].
+    pub asks: usize,
+    /// Process-group members on the lost node that left their groups.
+    pub group_members: usize,
+}
+
 /// Builds a [`Node`].
 pub struct NodeBuilder {
     name: String,
@@ -146,18 +160,27 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// A node handle that does not keep the node alive.
+/// A node handle that does not keep the node alive (for transports and services that the
+/// node itself holds).
 #[derive(Clone)]
-pub(crate) struct WeakNode(std::sync::Weak<NodeInner>);
+pub struct WeakNode(std::sync::Weak<NodeInner>);
+
+impl std::fmt::Debug for WeakNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakNode")
+    }
+}
 
 impl WeakNode {
-    pub(crate) fn upgrade(&self) -> Option<Node> {
+    /// The node, if it still exists.
+    pub fn upgrade(&self) -> Option<Node> {
         self.0.upgrade().map(|inner| Node { inner })
     }
 }
 
 impl Node {
-    pub(crate) fn downgrade(&self) -> WeakNode {
+    /// A handle that does not keep the node alive.
+    pub fn downgrade(&self) -> WeakNode {
         WeakNode(Arc::downgrade(&self.inner))
     }
 
@@ -332,6 +355,62 @@ impl Node {
                 self.name()
             )))
         }
+    }
+
+    /// Tells this node that `peer` is gone: it was declared dead or the connection to it was
+    /// lost. Called by the transport or the cluster membership, never by actors.
+    ///
+    /// Every local actor linked to an actor on `peer` gets an exit signal with reason
+    /// [`ExitReason::NoConnection`], every local monitor of an actor there a `Down` with that
+    /// reason, every ask waiting on `peer` fails with [`Error::NoConnection`]; names and
+    /// process-group memberships held by actors on `peer` are dropped. Each link, monitor and
+    /// ask is taken out of its table before it is answered, so it is answered exactly once
+    /// however many times `node_lost` is called for the same loss.
+    pub fn node_lost(&self, peer: &str) -> NodeLost {
+        if peer == self.name() {
+            return NodeLost::default();
+        }
+        let (asks, monitors) = self.inner.router.node_lost(peer);
+        let on_peer = |p: &Pid| !p.is_local() && p.id().node() == peer;
+        let mut links = 0;
+        for entry in self.inner.actors.iter() {
+            let local = entry.value();
+            let Some(cell) = local.cell() else { continue };
+            let broken: Vec<Pid> = {
+                let mut state = cell.core().state.lock();
+                if state.exit.is_some() {
+                    continue;
+                }
+                // Nobody is left on `peer` to tell of this actor's death.
+                state.watchers.retain(
+                    |w| !matches!(w, crate::pid::Watcher::Actor { pid, .. } if on_peer(pid)),
+                );
+                let (broken, kept) = std::mem::take(&mut state.links)
+                    .into_iter()
+                    .partition(|l| on_peer(l));
+                state.links = kept;
+                broken
+            };
+            for remote in broken {
+                links += 1;
+                local.signal(crate::pid::Signal::Exit {
+                    from: remote,
+                    reason: ExitReason::NoConnection,
+                });
+            }
+        }
+        self.inner
+            .registry
+            .retain(|_, holder| holder.is_local() || holder.id().node() != peer);
+        let group_members = self.inner.groups.remove_node(peer);
+        let lost = NodeLost {
+            links,
+            monitors,
+            asks,
+            group_members,
+        };
+        tracing::info!(node = %self.name(), peer, ?lost, "peer node lost");
+        lost
     }
 
     /// Ids of all live local actors.

@@ -60,6 +60,18 @@ impl ProcessGroups {
         removed
     }
 
+    /// Removes every member that lives on `node` (a lost node). Returns how many left.
+    pub(crate) fn remove_node(&self, node: &str) -> usize {
+        let mut removed = 0;
+        for mut members in self.groups.iter_mut() {
+            let before = members.len();
+            members.retain(|m| m.is_local() || m.id().node() != node);
+            removed += before - members.len();
+        }
+        self.groups.retain(|_, members| !members.is_empty());
+        removed
+    }
+
     /// The members of `group`, in join order.
     pub fn members(&self, group: &str) -> Vec<Pid> {
         self.groups

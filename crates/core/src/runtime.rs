@@ -733,7 +733,10 @@ fn terminate(pid: &Pid, core: &CellCore, node: &Node, reason: &ExitReason) {
             | ExitReason::Shutdown
             | ExitReason::ShutdownWith(_)
             | ExitReason::NoProc => Lifecycle::Terminated,
-            ExitReason::Killed | ExitReason::Error(_) | ExitReason::Other(_) => Lifecycle::Failed,
+            ExitReason::Killed
+            | ExitReason::Error(_)
+            | ExitReason::Other(_)
+            | ExitReason::NoConnection => Lifecycle::Failed,
         });
         (
             std::mem::take(&mut state.links),

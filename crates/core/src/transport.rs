@@ -4,6 +4,7 @@
 //! process over channels, really encoding every frame, so location transparency is tested
 //! without sockets; a gRPC transport plugs into the same trait.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,11 +85,27 @@ impl Transport for LoopbackNetwork {
     }
 }
 
-/// One node's way out: encodes frames, tracks asks waiting for remote replies.
+/// An ask waiting for a remote reply, and the node it went to (so a lost node fails it).
+struct PendingAsk {
+    node: Arc<str>,
+    reply: oneshot::Sender<Result<Envelope>>,
+}
+
+/// A local actor monitoring an actor on another node: kept so that losing that node turns
+/// into a `Down(noconnection)` for the watcher.
+struct RemoteMonitor {
+    watcher: Pid,
+    target: ActorId,
+}
+
+/// One node's way out: encodes frames, tracks asks waiting for remote replies and the
+/// monitors its actors hold on remote actors.
 pub(crate) struct Router {
     node: Arc<str>,
     transport: Option<Arc<dyn Transport>>,
-    pending: DashMap<String, oneshot::Sender<Result<Envelope>>>,
+    pending: DashMap<String, PendingAsk>,
+    /// Remote node -> monitor ref -> who watches what there.
+    remote_monitors: DashMap<String, HashMap<MonitorRef, RemoteMonitor>>,
     next_correlation: AtomicU64,
 }
 
@@ -98,6 +115,7 @@ impl Router {
             node,
             transport,
             pending: DashMap::new(),
+            remote_monitors: DashMap::new(),
             next_correlation: AtomicU64::new(1),
         }
     }
@@ -142,7 +160,13 @@ impl Router {
         );
         env.correlation_id = correlation.clone();
         let (tx, rx) = oneshot::channel();
-        self.pending.insert(correlation.clone(), tx);
+        self.pending.insert(
+            correlation.clone(),
+            PendingAsk {
+                node: to.node().into(),
+                reply: tx,
+            },
+        );
         let sent = self.send_frame(
             to.node(),
             pb::frame::Body::Ask(pb::Ask {
@@ -215,14 +239,13 @@ impl Router {
         }
     }
 
-    pub(crate) fn send_link(&self, from: &ActorId, to: &ActorId) {
+    /// Sends this side's link request; an error means the other node cannot be reached.
+    pub(crate) fn send_link(&self, from: &ActorId, to: &ActorId) -> Result<()> {
         let body = pb::frame::Body::Link(pb::Link {
             from: from.to_string(),
             to: to.to_string(),
         });
-        if let Err(e) = self.send_frame(to.node(), body) {
-            tracing::debug!(to = %to, error = %e, "link not delivered");
-        }
+        self.send_frame(to.node(), body)
     }
 
     pub(crate) fn send_unlink(&self, from: &ActorId, to: &ActorId) {
@@ -233,18 +256,51 @@ impl Router {
         let _ = self.send_frame(to.node(), body);
     }
 
-    pub(crate) fn send_monitor(&self, watcher: &ActorId, target: &ActorId, monitor: MonitorRef) {
+    /// Asks `target`'s node to tell `watcher` (a local actor) of `target`'s death. If the
+    /// node cannot be reached, the watcher gets `Down(noconnection)` at once.
+    pub(crate) fn send_monitor(&self, watcher: &Pid, target: &ActorId, monitor: MonitorRef) {
+        if watcher.is_local() {
+            self.remote_monitors
+                .entry(target.node().to_owned())
+                .or_default()
+                .insert(
+                    monitor,
+                    RemoteMonitor {
+                        watcher: watcher.clone(),
+                        target: target.clone(),
+                    },
+                );
+        }
         let body = pb::frame::Body::Monitor(pb::Monitor {
-            watcher: watcher.to_string(),
+            watcher: watcher.id().to_string(),
             target: target.to_string(),
             monitor_ref: monitor.0,
         });
         if let Err(e) = self.send_frame(target.node(), body) {
             tracing::debug!(to = %target, error = %e, "monitor not delivered");
+            if let Some(entry) = self.forget_monitor(target.node(), monitor) {
+                entry.watcher.signal(Signal::Info(Info::Down {
+                    monitor,
+                    id: entry.target,
+                    reason: ExitReason::NoConnection,
+                }));
+            }
         }
     }
 
+    fn forget_monitor(&self, node: &str, monitor: MonitorRef) -> Option<RemoteMonitor> {
+        let mut monitors = self.remote_monitors.get_mut(node)?;
+        let entry = monitors.remove(&monitor);
+        let empty = monitors.is_empty();
+        drop(monitors);
+        if empty {
+            self.remote_monitors.remove_if(node, |_, m| m.is_empty());
+        }
+        entry
+    }
+
     pub(crate) fn send_demonitor(&self, watcher: &ActorId, target: &ActorId, monitor: MonitorRef) {
+        self.forget_monitor(target.node(), monitor);
         let body = pb::frame::Body::Demonitor(pb::Demonitor {
             watcher: watcher.to_string(),
             target: target.to_string(),
@@ -254,9 +310,46 @@ impl Router {
     }
 
     fn complete(&self, correlation: &str, result: Result<Envelope>) {
-        if let Some((_, tx)) = self.pending.remove(correlation) {
-            let _ = tx.send(result);
+        if let Some((_, pending)) = self.pending.remove(correlation) {
+            let _ = pending.reply.send(result);
         }
+    }
+
+    /// `node` is gone: every ask waiting on it fails with [`Error::NoConnection`] and every
+    /// local monitor of an actor there gets `Down(noconnection)`. Each is taken out of its
+    /// table before it is answered, so it is answered once however often this runs.
+    pub(crate) fn node_lost(&self, node: &str) -> (usize, usize) {
+        let lost: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|entry| &*entry.value().node == node)
+            .map(|entry| entry.key().clone())
+            .collect();
+        let mut asks = 0;
+        for correlation in lost {
+            // A reply that raced in between already removed its own entry.
+            if let Some((_, pending)) = self.pending.remove(&correlation) {
+                let _ = pending
+                    .reply
+                    .send(Err(Error::NoConnection(node.to_owned())));
+                asks += 1;
+            }
+        }
+        let monitors = match self.remote_monitors.remove(node) {
+            Some((_, monitors)) => {
+                let count = monitors.len();
+                for (monitor, entry) in monitors {
+                    entry.watcher.signal(Signal::Info(Info::Down {
+                        monitor,
+                        id: entry.target,
+                        reason: ExitReason::NoConnection,
+                    }));
+                }
+                count
+            }
+            None => 0,
+        };
+        (asks, monitors)
     }
 }
 
@@ -457,6 +550,7 @@ async fn on_frame(node: &Node, frame: pb::Frame) {
             else {
                 return;
             };
+            router.forget_monitor(target.node(), MonitorRef(down.monitor_ref));
             if let Some(local) = node.lookup(&watcher) {
                 local.signal(Signal::Info(Info::Down {
                     monitor: MonitorRef(down.monitor_ref),

@@ -6,10 +6,15 @@
 //! - [`postgres_url`], [`redis_url`], [`nats_url`]: the services of the tests, from the environment
 //!   (`PLEXSPACES_TEST_POSTGRES_URL`, `PLEXSPACES_TEST_REDIS_URL`) with local defaults;
 //!   `postgres_database` (feature `postgres`) creates the database if it is missing.
+//! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
+//!   that a test can kill -9, SIGTERM, restart and partition.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+mod cluster;
+pub use cluster::{free_udp_port, TestCluster, TestNode};
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.

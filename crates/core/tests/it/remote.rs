@@ -196,3 +196,104 @@ async fn a_node_without_transport_says_so() {
     assert!(matches!(err, Error::Transport(_)));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_lost_node_turns_links_monitors_and_asks_into_noconnection_exactly_once() {
+    let (alpha, beta) = two_nodes().await;
+    let log = Log::default();
+    alpha.spawn_named("echo", Echo).unwrap();
+    let observer = beta
+        .spawn_named("obs", Observer { log: log.clone() })
+        .unwrap();
+    let remote_echo = beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    observer.ask(Obs::Trap).await.unwrap();
+    observer
+        .ask(Obs::Monitor(remote_echo.clone()))
+        .await
+        .unwrap();
+    observer.ask(Obs::Link(remote_echo)).await.unwrap();
+    beta.groups()
+        .join(
+            "g",
+            &beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap(),
+        )
+        .unwrap();
+    let echo: ActorRef<Echo> = beta
+        .actor_ref(&ActorId::parse("echo@alpha").unwrap())
+        .unwrap();
+    // Round trip on the same ordered channel: the monitor and link frames were handled.
+    assert_eq!(echo.ask("sync".to_string()).await.unwrap(), "echo:sync");
+    let mut pending = Box::pin(echo.ask_timeout("slow:500".to_string(), Duration::from_secs(60)));
+    // One poll registers the ask and sends its frame.
+    assert!(futures::poll!(&mut pending).is_pending());
+
+    let lost = beta.node_lost("alpha");
+    assert_eq!((lost.links, lost.monitors, lost.asks), (1, 1, 1));
+    assert_eq!(lost.group_members, 1);
+    assert!(beta.groups().members("g").is_empty());
+    assert_eq!(
+        pending.await.unwrap_err(),
+        Error::NoConnection("alpha".into())
+    );
+    until("down and exit arrive", || log.entries().len() == 2).await;
+    let mut entries = log.entries();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec![
+            "down:echo@alpha:noconnection",
+            "exit:echo@alpha:noconnection"
+        ]
+    );
+    // Told again, nothing is left to tell: each was answered once.
+    assert_eq!(
+        beta.node_lost("alpha"),
+        plexspaces_core::NodeLost::default()
+    );
+    assert_eq!(log.entries().len(), 2);
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_node_kills_a_linked_non_trapping_actor_with_noconnection() {
+    let (alpha, beta) = two_nodes().await;
+    alpha.spawn_named("echo", Echo).unwrap();
+    let observer = beta
+        .spawn_named(
+            "obs",
+            Observer {
+                log: Log::default(),
+            },
+        )
+        .unwrap();
+    let remote_echo = beta.pid(&ActorId::parse("echo@alpha").unwrap()).unwrap();
+    observer.ask(Obs::Link(remote_echo)).await.unwrap();
+    beta.node_lost("alpha");
+    assert_eq!(observer.wait().await.unwrap(), ExitReason::NoConnection);
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitoring_or_linking_across_an_unreachable_node_is_noconnection_at_once() {
+    let (alpha, beta) = two_nodes().await;
+    let log = Log::default();
+    let observer = beta
+        .spawn_named("obs", Observer { log: log.clone() })
+        .unwrap();
+    observer.ask(Obs::Trap).await.unwrap();
+    // gamma was never bound on this network: the transport refuses frames for it.
+    let ghost = beta.pid(&ActorId::parse("x@gamma").unwrap()).unwrap();
+    observer.ask(Obs::Monitor(ghost.clone())).await.unwrap();
+    observer.ask(Obs::Link(ghost)).await.unwrap();
+    until("down and exit", || log.entries().len() == 2).await;
+    let mut entries = log.entries();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec!["down:x@gamma:noconnection", "exit:x@gamma:noconnection"]
+    );
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
