@@ -195,7 +195,7 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         // time
         "timeout" => (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
         // availability
-        "shutting_down" | "noproc" | "unavailable" | "storage" => {
+        "shutting_down" | "noproc" | "noconnection" | "unavailable" | "storage" => {
             (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable)
         }
         "transport" => (StatusCode::BAD_GATEWAY, Code::Unavailable),
@@ -258,6 +258,11 @@ mod tests {
                 tonic::Code::ResourceExhausted,
             ),
             (Core::ShuttingDown.into(), 503, tonic::Code::Unavailable),
+            (
+                Core::NoConnection("other-node".into()).into(),
+                503,
+                tonic::Code::Unavailable,
+            ),
             (
                 Core::Timeout(Duration::from_millis(1)).into(),
                 504,

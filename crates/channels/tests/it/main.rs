@@ -101,7 +101,6 @@ pub mod redis_backend {
     use super::*;
     use plexspaces_channels::{RedisBackend, RedisOptions};
 
-
     pub struct RedisFactory {
         pub prefix: String,
     }
@@ -158,7 +157,6 @@ pub mod nats {
     use futures::StreamExt;
     use plexspaces_channels::{NatsBackend, NatsOptions};
 
-
     pub struct NatsFactory {
         pub prefix: String,
     }
@@ -179,7 +177,9 @@ pub mod nats {
     }
 
     pub async fn cleanup(prefix: &str) {
-        let client = async_nats::connect(plexspaces_test_util::nats_url()).await.expect("connect for cleanup");
+        let client = async_nats::connect(plexspaces_test_util::nats_url())
+            .await
+            .expect("connect for cleanup");
         let js = async_nats::jetstream::new(client);
         let names: Vec<String> = js
             .stream_names()

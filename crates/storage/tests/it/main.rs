@@ -84,7 +84,6 @@ mod postgres {
     use super::*;
     use plexspaces_storage::{SqlOptions, SqlStore};
 
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_conformance() {
         let schema = plexspaces_test_util::unique_name("storage_it");
@@ -114,7 +113,6 @@ mod postgres {
 mod redis_backend {
     use super::*;
     use plexspaces_storage::{RedisOptions, RedisStore};
-
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_conformance() {
