@@ -33,6 +33,22 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The activation directory's database failed.
+    #[error("activation directory: {0}")]
+    Directory(String),
+    /// A directory write by a node that no longer owns the activation in that epoch.
+    #[error("activation {key} is fenced: {node} no longer owns it in epoch {epoch}")]
+    Fenced {
+        /// The activation key.
+        key: String,
+        /// The node that wrote.
+        node: String,
+        /// The epoch it wrote with.
+        epoch: u64,
+    },
+    /// No node can host an activation under its placement.
+    #[error("placement: {0}")]
+    Placement(String),
     /// An error from the actor runtime.
     #[error(transparent)]
     Core(#[from] plexspaces_core::Error),

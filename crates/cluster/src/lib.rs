@@ -11,6 +11,11 @@
 //!   nodes get `noconnection` exactly once and asks fail fast (see
 //!   `plexspaces_core::Node::node_lost`).
 //!
+//! - [`directory`]: the activation directory (owner and fencing epoch of each virtual-actor
+//!   activation) in memory, SQLite (feature `sqlite`) or PostgreSQL (feature `postgres`).
+//! - [`placement`]: where a first activation goes (consistent hash, prefer local,
+//!   resource-aware, pinned).
+//!
 //! This crate is not the node binary: `plexspaces start` does not use it yet (see
 //! docs/cluster.md, "Not yet"). It adds no networking to `plexspaces-core`, which only knows
 //! the `Transport` trait.
@@ -45,11 +50,13 @@
 
 #![warn(missing_docs)]
 
+pub mod directory;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod membership;
 mod network;
+pub mod placement;
 #[cfg(feature = "fault-injection")]
 pub mod testing;
 #[cfg(feature = "tls")]
@@ -59,4 +66,5 @@ pub use error::{Error, Result};
 pub use membership::{
     Cluster, ClusterHandle, ClusterOptions, Member, MemberState, MembershipEvent,
 };
+pub use directory::{ActorKey, Claim, Directory, MemoryDirectory, Owner, SharedDirectory};
 pub use network::{Network, NetworkHandle, NetworkOptions, NetworkStats, PeerStatus, PROTOCOL};
