@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub workflows: WorkflowsConfig,
     /// OpenTelemetry span export.
     pub otlp: OtlpConfig,
+    /// The activation directory and placement of virtual actors across nodes.
+    pub virtual_actors: crate::virtual_actors::VirtualActorsConfig,
 }
 
 /// `[otlp]`: OpenTelemetry span export over OTLP/HTTP (protobuf). The `plexspaces` binary
@@ -218,6 +220,7 @@ impl Default for NodeConfig {
             tuplespace: Default::default(),
             workflows: Default::default(),
             otlp: OtlpConfig::default(),
+            virtual_actors: Default::default(),
         }
     }
 }
@@ -330,6 +333,12 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Int,
     ),
     ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
+    ("PLEXSPACES_DIRECTORY", "virtual_actors.directory", Kind::Str),
+    (
+        "PLEXSPACES_DIRECTORY_SCHEMA",
+        "virtual_actors.directory_schema",
+        Kind::Str,
+    ),
     (
         "PLEXSPACES_OTLP_SERVICE_NAME",
         "otlp.service_name",
@@ -461,6 +470,7 @@ impl NodeConfig {
             ));
         }
         self.workflows.validate()?;
+        self.virtual_actors.spec(self)?;
         Ok(())
     }
 

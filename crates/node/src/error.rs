@@ -48,6 +48,17 @@ pub enum Error {
     /// A listener or file could not be used.
     #[error("io: {0}")]
     Io(String),
+    /// The virtual actor is owned by another cluster node (per the activation directory).
+    #[error("{key} is active on node {owner}")]
+    Moved {
+        /// The activation key.
+        key: String,
+        /// The owning node.
+        owner: String,
+    },
+    /// The activation directory could not be read or written.
+    #[error("activation directory: {0}")]
+    Directory(String),
 }
 
 impl Error {
@@ -67,6 +78,8 @@ impl Error {
             Error::Overloaded(_) => "overloaded",
             Error::Config(_) => "config",
             Error::Io(_) => "io",
+            Error::Moved { .. } => "moved",
+            Error::Directory(_) => "storage",
         }
     }
 
@@ -80,7 +93,7 @@ impl Error {
                 plexspaces_workflow::WorkflowError::Timeout(_)
                     | plexspaces_workflow::WorkflowError::Storage(_)
             ),
-            Error::Overloaded(_) => true,
+            Error::Overloaded(_) | Error::Moved { .. } | Error::Directory(_) => true,
             _ => false,
         }
     }
@@ -195,7 +208,7 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         // time
         "timeout" => (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
         // availability
-        "shutting_down" | "noproc" | "noconnection" | "unavailable" | "storage" => {
+        "shutting_down" | "noproc" | "noconnection" | "unavailable" | "storage" | "moved" => {
             (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable)
         }
         "transport" => (StatusCode::BAD_GATEWAY, Code::Unavailable),

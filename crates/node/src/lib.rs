@@ -62,11 +62,14 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod tuplespace;
+pub mod virtual_actors;
 pub mod workflows;
 
 pub use config::{ConfigSources, NodeConfig, OtlpConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 pub use error::{status_of, Error, Result};
-pub use registry::{ActivationKey, ActorType, FacetFactory, Registry, RegistryOptions, TypeKind};
+pub use registry::{
+    ActivationKey, ActorType, DirectoryBinding, FacetFactory, Registry, RegistryOptions, TypeKind,
+};
 pub use secret::{mask_secrets, Secret};
 pub use server::{NodeServer, NodeServerBuilder, ServerHandle};
 pub use state::{durability_facets, stream_id, NodeJournal};

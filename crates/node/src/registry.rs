@@ -16,11 +16,18 @@
 //! ([`Activation::release`]), however it ends: retired, found dead, or failed to restart.
 //! Readers ([`Registry::get`], [`Registry::activations`]) never wait on a slot's lock: each
 //! slot publishes its current activation, so a busy slot still reads as active.
+//!
+//! In a cluster ([`Registry::set_directory`]) the invariant is cluster-wide for virtual
+//! actors: under the slot's lock and before activating, the registry claims the key in the
+//! shared activation directory ([`plexspaces_cluster::directory`]); a key another node owns
+//! is not activated here ([`Error::Moved`] names the owner). The directory entry is released
+//! only after the activation has terminated (its final snapshot saved), so the next owner
+//! starts from everything this one committed.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -29,6 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use plexspaces_core::{
     Actor, ExitReason, Facet, Lifecycle, MailboxConfig, Node, Pid, SpawnOptions,
 };
+use plexspaces_cluster::{ActorKey, Claim, SharedDirectory};
 use plexspaces_tuplespace::{Spaces, TupleSpaceFacet};
 use tokio::time::Instant;
 
@@ -73,6 +81,11 @@ impl ActivationKey {
             .map(|p| escape(p))
             .collect::<Vec<_>>()
             .join("/")
+    }
+
+    /// The directory's key for this activation.
+    pub fn directory_key(&self) -> ActorKey {
+        ActorKey::new(&self.tenant, &self.namespace, &self.actor_type, &self.key)
     }
 
     fn actor_name(&self, worker: Option<usize>) -> String {
@@ -307,9 +320,32 @@ impl Default for RegistryOptions {
     }
 }
 
+/// The cluster's activation directory as this node uses it.
+#[derive(Clone)]
+pub struct DirectoryBinding {
+    /// The shared directory.
+    pub directory: SharedDirectory,
+    /// This node's name (the owner it claims as).
+    pub node: String,
+    /// This node's incarnation (start time in ms): entries of an older incarnation of the
+    /// same name are taken over, not waited for.
+    pub incarnation: u64,
+}
+
+impl fmt::Debug for DirectoryBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectoryBinding")
+            .field("node", &self.node)
+            .field("incarnation", &self.incarnation)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One live activation: a virtual actor, or a pool's workers.
 pub struct Activation {
     key: ActivationKey,
+    /// Its directory epoch, when the registry claimed it in a cluster's directory.
+    claim: Mutex<Option<u64>>,
     kind: TypeKind,
     workers: Mutex<Vec<Pid>>,
     next: AtomicUsize,
@@ -334,6 +370,11 @@ impl Activation {
     /// Its type's kind.
     pub fn kind(&self) -> TypeKind {
         self.kind
+    }
+
+    /// Its directory epoch (in a cluster).
+    pub fn directory_epoch(&self) -> Option<u64> {
+        *self.claim.lock()
     }
 
     /// Its actors (one for a virtual actor).
@@ -456,6 +497,9 @@ struct Inner {
     types: RwLock<HashMap<String, Arc<ActorType>>>,
     slots: DashMap<ActivationKey, Arc<Slot>>,
     live: AtomicUsize,
+    directory: OnceLock<DirectoryBinding>,
+    /// Set by [`Registry::drain`]: no new activation.
+    closing: AtomicBool,
 }
 
 /// The node's actor types and their activations. Cheap to clone.
@@ -484,6 +528,8 @@ impl Registry {
                 types: RwLock::new(HashMap::new()),
                 slots: DashMap::new(),
                 live: AtomicUsize::new(0),
+                directory: OnceLock::new(),
+                closing: AtomicBool::new(false),
             }),
         };
         let weak = Arc::downgrade(&registry.inner);
@@ -494,6 +540,57 @@ impl Registry {
     /// The node.
     pub fn node(&self) -> &Node {
         &self.inner.node
+    }
+
+    /// Makes one activation per virtual key a cluster-wide promise: from now on a virtual
+    /// actor is activated here only after this node claimed it in `binding`'s directory.
+    /// Set once, before serving; false when a directory was already set.
+    pub fn set_directory(&self, binding: DirectoryBinding) -> bool {
+        self.inner.directory.set(binding).is_ok()
+    }
+
+    /// The directory set by [`Registry::set_directory`].
+    pub fn directory(&self) -> Option<&DirectoryBinding> {
+        self.inner.directory.get()
+    }
+
+    /// Claims `key` for this node when it is a virtual key and a directory is set; returns
+    /// the directory epoch (`None` without a directory or for a worker pool).
+    async fn claim(&self, ty: &ActorType, key: &ActivationKey) -> Result<Option<u64>> {
+        let Some(d) = self.directory() else {
+            return Ok(None);
+        };
+        if ty.kind != TypeKind::Virtual {
+            return Ok(None);
+        }
+        let claim = d
+            .directory
+            .claim(&key.directory_key(), &d.node, d.incarnation)
+            .await
+            .map_err(|e| Error::Directory(e.to_string()))?;
+        match claim {
+            Claim::Granted(owner) => Ok(Some(owner.epoch)),
+            Claim::Held(owner) => Err(Error::Moved {
+                key: key.to_string(),
+                owner: owner.node,
+            }),
+        }
+    }
+
+    /// Gives up this node's directory entry for `key` in period `epoch`.
+    async fn release_claim(&self, key: &ActivationKey, epoch: Option<u64>) {
+        let (Some(d), Some(epoch)) = (self.directory(), epoch) else {
+            return;
+        };
+        match d
+            .directory
+            .release(&key.directory_key(), &d.node, epoch)
+            .await
+        {
+            Ok(true) => tracing::debug!(%key, epoch, "directory entry released"),
+            Ok(false) => tracing::warn!(%key, epoch, "directory entry was no longer ours"),
+            Err(e) => tracing::warn!(%key, error = %e, "cannot release the directory entry"),
+        }
     }
 
     /// Registers (or replaces) a type.
@@ -557,14 +654,22 @@ impl Registry {
                 SlotState::Retired => continue,
                 SlotState::Active(a) if a.all_alive() => (a.clone(), false),
                 SlotState::Active(a) => {
-                    // An actor died (a handler failed): start a fresh activation.
+                    // An actor died (a handler failed, or it was fenced): start a fresh
+                    // activation, if this node still owns the key.
                     let a = a.clone();
                     for pid in a.pids() {
                         pid.stop(ExitReason::Shutdown);
                         let _ = pid.wait().await;
                     }
                     a.release(&self.inner.live);
-                    match self.activate(&ty, key).await {
+                    let claimed = match self.claim(&ty, key).await {
+                        Ok(epoch) => epoch,
+                        Err(e) => {
+                            self.vacate(key, &slot, &mut state);
+                            return Err(e);
+                        }
+                    };
+                    match self.activate(&ty, key, claimed).await {
                         Ok(fresh) => {
                             slot.set(&mut state, SlotState::Active(fresh.clone()));
                             (fresh, true)
@@ -572,15 +677,24 @@ impl Registry {
                         Err(e) => {
                             // The dead activation is gone: retire the slot so that nothing
                             // finds (and releases) it again.
+                            self.release_claim(key, claimed).await;
                             self.vacate(key, &slot, &mut state);
                             return Err(e);
                         }
                     }
                 }
                 SlotState::Empty => {
-                    let fresh = match self.activate(&ty, key).await {
+                    let claimed = match self.claim(&ty, key).await {
+                        Ok(epoch) => epoch,
+                        Err(e) => {
+                            self.vacate(key, &slot, &mut state);
+                            return Err(e);
+                        }
+                    };
+                    let fresh = match self.activate(&ty, key, claimed).await {
                         Ok(a) => a,
                         Err(e) => {
+                            self.release_claim(key, claimed).await;
                             self.vacate(key, &slot, &mut state);
                             return Err(e);
                         }
@@ -614,9 +728,14 @@ impl Registry {
         }
     }
 
-    async fn activate(&self, ty: &ActorType, key: &ActivationKey) -> Result<Arc<Activation>> {
+    async fn activate(
+        &self,
+        ty: &ActorType,
+        key: &ActivationKey,
+        claim: Option<u64>,
+    ) -> Result<Arc<Activation>> {
         let node = &self.inner.node;
-        if node.is_shutting_down() {
+        if node.is_shutting_down() || self.inner.closing.load(Ordering::Acquire) {
             return Err(plexspaces_core::Error::ShuttingDown.into());
         }
         let count = match ty.kind {
@@ -666,6 +785,7 @@ impl Registry {
         tracing::debug!(key = %key, kind = ty.kind.as_str(), "activated");
         Ok(Arc::new(Activation {
             key: key.clone(),
+            claim: Mutex::new(claim),
             kind: ty.kind,
             workers: Mutex::new(workers),
             next: AtomicUsize::new(0),
@@ -741,6 +861,10 @@ impl Registry {
             let _ = pid.wait().await;
         }
         activation.release(&self.inner.live);
+        // After the actors terminated (their final snapshot saved): the next owner starts
+        // from everything this activation committed.
+        let claim = activation.claim.lock().take();
+        self.release_claim(key, claim).await;
         self.vacate(key, slot, state);
         tracing::debug!(key = %key, "deactivated");
     }
@@ -750,6 +874,23 @@ impl Registry {
     fn vacate(&self, key: &ActivationKey, slot: &Arc<Slot>, state: &mut SlotState) {
         slot.set(state, SlotState::Retired);
         self.inner.slots.remove_if(key, |_, s| Arc::ptr_eq(s, slot));
+    }
+
+    /// Hands every activation off before the node exits: refuses new activations, then
+    /// deactivates each one after its in-flight requests (its facets save a final
+    /// snapshot) and releases its directory entry, so that another node activates it next
+    /// with all its state. Returns how many were deactivated.
+    pub async fn drain(&self) -> usize {
+        self.inner.closing.store(true, Ordering::Release);
+        let keys: Vec<ActivationKey> = self.inner.slots.iter().map(|e| e.key().clone()).collect();
+        let mut n = 0;
+        for key in keys {
+            if self.deactivate(&key).await {
+                n += 1;
+            }
+        }
+        tracing::info!(activations = n, "drained");
+        n
     }
 
     /// Deactivates every idle activation past its timeout. Returns how many.

@@ -201,6 +201,24 @@ impl NodeServer {
                 pool_workers: config.actors.pool_workers,
             },
         );
+        if let Some(directory) = crate::virtual_actors::open_directory(&config).await? {
+            let incarnation = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            // What an earlier run of this node left owned (killed before it could release):
+            // that run is gone, so its entries are free.
+            let stale = directory
+                .reclaim(&config.node_id, incarnation)
+                .await
+                .map_err(|e| Error::Directory(e.to_string()))?;
+            tracing::info!(stale, "activation directory initialized");
+            registry.set_directory(crate::registry::DirectoryBinding {
+                directory,
+                node: config.node_id.clone(),
+                incarnation,
+            });
+        }
         registry.register(builtin::counter_type(&journal));
         registry.register(builtin::echo_type());
         let durability: crate::registry::FacetFactory = Arc::new(journal.facets());
@@ -350,6 +368,10 @@ impl ServerHandle {
             let _ = t.await;
         }
         self.inner.workflows.engine.shutdown();
+        if self.inner.registry.directory().is_some() {
+            // Hand virtual actors off: final snapshots, directory entries released.
+            self.inner.registry.drain().await;
+        }
         self.inner.node.shutdown().await;
         tracing::info!("node stopped");
     }

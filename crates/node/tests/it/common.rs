@@ -76,6 +76,10 @@ pub struct Setup {
     /// PostgreSQL journal: (url, schema).
     pub postgres: Option<(String, String)>,
     pub checkpoint_every: Option<u64>,
+    /// The node's name (default `node1`).
+    pub node_id: Option<String>,
+    /// `virtual_actors.directory`.
+    pub directory: Option<String>,
 }
 
 pub fn fixture(name: &str) -> std::path::PathBuf {
@@ -106,6 +110,12 @@ impl TestNode {
         if let Some((url, schema)) = &setup.postgres {
             config.journal.url = Some(Secret::new(url.clone()));
             config.journal.schema = schema.clone();
+        }
+        if let Some(id) = &setup.node_id {
+            config.node_id = id.clone();
+        }
+        if let Some(d) = &setup.directory {
+            config.virtual_actors.directory = Some(Secret::new(d.clone()));
         }
         if let Some(n) = setup.checkpoint_every {
             config.journal.checkpoint_every_messages = n;

@@ -3,6 +3,7 @@
 
 mod common;
 mod dashboard;
+mod directory;
 mod grpc;
 mod http;
 mod registry;
