@@ -11,9 +11,8 @@
 //!   nodes get `noconnection` exactly once and asks fail fast (see
 //!   `plexspaces_core::Node::node_lost`).
 //!
-//! This crate is not the node binary: `plexspaces start` does not use it yet (see
-//! docs/cluster.md, "Not yet"). It adds no networking to `plexspaces-core`, which only knows
-//! the `Transport` trait.
+//! `plexspaces start` uses it when `[cluster]` is configured (`plexspaces_node::cluster`).
+//! It adds no networking to `plexspaces-core`, which only knows the `Transport` trait.
 //!
 //! # Invariants
 //! - Frames from one node to another arrive in the order they were sent, or not at all

@@ -48,6 +48,14 @@ pub enum Error {
     /// A listener or file could not be used.
     #[error("io: {0}")]
     Io(String),
+    /// The error another cluster node answered a forwarded invocation with, with its kind.
+    #[error("{message}")]
+    Forwarded {
+        /// The kind the hosting node gave ([`Error::kind`]).
+        kind: String,
+        /// Its public message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -67,6 +75,7 @@ impl Error {
             Error::Overloaded(_) => "overloaded",
             Error::Config(_) => "config",
             Error::Io(_) => "io",
+            Error::Forwarded { kind, .. } => kind,
         }
     }
 

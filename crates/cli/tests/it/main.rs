@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod cluster;
 mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;
