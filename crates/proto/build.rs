@@ -6,7 +6,9 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // The manifest dir of this build, read at run time: a build script binary reused from
+    // another checkout (a copied target dir) must still read this checkout's protos.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let dir = root.join("plexspaces/v1");
     // Watch the directory too, so a newly added .proto triggers a rebuild.
     println!("cargo:rerun-if-changed={}", dir.display());

@@ -7,6 +7,7 @@
 //! or template, a rejected update); 7 timed out (a blocking `space read`/`take`, a workflow
 //! still running, an update not answered in time); 8 overloaded.
 
+mod cluster;
 mod space;
 mod telemetry;
 mod workflow;
@@ -85,6 +86,12 @@ enum Command {
     /// Your tenant's durable workflows: start, signal, query, update, cancel, await.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// The cluster the node is in: its members.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Certificates for mTLS between nodes.
+    #[command(subcommand)]
+    Cert(cluster::CertCommand),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +114,18 @@ struct StartArgs {
     /// Data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Joins the cluster of this name (cluster.name; unset: the node runs alone).
+    #[arg(long)]
+    cluster_name: Option<String>,
+    /// This node's cluster address, HOST:PORT (TCP transport and UDP gossip).
+    #[arg(long)]
+    cluster_addr: Option<String>,
+    /// Other nodes' cluster addresses to join through, HOST:PORT,...
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+    /// The IP address other nodes reach this node at (cluster.advertise_addr).
+    #[arg(long)]
+    advertise_addr: Option<String>,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
@@ -321,6 +340,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Workflow(cmd) => {
             workflow::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
         }
+        Command::Cluster(cmd) => {
+            cluster::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Cert(cmd) => cluster::cert(cli.output, cmd),
     }
 }
 
@@ -335,6 +358,13 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     set("http.addr", args.http_addr);
     set("grpc.addr", args.grpc_addr.or(args.listen_addr));
     set("data_dir", args.data_dir.map(|p| p.display().to_string()));
+    set("cluster.name", args.cluster_name);
+    set("cluster.addr", args.cluster_addr);
+    set("cluster.advertise_addr", args.advertise_addr);
+    if let Some(seeds) = args.seeds {
+        let seeds = seeds.into_iter().map(toml::Value::String).collect();
+        overrides.push(("cluster.seeds".to_owned(), toml::Value::Array(seeds)));
+    }
     let config = NodeConfig::load(ConfigSources {
         file: args.config,
         env: std::env::vars().collect(),

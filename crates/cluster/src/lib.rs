@@ -16,9 +16,8 @@
 //! - [`placement`]: where a first activation goes (consistent hash, prefer local,
 //!   resource-aware, pinned).
 //!
-//! This crate is not the node binary: `plexspaces start` does not use it yet (see
-//! docs/cluster.md, "Not yet"). It adds no networking to `plexspaces-core`, which only knows
-//! the `Transport` trait.
+//! `plexspaces start` uses it when `[cluster]` is configured (`plexspaces_node::cluster`).
+//! It adds no networking to `plexspaces-core`, which only knows the `Transport` trait.
 //!
 //! # Invariants
 //! - Frames from one node to another arrive in the order they were sent, or not at all

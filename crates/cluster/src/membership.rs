@@ -152,6 +152,11 @@ pub struct Member {
     pub version: String,
     /// Milliseconds since the Unix epoch when this node last saw it change state.
     pub since_ms: u64,
+    /// Its gossip heartbeat counter as last seen here (rises every gossip round).
+    pub heartbeat: u64,
+    /// Milliseconds since the Unix epoch when this node last saw its heartbeat rise (for
+    /// this node itself: the last gossip round); 0 before the first one.
+    pub last_heartbeat_ms: u64,
 }
 
 /// A change in membership, as this node sees it.
@@ -209,6 +214,8 @@ struct Inner {
     node: WeakNode,
     /// Names and group members that alive peers publish.
     directory: Mutex<Directory>,
+    /// Per node name: (generation, heartbeat counter, when it last rose, in ms).
+    heartbeats: Mutex<HashMap<String, (u64, u64, u64)>>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<crate::faults::GossipFaults>,
 }
@@ -336,6 +343,7 @@ impl Cluster {
             metrics,
             node: node.downgrade(),
             directory: Mutex::new(Directory::default()),
+            heartbeats: Mutex::new(HashMap::new()),
             #[cfg(feature = "fault-injection")]
             faults,
         });
@@ -379,6 +387,8 @@ fn member(id: &ChitchatId, state: &NodeState, is_self: bool) -> Member {
         live_actors: get(KEY_ACTORS).parse().unwrap_or(0),
         version: get(KEY_VERSION).to_owned(),
         since_ms: now_ms(),
+        heartbeat: 0,
+        last_heartbeat_ms: 0,
     }
 }
 
@@ -423,8 +433,26 @@ async fn watch(inner: Arc<Inner>, node: WeakNode) {
                 for (key, value) in desired {
                     state.set(key, value);
                 }
+                record_heartbeats(&inner, &chitchat);
             }
             _ = inner.stop.cancelled() => return,
+        }
+    }
+}
+
+/// Notes, per node, when its heartbeat counter last rose (for `Member::last_heartbeat_ms`).
+fn record_heartbeats(inner: &Inner, chitchat: &chitchat::Chitchat) {
+    let now = now_ms();
+    let mut seen = inner.heartbeats.lock();
+    for (id, state) in chitchat.node_states() {
+        let beat = u64::from(state.heartbeat());
+        let name = id.node_id.to_string();
+        match seen.get(&name) {
+            Some(&(generation, last, _)) if generation == id.generation_id && last >= beat => {}
+            Some(&(generation, _, _)) if generation > id.generation_id => {}
+            _ => {
+                seen.insert(name, (id.generation_id, beat, now));
+            }
         }
     }
 }
@@ -572,7 +600,17 @@ fn apply(
 impl ClusterHandle {
     /// Every node this node has seen, alive, leaving or dead, sorted by name.
     pub fn members(&self) -> Vec<Member> {
-        self.inner.members.lock().values().cloned().collect()
+        let beats = self.inner.heartbeats.lock().clone();
+        let mut members: Vec<Member> = self.inner.members.lock().values().cloned().collect();
+        for m in &mut members {
+            if let Some(&(generation, beat, at)) = beats.get(&m.node) {
+                if generation == m.generation {
+                    m.heartbeat = beat;
+                    m.last_heartbeat_ms = at;
+                }
+            }
+        }
+        members
     }
 
     /// The names of the alive members (this node included).

@@ -15,6 +15,8 @@ use crate::secret::Secret;
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8094";
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:8000";
+/// Default cluster address (TCP transport and UDP gossip), used when `cluster.name` is set.
+pub const DEFAULT_CLUSTER_ADDR: &str = "127.0.0.1:7000";
 
 /// Everything a node needs to start. See `docs/configuration.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,8 +42,162 @@ pub struct NodeConfig {
     pub workflows: WorkflowsConfig,
     /// OpenTelemetry span export.
     pub otlp: OtlpConfig,
+    /// Membership in a cluster of nodes (unset `name`: the node runs alone).
+    pub cluster: ClusterConfig,
     /// The activation directory and placement of virtual actors across nodes.
     pub virtual_actors: crate::virtual_actors::VirtualActorsConfig,
+}
+
+/// `[cluster]`: joining other nodes over the network (docs/cluster.md). With `name` unset
+/// the node runs alone, as it always did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The cluster's name; nodes of another name never join. Unset: no cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where this node listens for other nodes, `HOST:PORT`: TCP for the transport and UDP
+    /// for gossip, on the same port.
+    pub addr: String,
+    /// The IP address other nodes reach this node at (with `addr`'s port). Unset: `addr`'s
+    /// IP, which must then not be a wildcard (0.0.0.0, ::).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
+    /// Other nodes' cluster addresses (`HOST:PORT`) to join through.
+    pub seeds: Vec<String>,
+    /// Time between gossip rounds, in ms (failure detection takes about 9 of them).
+    pub gossip_interval_ms: u64,
+    /// PEM file of the CA that signs every node's certificate (mTLS between nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate (its node name as a DNS name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Allows plain TCP between nodes on an address beyond loopback (without it such a node
+    /// refuses to start without certificates).
+    pub insecure: bool,
+    /// Labels gossiped with this node (zone, role, ...).
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: None,
+            addr: DEFAULT_CLUSTER_ADDR.into(),
+            advertise_addr: None,
+            seeds: Vec::new(),
+            gossip_interval_ms: 200,
+            labels: Default::default(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure: false,
+        }
+    }
+}
+
+/// What a node in a cluster listens on and announces, resolved from [`ClusterConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPlan {
+    /// The cluster's name.
+    pub name: String,
+    /// Where the transport (TCP) and gossip (UDP) listen.
+    pub listen: SocketAddr,
+    /// The address other nodes use for both.
+    pub advertise: SocketAddr,
+    /// Seeds, `HOST:PORT`.
+    pub seeds: Vec<String>,
+    /// `(ca, cert, key)` files when mTLS is on.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
+impl ClusterConfig {
+    /// The resolved plan, `None` when the node runs alone.
+    pub fn plan(&self) -> Result<Option<ClusterPlan>> {
+        let Some(name) = &self.name else {
+            return Ok(None);
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(Error::Config(format!(
+                "cluster.name {name:?}: 1 to 64 letters, digits, `-`, `_` or `.`"
+            )));
+        }
+        let listen = parse_addr("cluster.addr", &self.addr)?;
+        if listen.port() == 0 {
+            return Err(Error::Config(
+                "cluster.addr needs a fixed port (other nodes seed from it)".into(),
+            ));
+        }
+        let advertise = match &self.advertise_addr {
+            Some(text) => {
+                let ip: std::net::IpAddr = text.trim().parse().map_err(|_| {
+                    Error::Config(format!(
+                        "cluster.advertise_addr {text:?} is not an IP address"
+                    ))
+                })?;
+                SocketAddr::new(ip, listen.port())
+            }
+            None => listen,
+        };
+        if advertise.ip().is_unspecified() {
+            return Err(Error::Config(format!(
+                "cluster.addr {listen} is a wildcard: set cluster.advertise_addr                  (--advertise-addr) to the IP other nodes reach this node at"
+            )));
+        }
+        // Seeds are resolved when gossiped to (a seed's name may not resolve yet).
+        for seed in &self.seeds {
+            let port_ok = seed
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(Error::Config(format!(
+                    "cluster.seeds: {seed:?} is not HOST:PORT"
+                )));
+            }
+        }
+        if !(10..=10_000).contains(&self.gossip_interval_ms) {
+            return Err(Error::Config(format!(
+                "cluster.gossip_interval_ms {} must be between 10 and 10000",
+                self.gossip_interval_ms
+            )));
+        }
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some((ca.clone(), cert.clone(), key.clone())),
+            (None, None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "cluster.tls_ca, cluster.tls_cert and cluster.tls_key go together".into(),
+                ))
+            }
+        };
+        let local_only = listen.ip().is_loopback() && advertise.ip().is_loopback();
+        if tls.is_none() && !local_only && !self.insecure {
+            return Err(Error::Config(format!(
+                "cluster.addr {listen} is reachable beyond loopback: set cluster.tls_ca,                  cluster.tls_cert and cluster.tls_key (see `plexspaces cert dev-ca`), or                  cluster.insecure = true (PLEXSPACES_CLUSTER_INSECURE=1) for plain TCP"
+            )));
+        }
+        Ok(Some(ClusterPlan {
+            name: name.clone(),
+            listen,
+            advertise,
+            seeds: self.seeds.clone(),
+            tls,
+        }))
+    }
+
+    /// The gossip interval.
+    pub fn gossip_interval(&self) -> Duration {
+        Duration::from_millis(self.gossip_interval_ms)
+    }
 }
 
 /// `[otlp]`: OpenTelemetry span export over OTLP/HTTP (protobuf). The `plexspaces` binary
@@ -221,6 +377,7 @@ impl Default for NodeConfig {
             workflows: Default::default(),
             otlp: OtlpConfig::default(),
             virtual_actors: Default::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -272,6 +429,8 @@ enum Kind {
     Str,
     Int,
     Bool,
+    /// Comma-separated strings.
+    List,
 }
 
 /// `PLEXSPACES_*` variables and the config key each sets.
@@ -344,6 +503,27 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "otlp.service_name",
         Kind::Str,
     ),
+    ("PLEXSPACES_CLUSTER_NAME", "cluster.name", Kind::Str),
+    ("PLEXSPACES_CLUSTER_ADDR", "cluster.addr", Kind::Str),
+    (
+        "PLEXSPACES_ADVERTISE_ADDR",
+        "cluster.advertise_addr",
+        Kind::Str,
+    ),
+    ("PLEXSPACES_SEEDS", "cluster.seeds", Kind::List),
+    (
+        "PLEXSPACES_GOSSIP_INTERVAL_MS",
+        "cluster.gossip_interval_ms",
+        Kind::Int,
+    ),
+    ("PLEXSPACES_CLUSTER_TLS_CA", "cluster.tls_ca", Kind::Str),
+    ("PLEXSPACES_CLUSTER_TLS_CERT", "cluster.tls_cert", Kind::Str),
+    ("PLEXSPACES_CLUSTER_TLS_KEY", "cluster.tls_key", Kind::Str),
+    (
+        "PLEXSPACES_CLUSTER_INSECURE",
+        "cluster.insecure",
+        Kind::Bool,
+    ),
 ];
 
 /// `PLEXSPACES_*` variables that are not config keys but are known (used by the CLI).
@@ -405,6 +585,7 @@ impl NodeConfig {
                         "{name}={value:?} is not a boolean (1/0/true/false)"
                     ))
                 })?),
+                Kind::List => toml::Value::Array(split_list(value)),
             };
             set(&mut table, key, value)?;
         }
@@ -471,6 +652,7 @@ impl NodeConfig {
         }
         self.workflows.validate()?;
         self.virtual_actors.spec(self)?;
+        self.cluster.plan()?;
         Ok(())
     }
 
@@ -516,6 +698,15 @@ fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| Error::Config(format!("{key} {text:?} is not HOST:PORT")))
+}
+
+/// `a, b,,c` -> `["a", "b", "c"]` as TOML strings.
+pub fn split_list(text: &str) -> Vec<toml::Value> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| toml::Value::String(s.to_owned()))
+        .collect()
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -749,6 +940,125 @@ mod tests {
             .to_string();
             assert!(err.contains("workflows.inbox_poll_ms"), "{err}");
         }
+    }
+
+    #[test]
+    fn cluster_keys_load_from_every_layer_and_are_checked() {
+        let c = NodeConfig::load(ConfigSources::default()).unwrap();
+        assert_eq!(
+            c.cluster.plan().unwrap(),
+            None,
+            "no [cluster]: the node runs alone"
+        );
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[
+                ("PLEXSPACES_CLUSTER_NAME", "demo"),
+                ("PLEXSPACES_CLUSTER_ADDR", "127.0.0.1:7001"),
+                ("PLEXSPACES_SEEDS", "127.0.0.1:7002, 127.0.0.1:7003,"),
+                ("PLEXSPACES_GOSSIP_INTERVAL_MS", "100"),
+            ]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        let plan = c.cluster.plan().unwrap().unwrap();
+        assert_eq!(plan.name, "demo");
+        assert_eq!(plan.listen.port(), 7001);
+        assert_eq!(plan.advertise, plan.listen);
+        assert_eq!(plan.seeds, vec!["127.0.0.1:7002", "127.0.0.1:7003"]);
+        assert_eq!(plan.tls, None);
+        assert_eq!(c.cluster.gossip_interval(), Duration::from_millis(100));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "[cluster]\nname = \"prod\"\naddr = \"0.0.0.0:7000\"\nadvertise_addr = \"10.0.0.5\"\n\
+             seeds = [\"10.0.0.6:7000\"]\ntls_ca = \"ca.pem\"\ntls_cert = \"n.pem\"\ntls_key = \"n.key\"\n\
+             [cluster.labels]\nzone = \"a\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(ConfigSources {
+            file: Some(file.clone()),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        let plan = c.cluster.plan().unwrap().unwrap();
+        assert_eq!(plan.advertise.to_string(), "10.0.0.5:7000");
+        assert!(plan.tls.is_some());
+        assert_eq!(c.cluster.labels["zone"], "a");
+
+        std::fs::write(&file, "[cluster]\nname = \"x\"\nsedes = []\n").unwrap();
+        let err = NodeConfig::load(ConfigSources {
+            file: Some(file),
+            ..ConfigSources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `sedes`"), "{err}");
+
+        for (pairs, expect) in [
+            (&[("PLEXSPACES_CLUSTER_NAME", "a b")][..], "cluster.name"),
+            (
+                &[
+                    ("PLEXSPACES_CLUSTER_NAME", "c"),
+                    ("PLEXSPACES_CLUSTER_ADDR", "127.0.0.1:0"),
+                ][..],
+                "fixed port",
+            ),
+            (
+                &[
+                    ("PLEXSPACES_CLUSTER_NAME", "c"),
+                    ("PLEXSPACES_CLUSTER_ADDR", "0.0.0.0:7000"),
+                ][..],
+                "advertise_addr",
+            ),
+            (
+                &[
+                    ("PLEXSPACES_CLUSTER_NAME", "c"),
+                    ("PLEXSPACES_CLUSTER_ADDR", "0.0.0.0:7000"),
+                    ("PLEXSPACES_ADVERTISE_ADDR", "10.1.2.3"),
+                ][..],
+                "beyond loopback",
+            ),
+            (
+                &[
+                    ("PLEXSPACES_CLUSTER_NAME", "c"),
+                    ("PLEXSPACES_CLUSTER_TLS_CA", "ca.pem"),
+                ][..],
+                "go together",
+            ),
+            (
+                &[
+                    ("PLEXSPACES_CLUSTER_NAME", "c"),
+                    ("PLEXSPACES_SEEDS", "nowhere"),
+                ][..],
+                "cluster.seeds",
+            ),
+            (
+                &[("PLEXSPACES_CLUSTER_NAMES", "c")][..],
+                "PLEXSPACES_CLUSTER_NAMES",
+            ),
+        ] {
+            let err = NodeConfig::load(ConfigSources {
+                env: env(pairs),
+                ..ConfigSources::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expect), "{pairs:?}: {err}");
+        }
+        // Beyond loopback without certificates only when asked for.
+        let c = NodeConfig::load(ConfigSources {
+            env: env(&[
+                ("PLEXSPACES_CLUSTER_NAME", "c"),
+                ("PLEXSPACES_CLUSTER_ADDR", "0.0.0.0:7000"),
+                ("PLEXSPACES_ADVERTISE_ADDR", "10.1.2.3"),
+                ("PLEXSPACES_CLUSTER_INSECURE", "1"),
+            ]),
+            ..ConfigSources::default()
+        })
+        .unwrap();
+        assert_eq!(c.cluster.plan().unwrap().unwrap().tls, None);
     }
 
     #[test]

@@ -137,7 +137,22 @@ pub async fn summary(state: &NodeServices, tenant: Option<&str>) -> Result<Value
         "types": types,
         "actors": actors,
         "supervision": supervision,
+        "cluster": cluster_summary(state),
     }))
+}
+
+/// The cluster's members as this node sees them (a node alone: only itself).
+fn cluster_summary(state: &NodeServices) -> Value {
+    let status = state.cluster.status(&crate::service::Caller {
+        tenant: String::new(),
+        operator: false,
+    });
+    json!({
+        "name": status.cluster_name,
+        "clustered": status.clustered,
+        "members_by_state": state.cluster.counts(),
+        "members": status.members,
+    })
 }
 
 fn restart_name(restart: Restart) -> &'static str {

@@ -59,6 +59,14 @@ pub enum Error {
     /// The activation directory could not be read or written.
     #[error("activation directory: {0}")]
     Directory(String),
+    /// The error another cluster node answered a forwarded invocation with, with its kind.
+    #[error("{message}")]
+    Forwarded {
+        /// The kind the hosting node gave ([`Error::kind`]).
+        kind: String,
+        /// Its public message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -80,6 +88,7 @@ impl Error {
             Error::Io(_) => "io",
             Error::Moved { .. } => "moved",
             Error::Directory(_) => "storage",
+            Error::Forwarded { kind, .. } => kind,
         }
     }
 

@@ -19,10 +19,12 @@ use plexspaces_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::actors::grpc::ActorApi;
+use crate::cluster::grpc::ClusterApi;
 use crate::error::Error;
 use crate::service::{header_id, Caller, NodeServices};
 use crate::tuplespace::grpc::TupleSpaceApi;
 use crate::workflows::grpc::WorkflowApi;
+use plexspaces_proto::v1::cluster_service_server::ClusterServiceServer;
 
 /// The caller of a gRPC request (counted as one gRPC request): its `authorization`
 /// metadata through [`crate::service::Gate::caller`].
@@ -151,6 +153,9 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
     health_reporter
         .set_serving::<TupleSpaceServiceServer<TupleSpaceApi>>()
         .await;
+    health_reporter
+        .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -161,5 +166,6 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .add_service(ActorApi(services.clone()).into_server())
         .add_service(NodeServiceServer::new(NodeApi(services.clone())))
         .add_service(WorkflowApi(services.clone()).into_server())
+        .add_service(ClusterApi(services.clone()).into_server())
         .add_service(TupleSpaceApi(services).into_server()))
 }

@@ -22,8 +22,9 @@
 //! ([`http::Scoped`]) and the node's own endpoints. A new API starts as a folder of that
 //! shape.
 //!
-//! It is not the runtime (that is `plexspaces-core`), not a cluster (one node; remote
-//! placement comes with `plexspaces-cluster`) and not the journal (`plexspaces-journal`).
+//! With `[cluster]` it joins other nodes through `plexspaces-cluster` ([`cluster`]):
+//! membership, status, and invocations forwarded to the node hosting the actor. It is not
+//! the runtime (that is `plexspaces-core`) and not the journal (`plexspaces-journal`).
 //!
 //! # Invariants
 //! - At most one activation per (tenant, namespace, actor type, key) on a node.
@@ -51,6 +52,7 @@
 pub mod actors;
 pub mod auth;
 pub mod builtin;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;

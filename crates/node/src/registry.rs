@@ -88,6 +88,12 @@ impl ActivationKey {
         ActorKey::new(&self.tenant, &self.namespace, &self.actor_type, &self.key)
     }
 
+    /// The actor name of this key's virtual activation (`v:<path>`); a clustered node also
+    /// registers the activation under it, cluster-wide.
+    pub fn virtual_actor_name(&self) -> String {
+        self.actor_name(None)
+    }
+
     fn actor_name(&self, worker: Option<usize>) -> String {
         match worker {
             None => format!("v:{}", self.path()),

@@ -90,6 +90,7 @@ struct HandleInner {
     tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
     journal: NodeJournal,
     workflows: NodeWorkflows,
+    cluster: Option<plexspaces_cluster::ClusterHandle>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -188,7 +189,22 @@ impl NodeServer {
         if spans {
             node = node.facet(TracingFacet::new());
         }
+        // `[cluster]`: the transport to other nodes is the runtime node's, so it comes first.
+        let plan = config.cluster.plan()?;
+        let network = match &plan {
+            Some(plan) => Some(crate::cluster::network(plan, &config.node_id).await?),
+            None => None,
+        };
+        if let Some(network) = &network {
+            node = node.transport(Arc::new(network.clone()));
+        }
         let node = node.build().await?;
+        let cluster = match (&plan, network) {
+            (Some(plan), Some(network)) => Some(
+                crate::cluster::join(&config.cluster, plan, &node, network, &prometheus).await?,
+            ),
+            _ => None,
+        };
         let spaces = crate::tuplespace::open_spaces(&config).await?;
         node.insert_service(Arc::new(spaces.clone()));
         tracing::info!(backend = spaces.backend_name(), "tuple space initialized");
@@ -240,13 +256,29 @@ impl NodeServer {
 
         let (stop, stopped) = watch::channel(false);
         let gate = Gate::new(auth, draining.clone(), stopped.clone());
+        let mut actors = Actors::new(
+            registry.clone(),
+            config.request_timeout(),
+            config.actors.mailbox_capacity,
+            actor_metrics.clone(),
+        );
+        if let Some(cluster) = &cluster {
+            actors = actors.with_cluster(cluster.clone());
+            if let Some(binding) = registry.directory() {
+                actors = actors.with_placer(crate::virtual_actors::Placer::new(
+                    &config.node_id,
+                    config.virtual_actors.placement.clone(),
+                ));
+                tokio::spawn(crate::virtual_actors::reclaim_on_membership(
+                    cluster.clone(),
+                    binding.directory.clone(),
+                ));
+            }
+            crate::cluster::forward::start_gateway(&node, actors.clone())?;
+        }
         let services = NodeServices {
-            actors: Actors::new(
-                registry.clone(),
-                config.request_timeout(),
-                config.actors.mailbox_capacity,
-                actor_metrics.clone(),
-            ),
+            cluster: crate::cluster::NodeCluster::new(node.name(), cluster.clone()),
+            actors,
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
             spaces: TupleSpaces::new(spaces, config.request_timeout()),
             gate,
@@ -311,6 +343,7 @@ impl NodeServer {
                 tasks: tokio::sync::Mutex::new(vec![http_task, grpc_task]),
                 journal,
                 workflows,
+                cluster,
             }),
         })
     }
@@ -336,6 +369,11 @@ impl ServerHandle {
     /// Rust, as the HTTP and gRPC APIs do.
     pub fn workflows(&self) -> &plexspaces_workflow::WorkflowEngine {
         &self.inner.workflows.engine
+    }
+
+    /// The cluster membership, when the node runs in a cluster (`[cluster]`).
+    pub fn cluster(&self) -> Option<&plexspaces_cluster::ClusterHandle> {
+        self.inner.cluster.as_ref()
     }
 
     /// The bound HTTP address.
@@ -371,6 +409,10 @@ impl ServerHandle {
         if self.inner.registry.directory().is_some() {
             // Hand virtual actors off: final snapshots, directory entries released.
             self.inner.registry.drain().await;
+        }
+        if let Some(cluster) = &self.inner.cluster {
+            // Peers see this node `leaving`, then gone once its connections close.
+            cluster.leave().await;
         }
         self.inner.node.shutdown().await;
         tracing::info!("node stopped");

@@ -184,6 +184,8 @@ pub struct NodeServices {
     pub telemetry: Telemetry,
     /// The largest HTTP request body.
     pub max_body_bytes: usize,
+    /// The cluster membership view (a node alone lists only itself).
+    pub cluster: crate::cluster::NodeCluster,
 }
 
 impl std::fmt::Debug for NodeServices {

@@ -238,6 +238,29 @@ pub async fn reclaim_lost(
     Ok(n)
 }
 
+/// Reclaims the directory entries of every node membership reports gone (dead,
+/// partitioned away or left), while this side is a majority; ends with the membership.
+pub async fn reclaim_on_membership(
+    cluster: plexspaces_cluster::ClusterHandle,
+    directory: SharedDirectory,
+) {
+    let mut events = cluster.subscribe();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if let plexspaces_cluster::MembershipEvent::Left(node) = event {
+            let members = cluster.members();
+            let alive = Candidate::alive(&members).len();
+            if let Err(e) = reclaim_lost(&directory, &node, alive, members.len()).await {
+                tracing::warn!(node, error = %e, "cannot reclaim a lost node's activations");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

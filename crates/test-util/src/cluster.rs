@@ -5,10 +5,18 @@
 //! --gossip-interval-ms`, prints `ready <addr>` on stdout once it has joined, obeys
 //! `partition <peer> on|off` lines on stdin, and leaves gracefully on SIGTERM. Every address
 //! is on 127.0.0.1. Children are killed when the `TestCluster` is dropped.
+//!
+//! [`TestCluster::start_nodes`] starts real `plexspaces start` processes instead (the node
+//! binary, `CARGO_BIN_EXE_plexspaces` in the cli's tests): each with its own cluster port
+//! (TCP transport and UDP gossip on one port), HTTP and gRPC ports and data dir, seeded from
+//! the others, ready once it logs `node ready`. Extra settings go in as `PLEXSPACES_*`
+//! environment variables ([`TestCluster::set_env`]). Such members have no fault switch:
+//! [`TestCluster::partition`] is for `cluster-test-node` members only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -29,6 +37,15 @@ pub struct TestNode {
     pub gossip: SocketAddr,
     /// Its transport address.
     pub listen: SocketAddr,
+    /// A `plexspaces start` member's HTTP address.
+    pub http: Option<SocketAddr>,
+    /// A `plexspaces start` member's gRPC address.
+    pub grpc: Option<SocketAddr>,
+    /// A `plexspaces start` member's data dir (kept across restarts).
+    pub data_dir: Option<PathBuf>,
+    /// Environment variables of this member only (on top of the cluster's).
+    pub env: Vec<(String, String)>,
+    log: Arc<Mutex<String>>,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
 }
@@ -38,6 +55,38 @@ impl TestNode {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
+
+    /// Everything a `plexspaces start` member wrote to stderr so far (all its runs).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `http://<grpc addr>`, the `--endpoint` of the CLI for this member.
+    pub fn endpoint(&self) -> String {
+        self.grpc.map(|a| format!("http://{a}")).unwrap_or_default()
+    }
+}
+
+/// What the members run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `cluster-test-node`.
+    TestNode,
+    /// `plexspaces start`.
+    Plexspaces,
+}
+
+/// A port free on 127.0.0.1 for both TCP and UDP when asked (a `plexspaces` cluster
+/// address carries both).
+pub fn free_tcp_udp_port() -> std::io::Result<u16> {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no port free for both TCP and UDP"))
 }
 
 /// N member processes of one cluster.
@@ -47,6 +96,17 @@ pub struct TestCluster {
     cluster: String,
     gossip_interval: Duration,
     nodes: Vec<TestNode>,
+    kind: Kind,
+    env: Vec<(String, String)>,
+    _dir: Option<PathBuf>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if let Some(dir) = &self._dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -65,6 +125,9 @@ impl TestCluster {
             cluster: cluster.to_owned(),
             gossip_interval,
             nodes: Vec::new(),
+            kind: Kind::TestNode,
+            env: Vec::new(),
+            _dir: None,
         };
         for i in 0..count {
             let gossip = SocketAddr::from(([127, 0, 0, 1], free_udp_port()?));
@@ -73,12 +136,91 @@ impl TestCluster {
                 name: format!("node{i}"),
                 gossip,
                 listen,
+                http: None,
+                grpc: None,
+                data_dir: None,
+                env: Vec::new(),
+                log: Arc::default(),
                 child: None,
                 stdin: None,
             });
             this.spawn(i).await?;
         }
         Ok(this)
+    }
+
+    /// `count` real `plexspaces start` processes named `node0..` in cluster `cluster`, each
+    /// seeded with every other's cluster address, auth off, all on 127.0.0.1 with their own
+    /// ports and data dirs (under a fresh temporary directory). `env` is passed to every
+    /// member. Returns when all logged `node ready`; whether they see each other yet is for
+    /// the test to check.
+    pub async fn start_nodes(
+        binary: impl Into<PathBuf>,
+        cluster: &str,
+        count: usize,
+        gossip_interval: Duration,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<TestCluster> {
+        let mut this = TestCluster::plexspaces(binary, cluster, gossip_interval, env)?;
+        for _ in 0..count {
+            this.add_node(&[]).await?;
+        }
+        Ok(this)
+    }
+
+    /// An empty cluster of `plexspaces start` members; add them with
+    /// [`TestCluster::add_node`].
+    pub fn plexspaces(
+        binary: impl Into<PathBuf>,
+        cluster: &str,
+        gossip_interval: Duration,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<TestCluster> {
+        let dir = std::env::temp_dir().join(crate::unique_name("plexspaces-cluster"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TestCluster {
+            binary: binary.into(),
+            cluster: cluster.to_owned(),
+            gossip_interval,
+            nodes: Vec::new(),
+            kind: Kind::Plexspaces,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            _dir: Some(dir),
+        })
+    }
+
+    /// Starts one more `plexspaces start` member `node<N>` with its own `env` on top of the
+    /// cluster's (e.g. another `PLEXSPACES_CLUSTER_NAME`, or its TLS files); returns its
+    /// index once it logged `node ready`.
+    pub async fn add_node(&mut self, env: &[(&str, &str)]) -> std::io::Result<usize> {
+        let i = self.nodes.len();
+        let port = free_tcp_udp_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let data_dir = self
+            ._dir
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("not a plexspaces cluster"))?
+            .join(format!("node{i}"));
+        self.nodes.push(TestNode {
+            name: format!("node{i}"),
+            gossip: addr,
+            listen: addr,
+            http: Some(SocketAddr::from(([127, 0, 0, 1], crate::free_port()?))),
+            grpc: Some(SocketAddr::from(([127, 0, 0, 1], crate::free_port()?))),
+            data_dir: Some(data_dir),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            log: Arc::default(),
+            child: None,
+            stdin: None,
+        });
+        self.spawn(i).await?;
+        Ok(i)
     }
 
     /// The members, in start order.
@@ -92,6 +234,9 @@ impl TestCluster {
     }
 
     async fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        if self.kind == Kind::Plexspaces {
+            return self.spawn_plexspaces(i).await;
+        }
         let seeds: Vec<String> = self
             .nodes
             .iter()
@@ -140,6 +285,86 @@ impl TestCluster {
         Ok(())
     }
 
+    async fn spawn_plexspaces(&mut self, i: usize) -> std::io::Result<()> {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.gossip.to_string())
+            .collect();
+        let node = &mut self.nodes[i];
+        let missing = || std::io::Error::other("not a plexspaces member");
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("start")
+            .arg("--node-id")
+            .arg(&node.name)
+            .arg("--http-addr")
+            .arg(node.http.ok_or_else(missing)?.to_string())
+            .arg("--grpc-addr")
+            .arg(node.grpc.ok_or_else(missing)?.to_string())
+            .arg("--data-dir")
+            .arg(node.data_dir.as_ref().ok_or_else(missing)?)
+            .arg("--cluster-name")
+            .arg(&self.cluster)
+            .arg("--cluster-addr")
+            .arg(node.listen.to_string());
+        if !seeds.is_empty() {
+            cmd.arg("--seeds").arg(seeds.join(","));
+        }
+        cmd.env_remove("PLEXSPACES_JWT_SECRET")
+            .env("PLEXSPACES_DISABLE_AUTH", "1")
+            .env(
+                "PLEXSPACES_GOSSIP_INTERVAL_MS",
+                self.gossip_interval.as_millis().to_string(),
+            )
+            .env("PLEXSPACES_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().cloned())
+            .envs(node.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr"))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let log = node.log.clone();
+        let ready = tokio::time::timeout(READY_LIMIT, async {
+            while let Some(line) = lines.next_line().await? {
+                let is_ready = line.contains("node ready");
+                {
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                if is_ready {
+                    return Ok(());
+                }
+            }
+            Err(std::io::Error::other(format!(
+                "exited before ready: {}",
+                log.lock().unwrap_or_else(|p| p.into_inner())
+            )))
+        })
+        .await
+        .map_err(|_| std::io::Error::other("not ready in time"))?;
+        ready?;
+        // Keep reading so the child never blocks on a full pipe, and keep the log.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        node.child = Some(child);
+        Ok(())
+    }
+
     /// kill -9 member `i` and waits for it to be gone.
     pub async fn kill(&mut self, i: usize) -> std::io::Result<()> {
         let node = &mut self.nodes[i];
@@ -176,6 +401,11 @@ impl TestCluster {
     /// Cuts member `i` off from the node named `peer`, or heals the cut (the member's
     /// transport and gossip drop that peer; needs the binary's fault switch).
     pub async fn partition(&mut self, i: usize, peer: &str, on: bool) -> std::io::Result<()> {
+        if self.kind == Kind::Plexspaces {
+            return Err(std::io::Error::other(
+                "plexspaces members have no fault switch; partition cluster-test-node members",
+            ));
+        }
         let stdin = self.nodes[i]
             .stdin
             .as_mut()

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod cluster;
-pub use cluster::{free_udp_port, TestCluster, TestNode};
+pub use cluster::{free_tcp_udp_port, free_udp_port, TestCluster, TestNode};
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod cluster;
 mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod space;
+mod vactors;
 mod workflow;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");

@@ -1,6 +1,6 @@
 //! One cluster member in its own process, for failure tests (kill -9, SIGTERM, restart,
-//! partition) driven by `plexspaces_test_util::TestCluster`. Not a product binary: the node
-//! binary (`plexspaces start`) does not use the cluster yet.
+//! partition) driven by `plexspaces_test_util::TestCluster`. Not a product binary: it has the
+//! fault switch `plexspaces start` lacks.
 //!
 //! It runs `testing::Echo` registered as `echo`, prints `ready <transport addr>` once it has joined, and reads
 //! commands on stdin: `partition <peer> on|off`. Built with the `fault-injection` feature. On

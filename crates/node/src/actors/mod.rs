@@ -67,6 +67,8 @@ pub struct Actors {
     request_timeout: Duration,
     mailbox_capacity: usize,
     actor_metrics: Arc<plexspaces_core::MetricsFacet>,
+    cluster: Option<plexspaces_cluster::ClusterHandle>,
+    placer: Option<crate::virtual_actors::Placer>,
 }
 
 impl std::fmt::Debug for Actors {
@@ -90,7 +92,26 @@ impl Actors {
             request_timeout,
             mailbox_capacity,
             actor_metrics,
+            cluster: None,
+            placer: None,
         }
+    }
+
+    /// Routes virtual actor calls by the activation directory (the registry's, see
+    /// [`Registry::set_directory`]) and `placer` instead of by the cluster-wide names: with
+    /// a cluster and a directory, a call goes to the key's owner, or, when nobody owns it,
+    /// to the node its placement picks; worker pool calls go round robin over the nodes.
+    pub fn with_placer(mut self, placer: crate::virtual_actors::Placer) -> Self {
+        self.placer = Some(placer);
+        self
+    }
+
+    /// The service of a clustered node: a call for a virtual actor active on another node is
+    /// forwarded there (see [`Actors::invoke`]), and this node's virtual activations are
+    /// registered cluster-wide under their actor names.
+    pub fn with_cluster(mut self, cluster: plexspaces_cluster::ClusterHandle) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// The registry.
@@ -127,7 +148,104 @@ impl Actors {
 
     /// Sends `invocation` to the activation at `key` (activating it if needed). An ask
     /// returns the reply; a tell returns `None` once the message is queued.
+    ///
+    /// In a cluster, a virtual actor that is not active here but active on another node
+    /// (found by its actor name in the cluster-wide registry) is invoked there
+    /// ([`Actors::invoke_on`]); otherwise it runs here. Two nodes may still activate one
+    /// key at the same moment: one activation per key in the whole cluster is not promised
+    /// here (the activation directory of distributed virtual actors is).
     pub async fn invoke(
+        &self,
+        key: &ActivationKey,
+        invocation: Invocation,
+    ) -> Result<Option<Envelope>> {
+        if let (Some(cluster), Some(placer), Some(binding)) =
+            (&self.cluster, &self.placer, self.registry.directory())
+        {
+            return self
+                .invoke_routed(cluster, placer, binding, key, invocation)
+                .await;
+        }
+        if let Some(host) = self.remote_host(key) {
+            return self.invoke_on(&host, key, invocation).await;
+        }
+        self.invoke_here(key, invocation).await
+    }
+
+    /// [`Actors::invoke`] with a directory: to the owner, or per placement. A claim lost
+    /// to another node between the lookup and the activation (`moved`) routes again, up to
+    /// three times.
+    async fn invoke_routed(
+        &self,
+        cluster: &plexspaces_cluster::ClusterHandle,
+        placer: &crate::virtual_actors::Placer,
+        binding: &crate::registry::DirectoryBinding,
+        key: &ActivationKey,
+        invocation: Invocation,
+    ) -> Result<Option<Envelope>> {
+        use crate::virtual_actors::Route;
+        let virtual_type = self.registry.actor_type(&key.actor_type)?.kind()
+            == crate::registry::TypeKind::Virtual;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let members = cluster.members();
+            let alive = plexspaces_cluster::placement::Candidate::alive(&members);
+            let route = placer
+                .route(binding, key, virtual_type, &alive, members.len())
+                .await?;
+            let outcome = match route {
+                Route::Here => self.invoke_here(key, invocation.clone()).await,
+                Route::Remote(node) => self.invoke_on(&node, key, invocation.clone()).await,
+            };
+            match outcome {
+                Err(e) if e.kind() == "moved" && attempt < 3 => {
+                    tracing::debug!(%key, error = %e, "claimed elsewhere meanwhile: routing again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The other node hosting the virtual activation at `key`, if it is not active here.
+    fn remote_host(&self, key: &ActivationKey) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        if self.registry.get(key).is_some() {
+            return None;
+        }
+        let pid = cluster.whereis(&key.virtual_actor_name())?;
+        (!pid.is_local()).then(|| pid.id().node().to_owned())
+    }
+
+    /// Invokes the actor at `key` on cluster member `node`, through that node's gateway
+    /// ([`crate::cluster::forward`]): the caller's tenant (in `key`), message, idempotency
+    /// key and reply mode go along; the answer, or the error with its kind, is the one
+    /// `node` gives. A lost node is `noconnection` at once (503 / Unavailable).
+    pub async fn invoke_on(
+        &self,
+        node: &str,
+        key: &ActivationKey,
+        invocation: Invocation,
+    ) -> Result<Option<Envelope>> {
+        if invocation.msg_type.is_empty() {
+            return Err(Error::BadRequest("msg_type is required".into()));
+        }
+        let gateway = self
+            .registry
+            .node()
+            .pid(&crate::cluster::forward::gateway_id(node)?)?;
+        let wait = match invocation.reply {
+            Reply::Ask(timeout) => timeout,
+            Reply::Tell => self.request_timeout,
+        };
+        let env = crate::cluster::forward::request(key, &invocation);
+        tracing::debug!(%key, node, "invocation forwarded");
+        let reply = gateway.try_ask_envelope(env, wait).await?;
+        crate::cluster::forward::outcome(reply)
+    }
+
+    /// Like [`Actors::invoke`], but always on this node (never forwarded).
+    pub async fn invoke_here(
         &self,
         key: &ActivationKey,
         invocation: Invocation,
@@ -149,6 +267,7 @@ impl Actors {
             env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k);
         }
         let lease = self.registry.lease(key).await?;
+        self.publish(key, &lease);
         let outcome = match invocation.reply {
             Reply::Tell => lease.pid().try_tell_envelope(env).map(|()| None),
             Reply::Ask(timeout) => lease.pid().try_ask_envelope(env, timeout).await.map(Some),
@@ -161,7 +280,26 @@ impl Actors {
     /// call activated it.
     pub async fn spawn(&self, key: &ActivationKey) -> Result<(String, bool)> {
         let lease = self.registry.lease(key).await?;
+        self.publish(key, &lease);
         Ok((lease.pid().id().to_string(), lease.activated))
+    }
+
+    /// In a cluster, registers a virtual activation this lease created under its actor name,
+    /// so other nodes forward calls for it here. The name is freed when the actor stops.
+    fn publish(&self, key: &ActivationKey, lease: &crate::registry::Lease) {
+        if self.cluster.is_none() || !lease.activated {
+            return;
+        }
+        let virtual_type = self
+            .registry
+            .actor_type(&key.actor_type)
+            .is_ok_and(|t| t.kind() == crate::registry::TypeKind::Virtual);
+        if virtual_type {
+            let name = key.virtual_actor_name();
+            if let Err(e) = self.registry.node().register(&name, lease.pid()) {
+                tracing::warn!(%key, error = %e, "cannot register the activation cluster-wide");
+            }
+        }
     }
 
     /// Deactivates `key` (after its in-flight requests); whether something was active.

@@ -80,6 +80,10 @@ pub struct Setup {
     pub node_id: Option<String>,
     /// `virtual_actors.directory`.
     pub directory: Option<String>,
+    /// `(node_id, [cluster])`: the node joins a cluster.
+    pub cluster: Option<(String, plexspaces_node::config::ClusterConfig)>,
+    /// The longest ask wait (default 5 s).
+    pub request_timeout_ms: Option<u64>,
 }
 
 pub fn fixture(name: &str) -> std::path::PathBuf {
@@ -98,7 +102,11 @@ impl TestNode {
         let mut config = NodeConfig::default();
         config.http.addr = "127.0.0.1:0".into();
         config.grpc.addr = "127.0.0.1:0".into();
-        config.http.request_timeout_ms = 5_000;
+        config.http.request_timeout_ms = setup.request_timeout_ms.unwrap_or(5_000);
+        if let Some((node_id, cluster)) = &setup.cluster {
+            config.node_id = node_id.clone();
+            config.cluster = cluster.clone();
+        }
         config.data_dir = setup.data_dir.clone().unwrap_or_else(|| {
             dir.as_ref()
                 .map(|d| d.path().to_owned())

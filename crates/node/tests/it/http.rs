@@ -275,6 +275,7 @@ async fn health_ready_metrics_and_openapi() {
         "/api/v1/openapi.json",
         "/dashboard",
         "/api/v1/dashboard/summary",
+        "/api/v1/cluster/members",
     ] {
         assert!(
             doc["paths"][path]["get"].is_object(),

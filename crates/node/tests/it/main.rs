@@ -1,6 +1,7 @@
 //! Integration tests of plexspaces-node over real sockets (HTTP with reqwest, gRPC with
 //! tonic clients). One test binary for the crate.
 
+mod cluster;
 mod common;
 mod dashboard;
 mod directory;
