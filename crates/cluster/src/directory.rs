@@ -179,7 +179,9 @@ impl Directory for MemoryDirectory {
             row.epoch += 1;
             row.journal_epoch = None;
         }
-        let owner = row.owner().ok_or_else(|| Error::Directory("no owner".into()))?;
+        let owner = row
+            .owner()
+            .ok_or_else(|| Error::Directory("no owner".into()))?;
         Ok(decide(owner, node, incarnation))
     }
 
@@ -292,7 +294,8 @@ mod sql {
     }
 
     const KEY: &str = "tenant = $1 AND namespace = $2 AND actor_type = $3 AND key = $4";
-    const COLS: &str = "tenant, namespace, actor_type, key, owner, incarnation, epoch, journal_epoch";
+    const COLS: &str =
+        "tenant, namespace, actor_type, key, owner, incarnation, epoch, journal_epoch";
 
     pub(super) fn statements(table: &str) -> Statements {
         Statements {
@@ -567,7 +570,9 @@ mod postgres {
         pub async fn open(url: &str, schema: &str) -> Result<Self> {
             let valid = !schema.is_empty()
                 && schema.len() <= 63
-                && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !schema.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
                 return Err(Error::InvalidOption(format!(
@@ -633,8 +638,14 @@ pub mod conformance {
             "another node sees it held",
         )?;
         check(d.lookup(&k).await? == Some(a.clone()), "lookup names alpha")?;
-        check(!d.release(&k, "beta", a.epoch).await?, "a non-owner cannot release")?;
-        check(!d.release(&k, "alpha", a.epoch + 1).await?, "a wrong epoch cannot release")?;
+        check(
+            !d.release(&k, "beta", a.epoch).await?,
+            "a non-owner cannot release",
+        )?;
+        check(
+            !d.release(&k, "alpha", a.epoch + 1).await?,
+            "a wrong epoch cannot release",
+        )?;
         check(d.release(&k, "alpha", a.epoch).await?, "the owner releases")?;
         check(d.lookup(&k).await?.is_none(), "released: no owner")?;
         let Claim::Granted(b) = d.claim(&k, "beta", 1).await? else {
@@ -655,19 +666,30 @@ pub mod conformance {
                 "claim",
             )?;
         }
-        check(d.entries(Some(&node)).await?.len() == 5, "entries of the node")?;
+        check(
+            d.entries(Some(&node)).await?.len() == 5,
+            "entries of the node",
+        )?;
         // A restarted incarnation takes over an entry of its previous one.
         let before = d.lookup(&keys[0]).await?.map(|o| o.epoch).unwrap_or(0);
         let Claim::Granted(again) = d.claim(&keys[0], &node, 11).await? else {
-            return Err(Error::Directory("conformance: newer incarnation must win".into()));
+            return Err(Error::Directory(
+                "conformance: newer incarnation must win".into(),
+            ));
         };
-        check(again.epoch > before && again.incarnation == 11, "newer incarnation")?;
+        check(
+            again.epoch > before && again.incarnation == 11,
+            "newer incarnation",
+        )?;
         check(
             matches!(d.claim(&keys[0], &node, 10).await?, Claim::Held(_)),
             "an older incarnation cannot take it back",
         )?;
         // Only the older incarnation's entries go with `before_incarnation = 11`.
-        check(d.reclaim(&node, 11).await? == 4, "reclaim the old incarnation")?;
+        check(
+            d.reclaim(&node, 11).await? == 4,
+            "reclaim the old incarnation",
+        )?;
         check(d.reclaim(&node, u64::MAX).await? == 1, "reclaim the rest")?;
         check(d.entries(Some(&node)).await?.is_empty(), "nothing left")?;
         for k in &keys {
@@ -730,7 +752,10 @@ pub mod conformance {
         let Claim::Granted(b) = d.claim(&k, "beta", 1).await? else {
             return Err(Error::Directory("conformance: claim after reclaim".into()));
         };
-        check(b.journal_epoch.is_none(), "a new period has no journal epoch yet")?;
+        check(
+            b.journal_epoch.is_none(),
+            "a new period has no journal epoch yet",
+        )?;
         check(
             matches!(
                 d.bind_journal_epoch(&k, "alpha", a.epoch, 8).await,

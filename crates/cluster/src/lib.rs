@@ -61,9 +61,9 @@ pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use directory::{ActorKey, Claim, Directory, MemoryDirectory, Owner, SharedDirectory};
 pub use error::{Error, Result};
 pub use membership::{
     Cluster, ClusterHandle, ClusterOptions, Member, MemberState, MembershipEvent,
 };
-pub use directory::{ActorKey, Claim, Directory, MemoryDirectory, Owner, SharedDirectory};
 pub use network::{Network, NetworkHandle, NetworkOptions, NetworkStats, PeerStatus, PROTOCOL};

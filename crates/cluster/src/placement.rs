@@ -215,9 +215,7 @@ pub fn place(
         )
         .map(|c| c.node.clone())
         .ok_or_else(|| {
-            Error::Placement(format!(
-                "no alive node satisfies the requirements {req:?}"
-            ))
+            Error::Placement(format!("no alive node satisfies the requirements {req:?}"))
         }),
     }
 }
@@ -229,10 +227,10 @@ pub fn distribution<'a>(
     local: &str,
     candidates: &[Candidate],
 ) -> Result<BTreeMap<String, usize>> {
-    let mut out: BTreeMap<String, usize> =
-        candidates.iter().map(|c| (c.node.clone(), 0)).collect();
+    let mut out: BTreeMap<String, usize> = candidates.iter().map(|c| (c.node.clone(), 0)).collect();
     for key in keys {
-        *out.entry(place(placement, key, local, candidates)?).or_default() += 1;
+        *out.entry(place(placement, key, local, candidates)?)
+            .or_default() += 1;
     }
     Ok(out)
 }
@@ -270,7 +268,9 @@ mod tests {
     }
 
     fn keys(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("default/default/counter/k{i}")).collect()
+        (0..n)
+            .map(|i| format!("default/default/counter/k{i}"))
+            .collect()
     }
 
     #[test]
@@ -344,9 +344,15 @@ mod tests {
     fn resource_aware_lands_only_on_matching_nodes_weighted_by_cpus() {
         let nodes = vec![
             Candidate::new("small", 2),
-            Candidate::new("gpu-a", 4).label("gpu", "true").label("io", "high"),
-            Candidate::new("gpu-b", 12).label("gpu", "true").label("io", "high"),
-            Candidate::new("gpu-slow", 16).label("gpu", "true").label("io", "low"),
+            Candidate::new("gpu-a", 4)
+                .label("gpu", "true")
+                .label("io", "high"),
+            Candidate::new("gpu-b", 12)
+                .label("gpu", "true")
+                .label("io", "high"),
+            Candidate::new("gpu-slow", 16)
+                .label("gpu", "true")
+                .label("io", "low"),
         ];
         let req = ActorResourceRequirements {
             cpu: 4.0,

@@ -492,7 +492,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Int,
     ),
     ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
-    ("PLEXSPACES_DIRECTORY", "virtual_actors.directory", Kind::Str),
+    (
+        "PLEXSPACES_DIRECTORY",
+        "virtual_actors.directory",
+        Kind::Str,
+    ),
     (
         "PLEXSPACES_DIRECTORY_SCHEMA",
         "virtual_actors.directory_schema",

@@ -33,10 +33,10 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
+use plexspaces_cluster::{ActorKey, Claim, SharedDirectory};
 use plexspaces_core::{
     Actor, ExitReason, Facet, Lifecycle, MailboxConfig, Node, Pid, SpawnOptions,
 };
-use plexspaces_cluster::{ActorKey, Claim, SharedDirectory};
 use plexspaces_tuplespace::{Spaces, TupleSpaceFacet};
 use tokio::time::Instant;
 

@@ -233,7 +233,11 @@ pub async fn reclaim_lost(
         .await
         .map_err(|e| Error::Directory(e.to_string()))?;
     if n > 0 {
-        tracing::info!(node = lost, entries = n, "reclaimed the activations of a lost node");
+        tracing::info!(
+            node = lost,
+            entries = n,
+            "reclaimed the activations of a lost node"
+        );
     }
     Ok(n)
 }
@@ -276,7 +280,10 @@ mod tests {
         let c = NodeConfig::default();
         assert_eq!(c.virtual_actors.spec(&c).unwrap(), None);
         let c = with("memory");
-        assert_eq!(c.virtual_actors.spec(&c).unwrap(), Some(DirectorySpec::Memory));
+        assert_eq!(
+            c.virtual_actors.spec(&c).unwrap(),
+            Some(DirectorySpec::Memory)
+        );
         let c = with("sqlite:/tmp/d.db");
         assert_eq!(
             c.virtual_actors.spec(&c).unwrap(),

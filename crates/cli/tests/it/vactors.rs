@@ -64,7 +64,13 @@ async fn alive_seen(client: &reqwest::Client, cluster: &TestCluster, i: usize) -
 
 /// One increment with `idem` as its Idempotency-Key to node `i`; retried (same key, next
 /// node) until a 200, for at most `LIMIT`. Returns the node that answered.
-async fn increment(client: &reqwest::Client, nodes: &[SocketAddr], i: usize, key: &str, idem: &str) -> usize {
+async fn increment(
+    client: &reqwest::Client,
+    nodes: &[SocketAddr],
+    i: usize,
+    key: &str,
+    idem: &str,
+) -> usize {
     let start = Instant::now();
     let mut node = i;
     loop {
@@ -85,7 +91,10 @@ async fn increment(client: &reqwest::Client, nodes: &[SocketAddr], i: usize, key
                 }
             }
         }
-        assert!(start.elapsed() < LIMIT, "increment {idem} not acknowledged in {LIMIT:?}");
+        assert!(
+            start.elapsed() < LIMIT,
+            "increment {idem} not acknowledged in {LIMIT:?}"
+        );
         node += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -94,7 +103,9 @@ async fn increment(client: &reqwest::Client, nodes: &[SocketAddr], i: usize, key
 async fn count(client: &reqwest::Client, nodes: &[SocketAddr], i: usize, key: &str) -> Option<i64> {
     let http = nodes[i];
     let resp = client
-        .get(format!("http://{http}/api/v1/actors/default/counter?key={key}"))
+        .get(format!(
+            "http://{http}/api/v1/actors/default/counter?key={key}"
+        ))
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -118,9 +129,10 @@ async fn hosts(client: &reqwest::Client, nodes: &[SocketAddr], key: &str) -> Vec
             continue;
         };
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let listed = body["actors"].as_array().into_iter().flatten().any(|a| {
-            a["actor_type"] == "counter" && a["key"] == key && a["lifecycle"] == "active"
-        });
+        let listed =
+            body["actors"].as_array().into_iter().flatten().any(|a| {
+                a["actor_type"] == "counter" && a["key"] == key && a["lifecycle"] == "active"
+            });
         if listed {
             out.push(i);
         }
@@ -158,8 +170,12 @@ async fn a_thousand_concurrent_increments_round_robin_over_three_nodes_count_exa
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let max_hosts = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (nodes, client, sampling, max_hosts) =
-            (nodes.clone(), client.clone(), sampling.clone(), max_hosts.clone());
+        let (nodes, client, sampling, max_hosts) = (
+            nodes.clone(),
+            client.clone(),
+            sampling.clone(),
+            max_hosts.clone(),
+        );
         tokio::spawn(async move {
             while sampling.load(Ordering::Acquire) {
                 let n = hosts(&client, &nodes, key).await.len() as u64;
@@ -186,9 +202,17 @@ async fn a_thousand_concurrent_increments_round_robin_over_three_nodes_count_exa
     sampler.await.expect("sampler");
     println!("answered by node0..2: {served_by:?}");
     for i in 0..3 {
-        assert_eq!(count(&client, &nodes, i, key).await, Some(1000), "node{i} reads 1000");
+        assert_eq!(
+            count(&client, &nodes, i, key).await,
+            Some(1000),
+            "node{i} reads 1000"
+        );
     }
-    assert_eq!(max_hosts.load(Ordering::Acquire), 1, "one activation at any sample");
+    assert_eq!(
+        max_hosts.load(Ordering::Acquire),
+        1,
+        "one activation at any sample"
+    );
     let owners = hosts(&client, &nodes, key).await;
     assert_eq!(owners.len(), 1, "one node lists the activation: {owners:?}");
     assert_eq!(
@@ -229,7 +253,10 @@ async fn kill_9_of_the_owner_loses_no_acknowledged_increment_and_reactivates_on_
     cluster.kill(owner).await.expect("kill -9");
     let killed_at = Instant::now();
     let back = eventually(LIMIT, || async {
-        hosts(&client, &nodes, key).await.iter().any(|h| survivors.contains(h))
+        hosts(&client, &nodes, key)
+            .await
+            .iter()
+            .any(|h| survivors.contains(h))
     })
     .await;
     let reactivated_in = killed_at.elapsed();
@@ -246,7 +273,10 @@ async fn kill_9_of_the_owner_loses_no_acknowledged_increment_and_reactivates_on_
     }
     assert_eq!(count(&client, &nodes, survivors[1], key).await, Some(90));
     let owner_now = directory_owner(&schema, key).await.expect("owned");
-    assert!(survivors.iter().any(|s| owner_now == format!("node{s}")), "{owner_now}");
+    assert!(
+        survivors.iter().any(|s| owner_now == format!("node{s}")),
+        "{owner_now}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -259,7 +289,8 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_increment() {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let load = {
-        let (nodes, client, done, acked) = (nodes.clone(), client.clone(), done.clone(), acked.clone());
+        let (nodes, client, done, acked) =
+            (nodes.clone(), client.clone(), done.clone(), acked.clone());
         tokio::spawn(async move {
             let mut n = 0usize;
             while !done.load(Ordering::Acquire) && n < 2000 {

@@ -30,13 +30,17 @@ async fn postgres(schema: &str) -> Arc<dyn Directory> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sqlite_directory_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    conformance::run_all(sqlite(&dir).await, "sqlite").await.unwrap();
+    conformance::run_all(sqlite(&dir).await, "sqlite")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_postgres_directory_passes_the_conformance_suite() {
     let schema = unique_name("dir");
-    conformance::run_all(postgres(&schema).await, "pg").await.unwrap();
+    conformance::run_all(postgres(&schema).await, "pg")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,7 +85,10 @@ async fn a_fenced_owner_cannot_append(directory: Arc<dyn Directory>, journal: Ar
         .bind_journal_epoch(&key, "alpha", old.epoch, old_journal.0)
         .await
         .unwrap();
-    journal.append(&stream, old_journal, vec![entry(1)]).await.unwrap();
+    journal
+        .append(&stream, old_journal, vec![entry(1)])
+        .await
+        .unwrap();
 
     // alpha is partitioned away: membership on the majority side reclaims its entries.
     assert_eq!(directory.reclaim("alpha", u64::MAX).await.unwrap(), 1);
@@ -106,10 +113,17 @@ async fn a_fenced_owner_cannot_append(directory: Arc<dyn Directory>, journal: Ar
         "a stale journal epoch must not append: {append:?}"
     );
     // The new owner appends after what alpha committed.
-    journal.append(&stream, new_journal, vec![entry(2)]).await.unwrap();
+    journal
+        .append(&stream, new_journal, vec![entry(2)])
+        .await
+        .unwrap();
     assert_eq!(journal.next_seq(&stream).await.unwrap(), 3);
     assert_eq!(
-        directory.lookup(&key).await.unwrap().and_then(|o| o.journal_epoch),
+        directory
+            .lookup(&key)
+            .await
+            .unwrap()
+            .and_then(|o| o.journal_epoch),
         Some(new_journal.0)
     );
 }
@@ -126,10 +140,9 @@ async fn a_fenced_owner_cannot_append_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fenced_owner_cannot_append_postgres() {
     let schema = unique_name("dirj");
-    let journal = PostgresJournal::open(
-        PostgresOptions::new(&postgres_database()).with_schema(&schema),
-    )
-    .await
-    .unwrap();
+    let journal =
+        PostgresJournal::open(PostgresOptions::new(&postgres_database()).with_schema(&schema))
+            .await
+            .unwrap();
     a_fenced_owner_cannot_append(postgres(&schema).await, Arc::new(journal)).await;
 }

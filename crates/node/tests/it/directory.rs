@@ -28,16 +28,25 @@ async fn nodes_sharing_a_directory_keep_one_activation_and_a_drain_hands_off_the
 
     // Both nodes race for the first activation: exactly one wins, the other answers 503
     // naming the owner (no forwarding without a cluster).
-    let (ra, rb) = tokio::join!(send(a.client.post(a.url(inc))), send(b.client.post(b.url(inc))));
+    let (ra, rb) = tokio::join!(
+        send(a.client.post(a.url(inc))),
+        send(b.client.post(b.url(inc)))
+    );
     let ok = [&ra, &rb].iter().filter(|r| r.0 == 200).count();
     assert_eq!(ok, 1, "one activation: {ra:?} {rb:?}");
     let (owner, other) = if ra.0 == 200 { (&a, &b) } else { (&b, &a) };
-    let (owner_name, moved) = if ra.0 == 200 { ("na", &rb) } else { ("nb", &ra) };
+    let (owner_name, moved) = if ra.0 == 200 {
+        ("na", &rb)
+    } else {
+        ("nb", &ra)
+    };
     assert_eq!(moved.0, 503, "{moved:?}");
     assert!(moved.1.to_string().contains(owner_name), "{moved:?}");
 
     let registry = owner.handle.registry();
-    let key = registry.resolve("default", "default", "counter", "shared").unwrap();
+    let key = registry
+        .resolve("default", "default", "counter", "shared")
+        .unwrap();
     let binding = registry.directory().expect("a directory is set");
     let entry = binding
         .directory
