@@ -313,3 +313,61 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_increment() {
     assert!(acked > 0);
     assert_eq!(count(&client, &nodes, 0, key).await, Some(acked));
 }
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Figures for BENCHMARKS.md (printed, never asserted): a read via the owner vs via a
+/// non-owner (forwarded), and the first call of a key (claim + activation + journal epoch)
+/// vs a call to an active key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latency_report_owner_vs_non_owner_and_cold_vs_warm_activation() {
+    let schema = unique_name("vlat");
+    let cluster = three_nodes(&schema).await;
+    let nodes = http_addrs(&cluster);
+    let client = reqwest::Client::new();
+    let key = "latency";
+    increment(&client, &nodes, 0, key, "warmup").await;
+    let owner = hosts(&client, &nodes, key).await;
+    assert_eq!(owner.len(), 1);
+    let owner = owner[0];
+    let other = (owner + 1) % 3;
+    let mut report = Vec::new();
+    for (label, node) in [("via owner", owner), ("via non-owner", other)] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            assert_eq!(count(&client, &nodes, node, key).await, Some(1));
+            times.push(t.elapsed());
+        }
+        times.sort();
+        report.push((label, percentile(&times, 0.5), percentile(&times, 0.99)));
+    }
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for n in 0..50 {
+        let fresh = format!("cold-{n}");
+        let t = Instant::now();
+        increment(&client, &nodes, n % 3, &fresh, &format!("c-{n}")).await;
+        cold.push(t.elapsed());
+        let t = Instant::now();
+        increment(&client, &nodes, n % 3, &fresh, &format!("w-{n}")).await;
+        warm.push(t.elapsed());
+    }
+    cold.sort();
+    warm.sort();
+    report.push((
+        "activation cold (first call)",
+        percentile(&cold, 0.5),
+        percentile(&cold, 0.99),
+    ));
+    report.push((
+        "activation warm (second call)",
+        percentile(&warm, 0.5),
+        percentile(&warm, 0.99),
+    ));
+    for (label, p50, p99) in &report {
+        println!("| {label} | {p50:?} | {p99:?} |");
+    }
+}
