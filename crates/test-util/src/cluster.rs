@@ -193,8 +193,9 @@ impl TestCluster {
     }
 
     /// Starts one more `plexspaces start` member `node<N>` with its own `env` on top of the
-    /// cluster's (e.g. another `PLEXSPACES_CLUSTER_NAME`, or its TLS files); returns its
-    /// index once it logged `node ready`.
+    /// cluster's (e.g. its TLS files, or `PLEXSPACES_CLUSTER_NAME` for a member of another
+    /// cluster, which then replaces `--cluster-name`); returns its index once it logged
+    /// `node ready`.
     pub async fn add_node(&mut self, env: &[(&str, &str)]) -> std::io::Result<usize> {
         let i = self.nodes.len();
         let port = free_tcp_udp_port()?;
@@ -305,10 +306,12 @@ impl TestCluster {
             .arg(node.grpc.ok_or_else(missing)?.to_string())
             .arg("--data-dir")
             .arg(node.data_dir.as_ref().ok_or_else(missing)?)
-            .arg("--cluster-name")
-            .arg(&self.cluster)
             .arg("--cluster-addr")
             .arg(node.listen.to_string());
+        // A member's own PLEXSPACES_CLUSTER_NAME wins (flags would override it).
+        if !node.env.iter().any(|(k, _)| k == "PLEXSPACES_CLUSTER_NAME") {
+            cmd.arg("--cluster-name").arg(&self.cluster);
+        }
         if !seeds.is_empty() {
             cmd.arg("--seeds").arg(seeds.join(","));
         }
