@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod output_gate;
 mod space;
 mod workflow;
 
