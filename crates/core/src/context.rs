@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 use crate::actor::{Actor, ReplyHandle};
 use crate::error::{ExitReason, Result};
 use crate::facet::{self, ActorInfo, Facet};
+use crate::gate::OutputGate;
 use crate::id::ActorId;
 use crate::node::Node;
 use crate::pid::Signal;
@@ -40,6 +41,8 @@ struct Extras {
     continuation: parking_lot::Mutex<Option<Box<dyn Any + Send>>>,
     /// Set by `idle_timeout`, taken by the next wait for a message.
     idle_timeout: Option<Duration>,
+    /// Started on the first commit a facet defers.
+    gate: Option<OutputGate>,
 }
 
 impl Drop for Extras {
@@ -239,6 +242,23 @@ impl<A: Actor> Context<A> {
     /// Whether rarely used state (a continuation, an idle timeout) may need a look.
     pub(crate) fn has_extras(&self) -> bool {
         self.extras.is_some()
+    }
+
+    /// Whether the output gate still holds replies (see [`crate::gate`]).
+    pub(crate) fn gate_is_holding(&self) -> bool {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.gate.as_ref())
+            .is_some_and(OutputGate::is_holding)
+    }
+
+    /// The output gate, started on first use.
+    pub(crate) fn gate(&mut self) -> &OutputGate {
+        let (myself, node) = (&self.myself, &self.node);
+        self.extras
+            .get_or_insert_with(Box::default)
+            .gate
+            .get_or_insert_with(|| OutputGate::start(myself.pid(), node.runtime()))
     }
 
     /// Whether a `Down` for `monitor` should still be delivered (and forget it if so).

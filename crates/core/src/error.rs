@@ -338,6 +338,11 @@ pub enum SendError<M> {
     /// The message could not cross to a remote actor.
     #[error("remote send failed: {1}")]
     Remote(M, Error),
+    /// Sent from a durable handler whose work so far could not be made durable (see
+    /// [`crate::facet::Facet::output_barrier`]): the message would have revealed state that
+    /// may be lost, so it was not sent.
+    #[error("not sent: the sender's state is not durable: {1}")]
+    NotDurable(M, Error),
 }
 
 impl<M> fmt::Debug for SendError<M> {
@@ -346,6 +351,7 @@ impl<M> fmt::Debug for SendError<M> {
             SendError::Closed(_) => f.write_str("SendError::Closed(..)"),
             SendError::Full(_) => f.write_str("SendError::Full(..)"),
             SendError::Remote(_, e) => write!(f, "SendError::Remote(.., {e:?})"),
+            SendError::NotDurable(_, e) => write!(f, "SendError::NotDurable(.., {e:?})"),
         }
     }
 }
@@ -354,7 +360,10 @@ impl<M> SendError<M> {
     /// The message that was not delivered.
     pub fn into_inner(self) -> M {
         match self {
-            SendError::Closed(m) | SendError::Full(m) | SendError::Remote(m, _) => m,
+            SendError::Closed(m)
+            | SendError::Full(m)
+            | SendError::Remote(m, _)
+            | SendError::NotDurable(m, _) => m,
         }
     }
 
@@ -363,7 +372,7 @@ impl<M> SendError<M> {
         match self {
             SendError::Closed(_) => Error::NoProc(target.to_string()),
             SendError::Full(_) => Error::MailboxFull(target.to_string()),
-            SendError::Remote(_, e) => e.clone(),
+            SendError::Remote(_, e) | SendError::NotDurable(_, e) => e.clone(),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! Two facets ship here: [`MetricsFacet`] and [`TracingFacet`].
 
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +88,10 @@ pub struct Recovery {
     pub replay: Vec<Envelope>,
 }
 
+/// A commit a message's reply waits for (see [`Facet::after_message_gated`]): resolves once
+/// what the facet recorded for the message is durable, or with why it is not.
+pub type Commit = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
+
 /// A capability attached to an actor. Every hook has a default that does nothing.
 #[async_trait]
 pub trait Facet: Send + Sync + Any {
@@ -150,6 +156,36 @@ pub trait Facet: Send + Sync + Any {
     ) -> Result<()> {
         let _ = (actor, msg, outcome);
         Ok(())
+    }
+
+    /// [`Facet::after_message`] for a facet that pipelines its writes (an output gate):
+    /// instead of waiting for its write, it may return the [`Commit`] to wait for. The actor
+    /// then goes on with its next message while the reply of this one (success or failure)
+    /// is held back until the commit resolves. Held replies leave in message order, each
+    /// after every earlier hold is released. A failed commit fails its reply and every
+    /// later held one, and stops the actor (its state is ahead of what the facet recorded;
+    /// a durable actor is rebuilt from its journal on its next activation).
+    ///
+    /// The default waits in `after_message` and returns `None`: a reply then leaves as soon
+    /// as the facets are done, and an actor whose facets never defer pays nothing for the
+    /// gate.
+    async fn after_message_gated(
+        &self,
+        actor: &ActorInfo,
+        msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) -> Result<Option<Commit>> {
+        self.after_message(actor, msg, outcome).await.map(|()| None)
+    }
+
+    /// A barrier for the messages the handler sends: while a handler runs, each of its
+    /// `tell`/`ask`/`tell_envelope`/`ask_envelope` to another actor first awaits a
+    /// [`Commit`] from this barrier, so nothing leaves before the work that led to it is
+    /// durable (the durability facet journals the open message and waits for every
+    /// in-flight commit). The first facet that offers one wins. Sends from tasks the handler
+    /// spawns, and the non-waiting `try_tell`, are not covered.
+    fn output_barrier(&self) -> Option<crate::gate::Barrier> {
+        None
     }
 
     /// The span the handler runs in (the first facet that returns one wins).

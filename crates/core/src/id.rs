@@ -19,8 +19,33 @@ impl ActorId {
             return Err(Error::InvalidId(format!("{name}@{node}")));
         }
         Ok(ActorId {
-            full: format!("{name}@{node}").into(),
+            full: joined(&[name, "@", node]),
             at: name.len(),
+        })
+    }
+
+    /// `actor-<seq>@node`, the id of an actor spawned without a name: formatted once, on
+    /// the stack, into its one shared allocation.
+    pub(crate) fn generated(seq: u64, node: &str) -> Result<ActorId> {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = seq;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits =
+            std::str::from_utf8(&digits[at..]).map_err(|e| Error::InvalidId(e.to_string()))?;
+        if node.is_empty() || node.contains('@') {
+            return Err(Error::InvalidId(format!("actor-{digits}@{node}")));
+        }
+        Ok(ActorId {
+            full: joined(&["actor-", digits, "@", node]),
+            at: "actor-".len() + digits.len(),
         })
     }
 
@@ -46,6 +71,24 @@ impl ActorId {
     pub fn as_str(&self) -> &str {
         &self.full
     }
+}
+
+/// Concatenates `parts` into one `Arc<str>`: one allocation (the `Arc`'s), where
+/// `format!(..).into()` makes two and copies once more.
+fn joined(parts: &[&str]) -> Arc<str> {
+    const STACK: usize = 96;
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > STACK {
+        return Arc::from(parts.concat());
+    }
+    let mut buf = [0u8; STACK];
+    let mut end = 0;
+    for p in parts {
+        buf[end..end + p.len()].copy_from_slice(p.as_bytes());
+        end += p.len();
+    }
+    // Whole `str`s back to back are valid UTF-8.
+    Arc::from(std::str::from_utf8(&buf[..end]).expect("whole strs back to back are valid UTF-8"))
 }
 
 impl fmt::Display for ActorId {

@@ -55,6 +55,7 @@ pub mod error;
 pub mod event;
 pub mod facet;
 pub mod fsm;
+pub mod gate;
 pub mod id;
 mod mailbox;
 pub mod node;

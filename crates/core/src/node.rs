@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+
+type ActorTableHasher = foldhash::fast::RandomState;
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
@@ -103,7 +105,7 @@ impl NodeBuilder {
                 config: self.config,
                 facets: self.facets,
                 router,
-                actors: DashMap::new(),
+                actors: DashMap::with_hasher(ActorTableHasher::default()),
                 registry: DashMap::new(),
                 groups: ProcessGroups::default(),
                 services: RwLock::new(HashMap::new()),
@@ -139,7 +141,9 @@ struct NodeInner {
     config: NodeConfig,
     facets: Vec<Arc<dyn Facet>>,
     router: Arc<Router>,
-    actors: DashMap<ActorId, Pid>,
+    /// Every local actor. foldhash, not SipHash: ids are ours (no hash flooding from
+    /// outside decides them) and every spawn and exit hashes one.
+    actors: DashMap<ActorId, Pid, ActorTableHasher>,
     registry: DashMap<String, Pid>,
     groups: ProcessGroups,
     services: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,

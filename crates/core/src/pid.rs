@@ -416,6 +416,7 @@ impl Pid {
 
     /// Sends an envelope without waiting for a reply (waits for mailbox space).
     pub async fn tell_envelope(&self, env: Envelope) -> Result<()> {
+        crate::gate::before_send().await?;
         match &self.0 {
             PidInner::Local(cell) => {
                 cell.send_envelope(Box::new(EnvelopeMail { env, reply: None }))
@@ -439,6 +440,7 @@ impl Pid {
             PidInner::Local(cell) => {
                 cell.core().check_not_self()?;
                 let work = async {
+                    crate::gate::before_send().await?;
                     let (tx, rx) = oneshot::channel();
                     cell.send_envelope(Box::new(EnvelopeMail {
                         env,
@@ -451,7 +453,12 @@ impl Pid {
                     .await
                     .unwrap_or(Err(Error::Timeout(timeout)))
             }
-            PidInner::Remote(remote) => remote.router.ask(&remote.id, env, timeout).await,
+            PidInner::Remote(remote) => {
+                tokio::time::timeout(timeout, crate::gate::before_send())
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)))?;
+                remote.router.ask(&remote.id, env, timeout).await
+            }
         }
     }
 
@@ -622,6 +629,9 @@ impl<A: Actor> ActorRef<A> {
     /// the actor is gone.
     pub async fn tell(&self, msg: impl Into<A::Msg>) -> Result<(), SendError<A::Msg>> {
         let msg = msg.into();
+        if let Err(e) = crate::gate::before_send().await {
+            return Err(SendError::NotDurable(msg, e));
+        }
         match &self.inner {
             RefInner::Local(cell) => cell
                 .mailbox
@@ -657,6 +667,7 @@ impl<A: Actor> ActorRef<A> {
             RefInner::Local(cell) => {
                 cell.core.check_not_self()?;
                 let work = async {
+                    crate::gate::before_send().await?;
                     let (tx, rx) = oneshot::channel();
                     if cell.mailbox.send(Mail::Call(msg, tx)).await.is_err() {
                         return Err(Error::NoProc(cell.core.id.to_string()));
@@ -669,6 +680,9 @@ impl<A: Actor> ActorRef<A> {
             }
             RefInner::Remote(remote) => {
                 let env = A::encode(&msg)?;
+                tokio::time::timeout(timeout, crate::gate::before_send())
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)))?;
                 let reply = remote.router.ask(&remote.id, env, timeout).await?;
                 A::decode_reply(&reply)
             }

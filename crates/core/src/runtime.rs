@@ -19,7 +19,9 @@ use crate::actor::{Actor, Info, ReplyHandle};
 use crate::context::Context;
 use crate::envelope::Envelope;
 use crate::error::{BoxError, Error, ExitReason, Result};
-use crate::facet::{self, ActorInfo, Facet, Intercept, MessageKind, MessageMeta, MessageOutcome};
+use crate::facet::{
+    self, ActorInfo, Commit, Facet, Intercept, MessageKind, MessageMeta, MessageOutcome,
+};
 use crate::id::ActorId;
 use crate::mailbox::{Mailbox, Received};
 use crate::node::Node;
@@ -89,7 +91,7 @@ pub(crate) fn spawn<A: Actor>(
     let seq = node.next_seq();
     let id = match &options.name {
         Some(name) => ActorId::new(name, node.name())?,
-        None => ActorId::new(&format!("actor-{seq}"), node.name())?,
+        None => ActorId::generated(seq, node.name())?,
     };
     let cell = Arc::new(ActorCell::<A> {
         core: CellCore::new(id, std::any::type_name::<A>(), seq),
@@ -427,9 +429,7 @@ async fn dispatch_with_facets<A: Actor>(
             }
             Err(e) => {
                 tracing::warn!(actor = %ctx.id(), error = %e, "message refused: a facet needs it encoded");
-                if let Some(reply) = ctx.reply.take() {
-                    reply.fail(e);
-                }
+                fail_gated(ctx, e);
                 return None;
             }
         }
@@ -449,16 +449,21 @@ async fn dispatch_with_facets<A: Actor>(
         match f.before_message(&info, &meta).await {
             Ok(Intercept::Continue) => {}
             Ok(Intercept::Reply(env)) => {
+                // A recorded reply may belong to a message whose commit is still in flight:
+                // it queues behind the held replies.
                 if let Some(reply) = ctx.reply.take() {
-                    reply.send_envelope(env, A::decode_reply);
+                    answer(ctx, None, move |committed| {
+                        let _ = match committed {
+                            Ok(()) => reply.send_envelope(env, A::decode_reply),
+                            Err(e) => reply.fail(e),
+                        };
+                    });
                 }
                 return None;
             }
             Err(e) => {
                 tracing::debug!(actor = %info.id, facet = f.name(), error = %e, "facet refused message");
-                if let Some(reply) = ctx.reply.take() {
-                    reply.fail(e);
-                }
+                fail_gated(ctx, e);
                 return None;
             }
         }
@@ -469,9 +474,16 @@ async fn dispatch_with_facets<A: Actor>(
     // A facet that journals replies must see the reply before the caller does, also when
     // the handler answers through `ctx.reply_handle()`: the handler gets a stand-in handle.
     let deferral = (needs_payload && is_call).then(|| DeferredReply::intercept(ctx));
+    // Replay sends nothing new that could reveal state: what it replays is durable.
+    let barrier = if replaying {
+        None
+    } else {
+        facets.iter().find_map(|f| f.output_barrier())
+    };
+    let handler = crate::gate::under_barrier(barrier, invoke(actor, ctx, msg, is_call));
     let result = match span {
-        Some(span) => invoke(actor, ctx, msg, is_call).instrument(span).await,
-        None => invoke(actor, ctx, msg, is_call).await,
+        Some(span) => handler.instrument(span).await,
+        None => handler.await,
     };
     let result = match deferral {
         Some(deferral) => deferral.settle(ctx, result),
@@ -491,16 +503,19 @@ async fn dispatch_with_facets<A: Actor>(
         failed: result.is_err(),
     };
     let mut refused = None;
+    let mut commits = Vec::new();
     for f in facets.iter().rev() {
-        if let Err(e) = f.after_message(&info, &meta, &outcome).await {
-            tracing::warn!(actor = %info.id, facet = f.name(), error = %e, "facet failed after the handler");
-            refused.get_or_insert(e);
+        match f.after_message_gated(&info, &meta, &outcome).await {
+            Ok(None) => {}
+            Ok(Some(commit)) => commits.push(commit),
+            Err(e) => {
+                tracing::warn!(actor = %info.id, facet = f.name(), error = %e, "facet failed after the handler");
+                refused.get_or_insert(e);
+            }
         }
     }
     if let Some(e) = refused {
-        if let Some(reply) = ctx.reply.take() {
-            reply.fail(e.clone());
-        }
+        fail_gated(ctx, e.clone());
         return Some(
             result
                 .err()
@@ -510,7 +525,77 @@ async fn dispatch_with_facets<A: Actor>(
     if result.is_ok() && !replaying {
         checkpoint(actor, &facets, &info).await;
     }
-    complete(ctx, result)
+    let commit = match commits.len() {
+        0 => None,
+        1 => commits.pop(),
+        _ => Some(Box::pin(async move {
+            for commit in commits {
+                commit.await?;
+            }
+            Ok(())
+        }) as Commit),
+    };
+    if commit.is_none() && !ctx.gate_is_holding() {
+        return complete(ctx, result);
+    }
+    complete_gated(ctx, result, commit)
+}
+
+/// Answers the caller now, or through the output gate when a commit covers the reply or
+/// earlier replies are still held there (see [`crate::gate`]). `release` gets `Ok` once
+/// everything before it is durable, or the error that made a commit fail.
+fn answer<A: Actor>(
+    ctx: &mut Context<A>,
+    commit: Option<Commit>,
+    release: impl FnOnce(Result<()>) + Send + 'static,
+) {
+    if commit.is_none() && !ctx.gate_is_holding() {
+        release(Ok(()));
+    } else {
+        ctx.gate().hold(commit, Box::new(release));
+    }
+}
+
+/// Fails the current call with `error`, in order behind any held reply.
+fn fail_gated<A: Actor>(ctx: &mut Context<A>, error: Error) {
+    if let Some(reply) = ctx.reply.take() {
+        answer(ctx, None, move |_| {
+            let _ = reply.fail(error);
+        });
+    }
+}
+
+/// [`complete`] through the output gate: the reply leaves once `commit` and every earlier
+/// held commit are durable; a failed commit fails it instead.
+fn complete_gated<A: Actor>(
+    ctx: &mut Context<A>,
+    result: Result<Invoked<A::Reply>, ExitReason>,
+    commit: Option<Commit>,
+) -> Option<ExitReason> {
+    let stop = match &result {
+        Err(reason) => Some(reason.clone()),
+        Ok(_) => ctx.stop_request.take(),
+    };
+    let reply = ctx.reply.take();
+    let release: Box<dyn FnOnce(Result<()>) + Send> = match (result, reply) {
+        (Ok(Invoked::Call(Some(value))), Some(reply)) => Box::new(move |committed| {
+            let _ = match committed {
+                Ok(()) => reply.send(value),
+                Err(e) => reply.fail(e),
+            };
+        }),
+        (Ok(Invoked::Call(None)), Some(reply)) => Box::new(move |committed| {
+            let _ = reply.fail(committed.err().unwrap_or(Error::NoReply));
+        }),
+        (Err(reason), Some(reply)) => Box::new(move |_| {
+            let _ = reply.fail(Error::ActorFailed(reason));
+        }),
+        // A cast (or a call whose caller is gone): the hold still watches the commit, so a
+        // failed one stops the actor.
+        _ => Box::new(|_| {}),
+    };
+    ctx.gate().hold(commit, release);
+    stop
 }
 
 /// The caller's reply handle, held back while the handler runs with a stand-in, so that a

@@ -31,11 +31,24 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{Reader, Writer};
-use crate::{Clock, Entry, EntryKind, Epoch, Error, Journal, Result, Seq, StreamId, SystemClock};
+use crate::{
+    Clock, Committing, Entry, EntryKind, Epoch, Error, Journal, Result, Seq, StreamId, SystemClock,
+};
+
+/// The last pipelined commit, shared: the engine peeks at it (a failure poisons) and waits
+/// on it before a checkpoint. Its error is `(retryable, message)`, since [`Error`] is not
+/// `Clone`.
+type InFlight = Shared<BoxFuture<'static, Result<(), (bool, String)>>>;
+
+fn in_flight_error((retryable, message): (bool, String)) -> Error {
+    Error::Backend { message, retryable }
+}
 
 /// When to checkpoint (snapshot the actor state) and whether to truncate after it.
 #[derive(Debug, Clone)]
@@ -109,6 +122,10 @@ pub struct DurableOptions {
     pub clock: Arc<dyn Clock>,
     /// Called at fault points (crash tests).
     pub fault_hook: Option<FaultHook>,
+    /// Whether the durability facet pipelines commits through the actor's output gate
+    /// (the actor takes its next message while earlier commits are in flight; replies
+    /// still wait for theirs). `false`: each message waits for its own commit.
+    pub output_gate: bool,
 }
 
 impl fmt::Debug for DurableOptions {
@@ -118,6 +135,7 @@ impl fmt::Debug for DurableOptions {
             .field("idempotency_retention", &self.idempotency_retention)
             .field("clock", &self.clock)
             .field("fault_hook", &self.fault_hook.is_some())
+            .field("output_gate", &self.output_gate)
             .finish()
     }
 }
@@ -129,6 +147,7 @@ impl Default for DurableOptions {
             idempotency_retention: 10_000,
             clock: Arc::new(SystemClock),
             fault_hook: None,
+            output_gate: true,
         }
     }
 }
@@ -163,6 +182,18 @@ pub struct ReplayMessage {
     /// Whether the journal holds its reply (`false`: the process died mid-message; the
     /// handler continues live where the journal ends).
     pub completed: bool,
+}
+
+/// How `close_message` left a message.
+enum Closed {
+    /// Replayed: the recorded reply.
+    Replayed(Vec<u8>),
+    /// Live: its entries are queued in `pending`; its key and reply.
+    Live {
+        seq: Seq,
+        key: Option<String>,
+        reply: Vec<u8>,
+    },
 }
 
 /// Outcome of [`DurableExecution::begin_message`].
@@ -373,6 +404,7 @@ pub struct DurableExecution {
     poisoned: Option<String>,
     rng: u64,
     repaired_tail: u64,
+    in_flight: Option<InFlight>,
 }
 
 impl fmt::Debug for DurableExecution {
@@ -518,6 +550,7 @@ impl DurableExecution {
             poisoned: None,
             rng,
             repaired_tail,
+            in_flight: None,
         })
     }
 
@@ -590,9 +623,39 @@ impl DurableExecution {
     }
 
     fn check_usable(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(p) => Err(Error::Poisoned(p.clone())),
-            None => Ok(()),
+        if let Some(p) = &self.poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        // A pipelined commit that failed: the state this execution serves is ahead of the
+        // journal for good.
+        if let Some(Err((_, message))) = self.in_flight.as_ref().and_then(Shared::peek) {
+            return Err(Error::Poisoned(format!(
+                "a pipelined commit failed: {message}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes everything so far durable: writes the open message's buffered entries and
+    /// waits for every pipelined commit (what a durable handler's outgoing message waits
+    /// for, see `DurabilityFacet`'s output barrier).
+    pub async fn make_durable(&mut self) -> Result<()> {
+        self.check_usable()?;
+        self.flush().await?;
+        self.wait_durable().await
+    }
+
+    /// Waits until every pipelined commit is durable; a failed one poisons the execution.
+    pub async fn wait_durable(&mut self) -> Result<()> {
+        let Some(in_flight) = self.in_flight.clone() else {
+            return Ok(());
+        };
+        match in_flight.await {
+            Ok(()) => {
+                self.in_flight = None;
+                Ok(())
+            }
+            Err(e) => Err(self.poison(in_flight_error(e))),
         }
     }
 
@@ -821,6 +884,60 @@ impl DurableExecution {
     /// returns once it is durable; only then may the reply or ack be released. Replay:
     /// checks every recorded step was asked for and returns the recorded reply.
     pub async fn commit(&mut self, reply: Vec<u8>) -> Result<Vec<u8>> {
+        let (seq, key, reply) = match self.close_message(reply)? {
+            Closed::Replayed(recorded) => return Ok(recorded),
+            Closed::Live { seq, key, reply } => (seq, key, reply),
+        };
+        self.flush().await?;
+        if let Some(hook) = &self.options.fault_hook {
+            hook(FaultPoint::AfterCommitBeforeReply { seq });
+        }
+        Ok(self.finish_live(key, reply))
+    }
+
+    /// [`DurableExecution::commit`] without waiting: queues the message's entries (so the
+    /// commits of consecutive messages coalesce) and returns the reply with the future of
+    /// its durability. The caller must hold the reply (and anything else the message makes
+    /// visible) until that future resolves `Ok`; the execution goes on taking messages
+    /// meanwhile. If it fails, so does every later commit, and the execution is poisoned:
+    /// the actor's state is ahead of the journal and must be rebuilt from it. Replay returns
+    /// the recorded reply with a finished future.
+    pub async fn commit_pipelined(&mut self, reply: Vec<u8>) -> Result<(Vec<u8>, Committing)> {
+        let (seq, key, reply) = match self.close_message(reply)? {
+            Closed::Replayed(recorded) => {
+                return Ok((recorded, Box::pin(std::future::ready(Ok(())))))
+            }
+            Closed::Live { seq, key, reply } => (seq, key, reply),
+        };
+        let batch = std::mem::take(&mut self.pending);
+        let queued = match self
+            .journal
+            .start_append(&self.stream, self.epoch, batch)
+            .await
+        {
+            Ok(queued) => queued,
+            Err(e) => return Err(self.poison(e)),
+        };
+        let hook = self.options.fault_hook.clone();
+        let durable: InFlight = async move {
+            queued
+                .await
+                .map_err(|e| (e.is_retryable(), e.to_string()))?;
+            if let Some(hook) = hook {
+                hook(FaultPoint::AfterCommitBeforeReply { seq });
+            }
+            Ok(())
+        }
+        .boxed()
+        .shared();
+        self.in_flight = Some(durable.clone());
+        let reply = self.finish_live(key, reply);
+        Ok((reply, Box::pin(durable.map(|r| r.map_err(in_flight_error)))))
+    }
+
+    /// Closes the open message: checks a replayed one against the journal, or queues the
+    /// reply entry of a live one.
+    fn close_message(&mut self, reply: Vec<u8>) -> Result<Closed> {
         self.check_usable()?;
         let cur = self
             .current
@@ -843,7 +960,7 @@ impl DurableExecution {
                     }
                     self.messages += 1;
                     self.since_checkpoint += 1;
-                    return Ok(recorded);
+                    return Ok(Closed::Replayed(recorded));
                 }
                 Outcome::Aborted | Outcome::Incomplete => {}
             }
@@ -853,16 +970,22 @@ impl DurableExecution {
             .raw(&reply)
             .finish();
         self.push(EntryKind::Reply, body);
-        self.flush().await?;
-        if let Some(hook) = &self.options.fault_hook {
-            hook(FaultPoint::AfterCommitBeforeReply { seq: cur.seq });
-        }
-        if let Some(k) = &cur.key {
+        Ok(Closed::Live {
+            seq: cur.seq,
+            key: cur.key,
+            reply,
+        })
+    }
+
+    /// Books a live message whose entries are written (or queued): remembers its reply
+    /// under its idempotency key and counts it.
+    fn finish_live(&mut self, key: Option<String>, reply: Vec<u8>) -> Vec<u8> {
+        if let Some(k) = &key {
             self.replies.insert(k, &reply);
         }
         self.messages += 1;
         self.since_checkpoint += 1;
-        Ok(reply)
+        reply
     }
 
     /// Abandons the open message after a handler failure and poisons the execution (the
@@ -908,6 +1031,8 @@ impl DurableExecution {
     /// policy says so. Must be called between messages.
     pub async fn checkpoint(&mut self, state: Vec<u8>) -> Result<CheckpointReport> {
         self.check_usable()?;
+        // The snapshot covers every message so far: each must be durable first.
+        self.wait_durable().await?;
         if self.current.is_some() || !self.pending.is_empty() || self.replay_remaining() > 0 {
             return Err(Error::InvalidState(
                 "checkpoint must be taken between messages, after replay".into(),

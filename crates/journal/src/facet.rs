@@ -6,6 +6,15 @@
 //!   `Actor::restore` and replays the journal suffix through the actor's own handlers;
 //! - every accepted message is journaled, and its reply recorded, before the caller gets
 //!   the reply (a failed journal write fails the caller and stops the actor);
+//! - with [`DurableOptions::output_gate`] (the default) commits are pipelined: the actor
+//!   takes its next message while the previous commits are in flight, so the writes of
+//!   consecutive messages coalesce into one group commit, and the runtime's output gate
+//!   holds each reply until the commit that covers it is durable (in message order). A
+//!   failed commit fails every held reply and stops the actor; its next activation
+//!   rebuilds the state from the journal;
+//! - a message a handler sends to another actor (`tell`, `ask`, their envelope forms) waits
+//!   until the open message and every earlier commit are durable (the facet's output
+//!   barrier), so no other actor learns of state that could still be lost;
 //! - a request carrying the header [`IDEMPOTENCY_KEY_HEADER`] runs once; a duplicate gets
 //!   the first reply without running the handler;
 //! - handlers reach side effects, journaled time and randomness through
@@ -17,7 +26,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use plexspaces_core::facet::{ActorInfo, Intercept, MessageMeta, MessageOutcome, Recovery};
+use plexspaces_core::facet::{ActorInfo, Commit, Intercept, MessageMeta, MessageOutcome, Recovery};
+use plexspaces_core::gate::Barrier;
 use plexspaces_core::{Envelope, Facet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -105,6 +115,7 @@ impl Durability {
 /// Attaches durability to one actor. See the module docs.
 pub struct DurabilityFacet {
     state: Arc<Durability>,
+    barrier: Barrier,
 }
 
 impl std::fmt::Debug for DurabilityFacet {
@@ -118,14 +129,27 @@ impl std::fmt::Debug for DurabilityFacet {
 impl DurabilityFacet {
     /// Durability for the actor whose journal stream is `stream`.
     pub fn new(journal: Arc<dyn Journal>, stream: StreamId, options: DurableOptions) -> Arc<Self> {
-        Arc::new(DurabilityFacet {
-            state: Arc::new(Durability {
-                journal,
-                stream,
-                options,
-                exec: Mutex::new(None),
-            }),
-        })
+        let state = Arc::new(Durability {
+            journal,
+            stream,
+            options,
+            exec: Mutex::new(None),
+        });
+        let durable = state.clone();
+        let barrier: Barrier = Arc::new(move || {
+            let state = durable.clone();
+            Box::pin(async move {
+                // Held: the send comes from inside a `Durability` call of this handler (a
+                // side effect's closure), and `side_effect` made everything durable before
+                // it ran the effect; waiting for the lock would deadlock.
+                let Ok(mut guard) = state.exec.try_lock() else {
+                    return Ok(());
+                };
+                let exec = guard.as_mut().ok_or_else(|| to_core(inactive()))?;
+                exec.make_durable().await.map_err(to_core)
+            })
+        });
+        Arc::new(DurabilityFacet { state, barrier })
     }
 
     /// The handle handlers use (also offered through `ctx.service::<Durability>()`).
@@ -223,6 +247,32 @@ impl Facet for DurabilityFacet {
             .map(Envelope::to_bytes)
             .unwrap_or_default();
         exec.commit(reply).await.map(drop).map_err(to_core)
+    }
+
+    async fn after_message_gated(
+        &self,
+        actor: &ActorInfo,
+        msg: &MessageMeta,
+        outcome: &MessageOutcome,
+    ) -> plexspaces_core::Result<Option<Commit>> {
+        if !self.state.options.output_gate || outcome.failed || msg.replaying {
+            return self.after_message(actor, msg, outcome).await.map(|()| None);
+        }
+        let mut guard = self.state.exec.lock().await;
+        let exec = guard.as_mut().ok_or_else(|| to_core(inactive()))?;
+        let reply = outcome
+            .reply
+            .as_ref()
+            .map(Envelope::to_bytes)
+            .unwrap_or_default();
+        let (_, durable) = exec.commit_pipelined(reply).await.map_err(to_core)?;
+        Ok(Some(Box::pin(
+            async move { durable.await.map_err(to_core) },
+        )))
+    }
+
+    fn output_barrier(&self) -> Option<Barrier> {
+        Some(self.barrier.clone())
     }
 
     fn checkpoint_due(&self, _actor: &ActorInfo) -> bool {

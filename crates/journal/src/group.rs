@@ -276,6 +276,16 @@ pub(crate) async fn send(tx: &mpsc::Sender<Request>, op: Op) -> Result<Val> {
     rx.await.map_err(|_| Error::Closed)?
 }
 
+/// Queues `op` (waiting for room in the queue only) and returns the future of its result.
+pub(crate) async fn start(
+    tx: &mpsc::Sender<Request>,
+    op: Op,
+) -> Result<impl std::future::Future<Output = Result<Val>> + Send + 'static> {
+    let (reply, rx) = oneshot::channel();
+    tx.send((op, reply)).await.map_err(|_| Error::Closed)?;
+    Ok(async move { rx.await.map_err(|_| Error::Closed)? })
+}
+
 async fn run_one<W: BatchWriter>(w: &mut W, op: &Op) -> Result<Val> {
     w.begin().await?;
     let applied = match as_append(op) {

@@ -1,8 +1,15 @@
 //! The `Journal` trait: per-actor streams with fenced, batched appends and snapshots.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 
 use crate::{Entry, Epoch, Result, Seq, Snapshot, StreamId};
+
+/// An append that is queued but maybe not durable yet: resolves once it is (or failed).
+/// Returned by [`Journal::start_append`].
+pub type Committing = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
 
 /// Durable, per-actor, append-only streams of [`Entry`] with fencing epochs and snapshots.
 ///
@@ -27,6 +34,25 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Appends a batch of entries atomically, fenced by `epoch`.
     async fn append(&self, stream: &StreamId, epoch: Epoch, entries: Vec<Entry>) -> Result<()>;
+
+    /// Starts an append: returns once the batch is queued, ordered after every append
+    /// started before it on this journal and before every append started after it; the
+    /// returned future resolves when the batch is durable, with what [`Journal::append`]
+    /// would have returned. An append queued after one that fails cannot succeed (its seqs
+    /// no longer continue the stream), so waiting on the last one waits on all of them.
+    ///
+    /// Backends with a writer queue (SQLite, PostgreSQL) return at once, so the appends of
+    /// consecutive messages coalesce into one commit (the output gate's pipelining, see
+    /// [`crate::DurabilityFacet`]). The default appends and returns a finished future.
+    async fn start_append(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        entries: Vec<Entry>,
+    ) -> Result<Committing> {
+        self.append(stream, epoch, entries).await?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
 
     /// Reads entries with `from_seq <= seq <= to_seq`, in seq order.
     async fn read(&self, stream: &StreamId, from_seq: Seq, to_seq: Seq) -> Result<Vec<Entry>>;

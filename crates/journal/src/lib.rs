@@ -92,7 +92,7 @@ pub use facet::{
     ActorReminderSink, Durability, DurabilityFacet, ReminderFired, IDEMPOTENCY_KEY_HEADER,
     REMINDER_MSG_TYPE,
 };
-pub use journal::Journal;
+pub use journal::{Committing, Journal};
 pub use memory::{MemoryJournal, MemoryReminderStore};
 pub use reminders::{
     FiredReminder, Reminder, ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions,

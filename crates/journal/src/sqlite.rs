@@ -422,6 +422,22 @@ impl Journal for SqliteJournal {
         group::send(&self.tx, op).await.map(|_| ())
     }
 
+    async fn start_append(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        entries: Vec<Entry>,
+    ) -> Result<crate::Committing> {
+        group::check_batch(stream, &entries)?;
+        let op = Op::Append {
+            stream: stream.clone(),
+            epoch,
+            entries,
+        };
+        let done = group::start(&self.tx, op).await?;
+        Ok(Box::pin(async move { done.await.map(drop) }))
+    }
+
     async fn read(&self, stream: &StreamId, from_seq: Seq, to_seq: Seq) -> Result<Vec<Entry>> {
         if from_seq > to_seq {
             return Ok(Vec::new());

@@ -351,6 +351,10 @@ pub struct JournalConfig {
     /// Snapshot a virtual actor (`Actor::snapshot`) after this many messages and drop the
     /// journal entries the snapshot covers (0: never; recovery then replays all history).
     pub checkpoint_every_messages: u64,
+    /// Pipeline commits through each durable actor's output gate: the actor takes its next
+    /// message while earlier commits are in flight (replies still wait for their commit).
+    /// `false`: every message waits for its own commit.
+    pub output_gate: bool,
 }
 
 impl Default for JournalConfig {
@@ -359,6 +363,7 @@ impl Default for JournalConfig {
             url: None,
             schema: "plexspaces".into(),
             checkpoint_every_messages: 100,
+            output_gate: true,
         }
     }
 }
@@ -480,6 +485,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "PLEXSPACES_JOURNAL_CHECKPOINT_EVERY",
         "journal.checkpoint_every_messages",
         Kind::Int,
+    ),
+    (
+        "PLEXSPACES_JOURNAL_OUTPUT_GATE",
+        "journal.output_gate",
+        Kind::Bool,
     ),
     (
         "PLEXSPACES_TUPLESPACE_BACKEND",

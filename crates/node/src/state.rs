@@ -101,6 +101,7 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             every: None,
             truncate: every > 0,
         },
+        output_gate: config.journal.output_gate,
         ..DurableOptions::default()
     }
 }

@@ -15,6 +15,12 @@
 //! - `counter increment`: 64 keys; the node's durable virtual actor (journaled to SQLite,
 //!   fsync per commit with group commit) vs a bare handler adding to a `HashMap` under a
 //!   mutex (no durability): this row shows what durability costs, not routing overhead.
+//! - the durable path under `--durable-connections` (50) clients: one hot key and 64 keys,
+//!   next to two in-process floors with the same batching: the SQLite journal alone (as
+//!   many concurrent appenders, each appending what one increment journals, through the
+//!   same group-commit writer, `synchronous=FULL`), and raw sqlx inserting the same rows in
+//!   transactions of one row pair per client. The gaps between the rows are the costs of
+//!   the HTTP + actor layer and of the journal layer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +35,7 @@ use axum::extract::{Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use parking_lot::Mutex;
+use plexspaces_journal::{Entry, EntryKind, Journal, SqliteJournal, SqliteOptions, StreamId};
 use plexspaces_proto::v1::actor_service_client::ActorServiceClient;
 use plexspaces_proto::v1::{ActorAddress, AskRequest};
 use serde_json::{json, Value};
@@ -40,6 +47,9 @@ struct Options {
     connections: u64,
     threads: u64,
     asks: usize,
+    durable_connections: u64,
+    /// `journal.output_gate` of the node under test.
+    output_gate: bool,
 }
 
 fn options() -> Result<Options> {
@@ -50,6 +60,8 @@ fn options() -> Result<Options> {
         connections: 16,
         threads: 1,
         asks: 5_000,
+        durable_connections: 50,
+        output_gate: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -60,8 +72,10 @@ fn options() -> Result<Options> {
             "--connections" => o.connections = value()?.parse()?,
             "--threads" => o.threads = value()?.parse()?,
             "--asks" => o.asks = value()?.parse()?,
+            "--durable-connections" => o.durable_connections = value()?.parse()?,
+            "--no-output-gate" => o.output_gate = false,
             "-h" | "--help" => {
-                println!("usage: plexspaces-bench-node [--bin PATH] [--duration SECS] [--connections N] [--threads N] [--asks N]");
+                println!("usage: plexspaces-bench-node [--bin PATH] [--duration SECS] [--connections N] [--threads N] [--asks N] [--durable-connections N] [--no-output-gate]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -178,6 +192,17 @@ fn parse_wrk(out: &str) -> Result<WrkResult> {
 
 /// `path` may contain `{key}`, replaced per request by one of 64 keys.
 async fn wrk(o: &Options, addr: SocketAddr, path: &str, duration: u64) -> Result<WrkResult> {
+    wrk_with(o, o.connections, addr, path, duration).await
+}
+
+/// [`wrk`] with `connections` clients.
+async fn wrk_with(
+    o: &Options,
+    connections: u64,
+    addr: SocketAddr,
+    path: &str,
+    duration: u64,
+) -> Result<WrkResult> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("bench.lua");
     let (prefix, suffix) = path.split_once("{key}").unwrap_or((path, ""));
@@ -204,7 +229,7 @@ end
     )?;
     let out = tokio::process::Command::new("wrk")
         .arg(format!("-t{}", o.threads))
-        .arg(format!("-c{}", o.connections))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{duration}s"))
         .arg("--latency")
         .arg("-s")
@@ -302,6 +327,10 @@ async fn start_node(o: &Options, http: SocketAddr, grpc: SocketAddr) -> Result<N
         .arg(dir.path())
         .env("PLEXSPACES_DISABLE_AUTH", "1")
         .env("PLEXSPACES_LOG", "warn")
+        .env(
+            "PLEXSPACES_JOURNAL_OUTPUT_GATE",
+            if o.output_gate { "true" } else { "false" },
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -352,15 +381,25 @@ async fn run(o: Options) -> Result<()> {
     let counter_bare = wrk(&o, bare, "/counter?key={key}", o.duration).await?;
     let counter = wrk(&o, http, counter_node, o.duration).await?;
 
+    let c = o.durable_connections;
+    eprintln!("durable path: {c} clients, one hot key, then 64 keys...");
+    let hot_node = "/api/v1/actors/default/counter/invoke?msg_type=increment&key=hot";
+    wrk_with(&o, c, http, hot_node, warm).await?;
+    let hot = wrk_with(&o, c, http, hot_node, o.duration).await?;
+    let many = wrk_with(&o, c, http, counter_node, o.duration).await?;
+
     eprintln!("gRPC asks ({} sequential each)...", o.asks);
     let echo_asks = grpc_asks(grpc, "echo", "echo", o.asks).await?;
     let counter_asks = grpc_asks(grpc, "counter", "increment", o.asks / 5).await?;
     node.stop().await?;
+    eprintln!("journal floors: {c} concurrent appenders...");
+    let floor = journal_floor(c as usize, Duration::from_secs(o.duration)).await?;
+    let raw = raw_sqlite_floor(c as usize, Duration::from_secs(o.duration)).await?;
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "wrk -t{} -c{} -d{}s, {cpus} CPUs shared by wrk, the server under test and this process\n",
-        o.threads, o.connections, o.duration
+        "wrk -t{} -c{} -d{}s, {cpus} CPUs shared by wrk, the server under test and this process; journal.output_gate = {}\n",
+        o.threads, o.connections, o.duration, o.output_gate
     );
     println!("| HTTP invoke | node req/s | bare axum req/s | node / bare | node p50 / p99 ms | bare p50 / p99 ms | non-2xx |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -372,6 +411,26 @@ async fn run(o: Options) -> Result<()> {
             counter,
             counter_bare
         )
+    );
+    println!();
+    println!("| durable counter increment, {c} clients | increments/s | p50 / p99 ms | non-2xx |");
+    println!("|---|---:|---:|---:|");
+    for (name, r) in [
+        ("node over HTTP, one hot key", hot),
+        ("node over HTTP, 64 keys", many),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} / {:.2} | {} |",
+            r.rps, r.p50_ms, r.p99_ms, r.non_2xx
+        );
+    }
+    println!(
+        "| SQLite journal alone, {c} appenders (group commit) | {:.0} | | |",
+        floor
+    );
+    println!(
+        "| raw sqlx, the same rows, {c} increments per transaction | {:.0} | | |",
+        raw
     );
     println!();
     println!(
@@ -392,6 +451,91 @@ async fn run(o: Options) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What one increment journals: the message (`MessageReceived`) and its reply, as
+/// payloads of the node's sizes.
+fn increment_entries(seq: u64) -> Vec<Entry> {
+    vec![
+        Entry::new(seq, EntryKind::MessageReceived, vec![b'm'; 96]),
+        Entry::new(seq + 1, EntryKind::Reply, vec![b'r'; 48]),
+    ]
+}
+
+/// Increments/s the SQLite journal alone sustains: `appenders` tasks, each on its own
+/// stream, appending one increment's entries at a time through the group-commit writer.
+async fn journal_floor(appenders: usize, run_for: Duration) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let journal =
+        Arc::new(SqliteJournal::open(SqliteOptions::new(dir.path().join("journal.db"))).await?);
+    let stop = Instant::now() + run_for;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..appenders {
+        let journal = journal.clone();
+        tasks.spawn(async move {
+            let stream = StreamId::new("bench", "floor", &format!("s{i}"));
+            let epoch = journal.acquire_epoch(&stream).await?;
+            let (mut seq, mut done) = (1, 0u64);
+            while Instant::now() < stop {
+                journal
+                    .append(&stream, epoch, increment_entries(seq))
+                    .await?;
+                seq += 2;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        });
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Increments/s of raw sqlx on the journal's schema and settings (WAL, `synchronous=FULL`),
+/// with the batching group commit reaches under `per_tx` clients: each transaction
+/// inserts `per_tx` increments' rows in one multi-row statement.
+async fn raw_sqlite_floor(per_tx: usize, run_for: Duration) -> Result<f64> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use sqlx::ConnectOptions;
+    let dir = tempfile::tempdir()?;
+    let mut conn = SqliteConnectOptions::new()
+        .filename(dir.path().join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .connect()
+        .await?;
+    sqlx::query(
+        "CREATE TABLE entries (stream TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+         payload BLOB NOT NULL, checksum INTEGER NOT NULL, PRIMARY KEY (stream, seq))",
+    )
+    .execute(&mut conn)
+    .await?;
+    let started = Instant::now();
+    let (mut seq, mut done) = (1u64, 0u64);
+    while started.elapsed() < run_for {
+        let mut tx = sqlx::Connection::begin(&mut conn).await?;
+        let mut q =
+            sqlx::QueryBuilder::new("INSERT INTO entries (stream, seq, kind, payload, checksum) ");
+        let rows: Vec<(usize, Entry)> = (0..per_tx)
+            .flat_map(|i| increment_entries(seq).into_iter().map(move |e| (i, e)))
+            .collect();
+        q.push_values(rows, |mut b, (i, e)| {
+            b.push_bind(format!("s{i}"))
+                .push_bind(e.seq as i64)
+                .push_bind(i64::from(e.kind.code()))
+                .push_bind(e.payload)
+                .push_bind(i64::from(e.checksum));
+        });
+        q.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        seq += 2;
+        done += per_tx as u64;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
 fn main() -> Result<()> {

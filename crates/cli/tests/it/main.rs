@@ -12,6 +12,7 @@ mod cluster;
 mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod output_gate;
 mod space;
 mod vactors;
 mod workflow;

@@ -8,5 +8,6 @@ mod gen_statem;
 mod links;
 mod otp;
 mod otp_api;
+mod output_gate;
 mod remote;
 mod supervision;

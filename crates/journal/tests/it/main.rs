@@ -8,4 +8,5 @@ mod crash;
 mod durable_actor;
 mod engine;
 mod event_sourcing;
+mod output_gate;
 mod reminders;
