@@ -24,16 +24,23 @@ pub fn rust_guest() -> Vec<u8> {
             Some(t) => PathBuf::from(t).join("wasm-guests"),
             None => root.join("target/wasm-guests"),
         };
-        let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&crate_dir)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
-            .arg(&target)
-            // The host build's flags (coverage, sanitizers) do not apply to the guest.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_RUSTFLAGS")
-            .output()
-            .expect("cargo runs");
+        let out =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&crate_dir)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                // The host build's flags (coverage, sanitizers) do not apply to the guest.
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("CARGO_BUILD_RUSTFLAGS")
+                .output()
+                .expect("cargo runs");
         assert!(
             out.status.success(),
             "building sdk/rust-counter failed:\n{}",

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use plexspaces_core::{Actor, BoxError, Context, Envelope, Error as CoreError, Result as CoreResult};
+use plexspaces_core::{
+    Actor, BoxError, Context, Envelope, Error as CoreError, Result as CoreResult,
+};
 use plexspaces_journal::Durability;
 
 use crate::error::Error;
@@ -69,7 +71,11 @@ impl WasmActor {
             module,
             scope,
             env,
-            config: if config.is_empty() { b"{}".to_vec() } else { config },
+            config: if config.is_empty() {
+                b"{}".to_vec()
+            } else {
+                config
+            },
             guest: None,
             pending_restore: None,
             last_snapshot: None,
@@ -218,7 +224,11 @@ impl Actor for WasmActor {
     }
 
     fn encode_reply(request_type: &str, reply: &Bytes) -> CoreResult<Envelope> {
-        Ok(Envelope::new(request_type, reply.clone(), "application/json"))
+        Ok(Envelope::new(
+            request_type,
+            reply.clone(),
+            "application/json",
+        ))
     }
 
     fn decode_reply(env: &Envelope) -> CoreResult<Bytes> {

@@ -29,9 +29,7 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::plexspaces::actor::types::{
-    Address, Error as WitError, ErrorCode,
-};
+use bindings::plexspaces::actor::types::{Address, Error as WitError, ErrorCode};
 use bindings::plexspaces::actor::{
     durability, key_value, logging, messaging, process_groups, timers, tuple_space, types,
 };
@@ -196,8 +194,12 @@ pub trait Router: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Envelope, ImportError>;
     /// Activates the target; the id of the actor serving it.
-    async fn spawn(&self, from: &ActorScope, actor_type: &str, key: &str)
-        -> Result<String, ImportError>;
+    async fn spawn(
+        &self,
+        from: &ActorScope,
+        actor_type: &str,
+        key: &str,
+    ) -> Result<String, ImportError>;
 }
 
 /// What the node offers guests. Each service is optional; a missing one answers
@@ -412,7 +414,12 @@ impl logging::Host for HostState {
     }
 }
 
-fn envelope(scope: &ActorScope, myself: Option<&Pid>, msg_type: String, payload: Vec<u8>) -> Envelope {
+fn envelope(
+    scope: &ActorScope,
+    myself: Option<&Pid>,
+    msg_type: String,
+    payload: Vec<u8>,
+) -> Envelope {
     let mut env = Envelope::new(msg_type, payload, "application/json");
     if let Some(pid) = myself {
         env.sender = pid.id().to_string();
@@ -541,7 +548,11 @@ impl key_value::Host for HostState {
     async fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, WitError> {
         self.check_open()?;
         let (kv, scope) = self.kv()?;
-        let limit = if limit == 0 { MAX_LIST_KEYS } else { limit.min(MAX_LIST_KEYS) };
+        let limit = if limit == 0 {
+            MAX_LIST_KEYS
+        } else {
+            limit.min(MAX_LIST_KEYS)
+        };
         kv.list(&scope, &prefix, limit as usize)
             .await
             .map(|entries| entries.into_iter().map(|(k, _)| k).collect())

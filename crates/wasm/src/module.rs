@@ -196,7 +196,6 @@ impl Guest {
         }
     }
 
-
     pub(crate) async fn describe(&mut self) -> Result<Descriptor> {
         self.arm();
         let exports = self.bindings.as_ref().ok_or_else(gone)?;

@@ -200,14 +200,16 @@ fn check_header(bytes: &[u8]) -> Result<()> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn headers() {
-        assert!(matches!(check_header(b"hello world"), Err(Error::NotWasm(_))));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(Error::NotWasm(_))
+        ));
         assert!(matches!(check_header(b"\0asm"), Err(Error::NotWasm(_))));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0"),
