@@ -414,17 +414,11 @@ impl logging::Host for HostState {
     }
 }
 
-fn envelope(
-    scope: &ActorScope,
-    myself: Option<&Pid>,
-    msg_type: String,
-    payload: Vec<u8>,
-) -> Envelope {
+fn envelope(myself: Option<&Pid>, msg_type: String, payload: Vec<u8>) -> Envelope {
     let mut env = Envelope::new(msg_type, payload, "application/json");
     if let Some(pid) = myself {
         env.sender = pid.id().to_string();
     }
-    let _ = scope;
     env
 }
 
@@ -444,7 +438,7 @@ impl messaging::Host for HostState {
     ) -> Result<(), WitError> {
         self.check_open()?;
         let router = self.router()?;
-        let env = envelope(&self.scope, self.myself.as_ref(), msg_type, payload);
+        let env = envelope(self.myself.as_ref(), msg_type, payload);
         let from = self.scope.clone();
         self.effect("tell", async move {
             router.tell(&from, &to.actor_type, &to.key, env).await
@@ -471,7 +465,7 @@ impl messaging::Host for HostState {
             0 => ceiling,
             ms => Duration::from_millis(u64::from(ms)).min(ceiling),
         };
-        let env = envelope(&self.scope, self.myself.as_ref(), msg_type, payload);
+        let env = envelope(self.myself.as_ref(), msg_type, payload);
         let from = self.scope.clone();
         self.effect("ask", async move {
             let reply = router
@@ -805,7 +799,7 @@ impl process_groups::Host for HostState {
         let Some(node) = self.env.node.clone() else {
             return Err(ImportError::new(Code::Unsupported, "no process groups here").wit());
         };
-        let env = envelope(&self.scope, self.myself.as_ref(), msg_type, payload);
+        let env = envelope(self.myself.as_ref(), msg_type, payload);
         let group = self.group(&group);
         self.effect("pg.broadcast", async move {
             let n = node.groups().broadcast_envelope(&group, &env);
