@@ -119,5 +119,6 @@ def test_the_packaged_wit_is_the_repository_wit():
     repo_wit = Path(__file__).resolve().parents[3] / "wit" / "actor.wit"
     if not repo_wit.is_file():
         pytest.skip("not run from the repository")
-    packaged = Path(__file__).resolve().parents[1] / "plexspaces" / "wit" / "actor.wit"
-    assert packaged.read_text() == repo_wit.read_text(), "run: cp wit/actor.wit sdk/python/plexspaces/wit/"
+    sdk = Path(__file__).resolve().parents[2]
+    for copy in (sdk / "python" / "plexspaces" / "wit" / "actor.wit", sdk / "typescript" / "wit" / "actor.wit"):
+        assert copy.read_text() == repo_wit.read_text(), f"run: cp wit/actor.wit {copy}"
