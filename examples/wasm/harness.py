@@ -49,11 +49,15 @@ def _digest(paths: list[Path]) -> str:
 
 
 def _cached(name: str, inputs: list[Path], build) -> Path:
+    """Builds once per content hash; `NAME.wasm` beside it is the latest build (for benches)."""
     out = cache_dir() / f"{name}-{_digest(inputs)}.wasm"
     if not out.is_file():
         tmp = out.with_suffix(".partial.wasm")
         build(tmp)
         tmp.replace(out)
+    latest = cache_dir() / f"{name}.wasm"
+    shutil.copyfile(out, latest.with_suffix(".tmp"))
+    latest.with_suffix(".tmp").replace(latest)
     return out
 
 
