@@ -77,7 +77,9 @@ def build_ts(source: Path) -> Path:
     """`plexspaces-ts build` of a TypeScript or JavaScript actor module."""
 
     def run(out: Path) -> None:
-        subprocess.run(["node", str(TS_SDK / "bin" / "plexspaces-ts.mjs"), "build", str(source), "-o", str(out), "-q"], check=True)
+        subprocess.run(
+            ["node", str(TS_SDK / "bin" / "plexspaces-ts.mjs"), "build", str(source), "-o", str(out), "-q"], check=True
+        )
 
     return _cached(source.stem + "-" + source.suffix[1:], [source, TS_SDK / "src", TS_SDK / "bin", TS_SDK / "wit"], run)
 
@@ -185,7 +187,9 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.kill9()
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60) -> Reply:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
+    ) -> Reply:
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -209,7 +213,11 @@ class Node:
         )
         parts.append(f"--{boundary}--\r\n".encode())
         return self.request(
-            "POST", "/api/v1/deploy", b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=300
+            "POST",
+            "/api/v1/deploy",
+            b"".join(parts),
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=300,
         )
 
     def invoke(self, namespace: str, actor_type: str, msg_type: str, payload=None, key: str | None = None) -> Reply:

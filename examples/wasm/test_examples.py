@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from harness import Node
 
 HERE = Path(__file__).parent

@@ -8,7 +8,7 @@ from pathlib import Path
 import harness
 
 # The product description's counter_actor.py, verbatim (its indentation restored).
-COUNTER_ACTOR_PY = '''\
+COUNTER_ACTOR_PY = """\
 # counter_actor.py - Build to WASM with: plexspaces-py build counter_actor.py -o counter.wasm
 from plexspaces import actor, state, handler
 
@@ -24,7 +24,7 @@ class CounterActor:
     @handler("get")
     def get(self) -> dict:
         return {"count": self.count}
-'''
+"""
 
 
 def sh(cmd: str, cwd: Path) -> str:
@@ -44,13 +44,13 @@ def test_python_quick_start_verbatim(fresh_node, tmp_path):
     # The quick start's commands, with the node's port.
     sh("plexspaces-py build counter_actor.py -o counter.wasm", tmp_path)
     deployed = sh(
-        f'curl -sS -X POST http://localhost:{port}/api/v1/deploy '
+        f"curl -sS -X POST http://localhost:{port}/api/v1/deploy "
         '-F "namespace=default" -F "actor_type=counter" -F "wasm=@counter.wasm"',
         tmp_path,
     )
     assert "counter" in deployed, deployed
     out = sh(
-        f"curl -sS \"http://localhost:{port}/api/v1/actors/default/counter/invoke?msg_type=increment\" "
+        f'curl -sS "http://localhost:{port}/api/v1/actors/default/counter/invoke?msg_type=increment" '
         "-d '{\"amount\": 5}'",
         tmp_path,
     )

@@ -58,7 +58,9 @@ def build(source: Path, output: Path, wit: Path = WIT_DIR, quiet: bool = False) 
     with tempfile.TemporaryDirectory(prefix="plexspaces-py-") as tmp:
         tmpdir = Path(tmp)
         # Only the SDK's sources go in (not the site-packages it may be installed in).
-        shutil.copytree(PACKAGE_DIR, tmpdir / "plexspaces", ignore=shutil.ignore_patterns("__pycache__", "wit", "cli.py"))
+        shutil.copytree(
+            PACKAGE_DIR, tmpdir / "plexspaces", ignore=shutil.ignore_patterns("__pycache__", "wit", "cli.py")
+        )
         (tmpdir / f"{ENTRY_MODULE}.py").write_text(
             f"import {module}  # noqa: F401  (registers the @actor class)\n"
             "from plexspaces._guest import WitWorld  # noqa: F401\n"

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from plexspaces import ActorError, actor, handler, state
 from plexspaces._actor import ActorSpec
 
