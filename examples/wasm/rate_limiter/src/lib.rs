@@ -24,7 +24,7 @@ wit_bindgen::generate!({
 });
 
 use plexspaces::actor::durability;
-use plexspaces::actor::types::{Descriptor, Error, ErrorCode};
+use plexspaces::actor::types::ErrorCode;
 
 struct Window {
     limit: u64,
@@ -35,7 +35,12 @@ struct Window {
 
 impl Window {
     const fn new() -> Self {
-        Window { limit: 10, window_ms: 1000, allowed: VecDeque::new(), denied: 0 }
+        Window {
+            limit: 10,
+            window_ms: 1000,
+            allowed: VecDeque::new(),
+            denied: 0,
+        }
     }
 
     fn expire(&mut self, now: u64) {
@@ -53,7 +58,9 @@ impl Window {
         let retry_after_ms = if used < self.limit {
             0
         } else {
-            self.allowed.front().map_or(0, |&t| (t + self.window_ms).saturating_sub(now))
+            self.allowed
+                .front()
+                .map_or(0, |&t| (t + self.window_ms).saturating_sub(now))
         };
         json!({
             "allowed": allowed,
@@ -73,16 +80,21 @@ thread_local! {
 struct RateLimiter;
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Error {
-    Error { code, message: message.into() }
+    Error {
+        code,
+        message: message.into(),
+    }
 }
 
 fn positive(v: &Value, field: &str, default: u64) -> Result<u64, Error> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(default),
-        Some(n) => n
-            .as_u64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| err(ErrorCode::BadRequest, format!("`{field}` must be a positive whole number"))),
+        Some(n) => n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            err(
+                ErrorCode::BadRequest,
+                format!("`{field}` must be a positive whole number"),
+            )
+        }),
     }
 }
 
@@ -94,7 +106,10 @@ impl Guest for RateLimiter {
     fn describe() -> Descriptor {
         Descriptor {
             facets: Vec::new(),
-            handlers: ["configure", "check", "status", "crash"].iter().map(|s| (*s).to_owned()).collect(),
+            handlers: ["configure", "check", "status", "crash"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 
@@ -117,7 +132,12 @@ impl Guest for RateLimiter {
                 let now = durability::now_ms()?;
                 WINDOW.with(|w| {
                     let mut w = w.borrow_mut();
-                    *w = Window { limit, window_ms, allowed: VecDeque::new(), denied: 0 };
+                    *w = Window {
+                        limit,
+                        window_ms,
+                        allowed: VecDeque::new(),
+                        denied: 0,
+                    };
                     reply(w.status(now, true))
                 })
             }
@@ -145,7 +165,10 @@ impl Guest for RateLimiter {
                 })
             }
             "crash" => panic!("crash asked for: let it crash"),
-            other => Err(err(ErrorCode::NotFound, format!("no handler for {other:?}"))),
+            other => Err(err(
+                ErrorCode::NotFound,
+                format!("no handler for {other:?}"),
+            )),
         }
     }
 
