@@ -31,7 +31,7 @@ def target_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("PLEXSPACES_GUEST_CACHE", target_dir() / "wasm-guests"))
+    d = Path(os.environ.get("PLEXSPACES_GUEST_CACHE", target_dir() / "wasm-components"))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -89,11 +89,13 @@ def build_rust(crate: Path) -> Path:
     name = crate.name
 
     def run(out: Path) -> None:
-        tdir = target_dir() / "wasm-guests-rust"
+        tdir = target_dir() / "wasm-guests"  # shared with scripts/build-rust-guest
         subprocess.run(
             ["cargo", "build", "-q", "--release", "--target", "wasm32-wasip2", "--target-dir", str(tdir)],
             check=True,
             cwd=crate,
+            # The host build's flags (coverage, sanitizers) do not apply to the guest.
+            env={k: v for k, v in os.environ.items() if "RUSTFLAGS" not in k},
         )
         lib = "plexspaces_" + name.replace("-", "_")
         shutil.copyfile(tdir / "wasm32-wasip2" / "release" / f"{lib}.wasm", out)
