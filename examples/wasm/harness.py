@@ -1,6 +1,6 @@
 """Shared by the WASM example tests: build guests (cached by source hash), run a real node.
 
-A node is the real `plexspaces` binary (PLEXSPACES_BIN, else CARGO_TARGET_DIR/debug/plexspaces)
+A node is the real `plexspaces` binary (WASM_EXAMPLES_BIN, else CARGO_TARGET_DIR/debug/plexspaces)
 started on loopback ports with its own data dir; `kill9()` really sends SIGKILL.
 """
 
@@ -31,7 +31,7 @@ def target_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("PLEXSPACES_GUEST_CACHE", target_dir() / "wasm-components"))
+    d = Path(os.environ.get("WASM_EXAMPLES_CACHE", target_dir() / "wasm-components"))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -110,9 +110,9 @@ def free_port() -> int:
 
 
 def plexspaces_bin() -> Path:
-    b = Path(os.environ.get("PLEXSPACES_BIN", target_dir() / "debug" / "plexspaces"))
+    b = Path(os.environ.get("WASM_EXAMPLES_BIN", target_dir() / "debug" / "plexspaces"))
     if not b.is_file():
-        raise RuntimeError(f"{b}: no plexspaces binary (cargo build -p plexspaces-cli, or set PLEXSPACES_BIN)")
+        raise RuntimeError(f"{b}: no plexspaces binary (cargo build -p plexspaces-cli, or set WASM_EXAMPLES_BIN)")
     return b
 
 
@@ -163,6 +163,9 @@ class Node:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Hermetic: the node refuses unknown PLEXSPACES_* variables, and none of the
+                # caller's (test URLs, endpoints, tokens) are meant for it.
+                env={k: v for k, v in os.environ.items() if not k.startswith("PLEXSPACES_")},
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
