@@ -12,7 +12,20 @@ from __future__ import annotations
 import json
 
 from componentize_py_types import Err
-from wit_world.imports import types
+
+# Every import interface is loaded here, while componentize-py pre-initializes the component:
+# a binding module first imported later, inside a handler (as `plexspaces.host` does), is not
+# in the component and fails with ImportError.
+from wit_world.imports import (  # noqa: F401
+    durability,
+    key_value,
+    logging,
+    messaging,
+    process_groups,
+    timers,
+    tuple_space,
+    types,
+)
 
 from ._actor import ERROR_CODES, ActorError, ActorSpec, registered_actors
 
