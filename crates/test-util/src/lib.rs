@@ -8,6 +8,7 @@
 //!   `postgres_database` (feature `postgres`) creates the database if it is missing.
 //! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
 //!   that a test can kill -9, SIGTERM, restart and partition.
+//! - [`rust_guest`]: the Rust WASM guest component (`sdk/rust-counter`), built once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 mod cluster;
 pub use cluster::{free_udp_port, TestCluster, TestNode};
+mod wasm_guest;
+pub use wasm_guest::{repo_root, rust_guest};
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.
