@@ -131,10 +131,15 @@ class Reply:
 class Node:
     """One real node process on loopback ports with its own data dir."""
 
-    def __init__(self, data_dir: Path, log: Path, extra_args: list[str] | None = None):
+    def __init__(self, data_dir: Path, log: Path, config: str | None = None):
+        """`config`: the TOML of a config file (docs/configuration.md) for `--config`."""
         self.data_dir = data_dir
         self.log = log
-        self.extra_args = extra_args or []
+        self.extra_args: list[str] = []
+        if config is not None:
+            path = log.with_name(log.stem + ".toml")
+            path.write_text(config)
+            self.extra_args = ["--config", str(path)]
         self.proc: subprocess.Popen | None = None
         self.http_port = 0
 

@@ -31,7 +31,8 @@ def test_calculator(node, language, build, source):
 
 def test_bank_account_survives_kill_9(tmp_path):
     wasm = harness.build_python(HERE / "bank_account" / "bank_account.py")
-    node = Node(tmp_path / "data", tmp_path / "node.log").start()
+    # Durable WASM actors are opt-in per node: `[wasm] durability_enabled`.
+    node = Node(tmp_path / "data", tmp_path / "node.log", config="[wasm]\ndurability_enabled = true\n").start()
     try:
         r = node.deploy("bank", "account", wasm)
         assert r.status in (200, 201), r
