@@ -162,8 +162,10 @@ impl Actor for WasmActor {
             Err(e) => {
                 // The instance is unusable after a trap or an interrupt: drop it and stop.
                 self.guest = None;
-                if let (Error::TimeLimit(limit), Some(reply)) = (&e, ctx.reply_handle()) {
-                    reply.fail(CoreError::Timeout(*limit));
+                if let Error::TimeLimit(limit) = &e {
+                    if let Some(reply) = ctx.reply_handle() {
+                        reply.fail(CoreError::Timeout(*limit));
+                    }
                 }
                 tracing::warn!(
                     tenant = %self.scope.tenant,
