@@ -1,0 +1,15 @@
+# counter_actor.py - Build to WASM with: plexspaces-py build counter_actor.py -o counter.wasm
+from plexspaces import actor, state, handler
+
+@actor
+class CounterActor:
+    count: int = state(default=0)
+
+    @handler("increment")
+    def increment(self, amount: int = 1) -> dict:
+        self.count += amount
+        return {"count": self.count}
+
+    @handler("get")
+    def get(self) -> dict:
+        return {"count": self.count}
