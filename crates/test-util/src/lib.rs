@@ -8,6 +8,8 @@
 //!   `postgres_database` (feature `postgres`) creates the database if it is missing.
 //! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
 //!   that a test can kill -9, SIGTERM, restart and partition.
+//! - [`EffectStub`] (feature `effect-stub`): an idempotency-honouring HTTP service that logs
+//!   each request with its key and applies each key once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,11 @@ use std::time::Duration;
 
 mod cluster;
 pub use cluster::{free_udp_port, TestCluster, TestNode};
+
+#[cfg(feature = "effect-stub")]
+pub mod effect_stub;
+#[cfg(feature = "effect-stub")]
+pub use effect_stub::EffectStub;
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.

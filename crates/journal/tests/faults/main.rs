@@ -4,8 +4,15 @@
 
 #[path = "../it/support.rs"]
 mod support;
+#[path = "../it/child.rs"]
+mod child;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod effect_stub;
+mod golden;
 mod idempotency;
+#[cfg(feature = "sqlite")]
+mod powerloss;
 mod reminders;
 #[cfg(feature = "sqlite")]
 mod snapshot;
