@@ -158,12 +158,12 @@ async fn power_cut(pause: &str) {
 /// The cut drops the cached WAL frames of a commit in progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_power_cut_with_unsynced_wal_writes_loses_nothing_acknowledged() {
-    power_cut("wal_write:60").await;
+    power_cut("wal_write:400").await;
 }
 
 /// The cut lands in a WAL sync after half of the commit's frames reached the file: a torn
 /// commit on disk, which recovery drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_power_cut_mid_sync_leaves_a_torn_commit_that_recovery_drops() {
-    power_cut("mid_sync:25").await;
+    power_cut("mid_sync:60").await;
 }
