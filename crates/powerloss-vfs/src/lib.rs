@@ -256,9 +256,7 @@ unsafe extern "C" fn shim_open(
         std::ptr::null()
     };
     let shim = ShimFile {
-        base: ffi::sqlite3_file {
-            pMethods: &METHODS,
-        },
+        base: ffi::sqlite3_file { pMethods: &METHODS },
         real,
         real_layout: layout,
         cache,
@@ -386,7 +384,10 @@ unsafe extern "C" fn shim_write(
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn shim_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+unsafe extern "C" fn shim_truncate(
+    file: *mut ffi::sqlite3_file,
+    size: ffi::sqlite3_int64,
+) -> c_int {
     // SAFETY: a file of this VFS.
     let s = unsafe { shim(file) };
     if s.cache.is_null() {
@@ -466,7 +467,10 @@ unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_
     unsafe { sync(s.real, flags) }
 }
 
-unsafe extern "C" fn shim_file_size(file: *mut ffi::sqlite3_file, out: *mut ffi::sqlite3_int64) -> c_int {
+unsafe extern "C" fn shim_file_size(
+    file: *mut ffi::sqlite3_file,
+    out: *mut ffi::sqlite3_int64,
+) -> c_int {
     // SAFETY: a file of this VFS.
     let s = unsafe { shim(file) };
     // SAFETY: the real file is open.
@@ -522,7 +526,11 @@ unsafe extern "C" fn shim_shm_barrier(file: *mut ffi::sqlite3_file) {
     }
 }
 
-unsafe extern "C" fn shim_file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn shim_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: a file of this VFS.
     let s = unsafe { shim(file) };
     if !s.cache.is_null() && op == ffi::SQLITE_FCNTL_SIZE_HINT {

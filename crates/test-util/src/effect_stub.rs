@@ -123,14 +123,13 @@ async fn apply(State(log): State<Arc<Mutex<Log>>>, headers: HeaderMap, body: Str
             (a, true)
         }
     };
-    log.requests.push(StubRequest {
-        key,
-        body,
-        applied,
-    });
+    log.requests.push(StubRequest { key, body, applied });
     (
         StatusCode::OK,
-        [("idempotent-replayed", if applied { "false" } else { "true" })],
+        [(
+            "idempotent-replayed",
+            if applied { "false" } else { "true" },
+        )],
         answer,
     )
         .into_response()

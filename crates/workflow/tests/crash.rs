@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use plexspaces_journal::{Journal, PostgresJournal, PostgresOptions, SqliteJournal, SqliteOptions};
 use plexspaces_workflow::{
-    workflow_fn, EngineOptions, HistoryEvent, SqlWorkflowStore, WorkflowContext,
-    WorkflowEngine, WorkflowKey, WorkflowStore,
+    workflow_fn, EngineOptions, HistoryEvent, SqlWorkflowStore, WorkflowContext, WorkflowEngine,
+    WorkflowKey, WorkflowStore,
 };
 use serde_json::{json, Value};
 

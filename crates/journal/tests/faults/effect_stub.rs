@@ -78,30 +78,59 @@ async fn effect_cut_off_before_its_journal_write(backend: &str, ref_backend: &st
     let fx = dir.path().join("fx");
     let pause = format!("after_effect_before_journal:{PAUSED_OP}");
     let crashed = child(backend, &fx, &stub, Some(&pause)).await;
-    assert_eq!(crashed.paused.as_deref(), Some("after_effect_before_journal"));
-    assert_eq!(crashed.acks.len() as u64, PAUSED_OP - 1, "ops before the kill acknowledged");
-    let cut = stub.requests().last().cloned().expect("the effect reached the stub");
+    assert_eq!(
+        crashed.paused.as_deref(),
+        Some("after_effect_before_journal")
+    );
+    assert_eq!(
+        crashed.acks.len() as u64,
+        PAUSED_OP - 1,
+        "ops before the kill acknowledged"
+    );
+    let cut = stub
+        .requests()
+        .last()
+        .cloned()
+        .expect("the effect reached the stub");
     assert_eq!(cut.body, format!("{{\"op\":{PAUSED_OP}}}"));
-    assert!(cut.applied, "the stub applied op {PAUSED_OP} before the kill");
+    assert!(
+        cut.applied,
+        "the stub applied op {PAUSED_OP} before the kill"
+    );
 
     let restarted = child(backend, &fx, &stub, None).await;
-    assert_eq!(restarted.acks, reference.acks, "replies equal the fault-free run");
-    assert_eq!(restarted.state, reference.state, "state equals the fault-free run");
+    assert_eq!(
+        restarted.acks, reference.acks,
+        "replies equal the fault-free run"
+    );
+    assert_eq!(
+        restarted.state, reference.state,
+        "state equals the fault-free run"
+    );
 
     // the re-run called the stub again with the same key; the stub applied it once
     let again = stub.requests_for(&cut.key);
-    assert_eq!(again.len(), 2, "two requests with the cut-off key: {again:?}");
+    assert_eq!(
+        again.len(),
+        2,
+        "two requests with the cut-off key: {again:?}"
+    );
     assert_eq!(
         again.iter().map(|r| r.applied).collect::<Vec<_>>(),
         [true, false]
     );
     assert_eq!(stub.applications(), OPS, "one application per op");
-    assert_eq!(stub.requests().len() as u64, OPS + 1, "only the cut-off effect was repeated");
+    assert_eq!(
+        stub.requests().len() as u64,
+        OPS + 1,
+        "only the cut-off effect was repeated"
+    );
 }
 
 /// The journal holds one side-effect entry per op, the cut-off one included.
 async fn one_journal_entry_per_effect(journal: &dyn Journal) {
-    let per_message = effects_per_message(journal, &StreamId::new("default", "crash", "bank-1")).await;
+    let per_message =
+        effects_per_message(journal, &StreamId::new("default", "crash", "bank-1")).await;
     assert_eq!(per_message.len() as u64, OPS, "{per_message:?}");
     assert!(per_message.values().all(|&n| n == 1), "{per_message:?}");
     assert_eq!(per_message.get(&format!("op-{PAUSED_OP}")), Some(&1));

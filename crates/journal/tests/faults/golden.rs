@@ -93,7 +93,11 @@ async fn write_golden(version: &str) {
     );
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("j.db");
-    let journal = Arc::new(SqliteJournal::open(SqliteOptions::new(&work)).await.unwrap());
+    let journal = Arc::new(
+        SqliteJournal::open(SqliteOptions::new(&work))
+            .await
+            .unwrap(),
+    );
     let effects = Arc::new(AtomicU64::new(0));
     let mut d = Durable::activate(journal.clone(), stream(), options(), Account::new(effects))
         .await
@@ -127,8 +131,7 @@ async fn write_golden(version: &str) {
 
 fn read_golden(version: &str) -> Value {
     let path = golden_dir().join(format!("journal-{version}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -141,8 +144,16 @@ async fn check_recovery(journal: Arc<dyn Journal>, golden: &Value) {
         .expect("the golden journal activates");
     let expect = &golden["expect"];
     assert_eq!(json!(d.handler().balance), expect["balance"]);
-    assert_eq!(json!(d.handler().log), expect["log"], "state rebuilt exactly");
-    assert_eq!(effects.load(Ordering::SeqCst), 0, "no journaled effect re-ran");
+    assert_eq!(
+        json!(d.handler().log),
+        expect["log"],
+        "state rebuilt exactly"
+    );
+    assert_eq!(
+        effects.load(Ordering::SeqCst),
+        0,
+        "no journaled effect re-ran"
+    );
     for (_, key) in MESSAGES {
         let reply = d.handle(b"+1000", Some(key)).await.unwrap();
         assert_eq!(
@@ -215,7 +226,14 @@ async fn golden_v1_sqlite_journal_file_recovers() {
     std::fs::copy(golden_dir().join("journal-v1.db"), &db).unwrap();
     let journal = Arc::new(SqliteJournal::open(SqliteOptions::new(&db)).await.unwrap());
     let (entries, snapshot) = dump(journal.as_ref()).await;
-    assert_eq!(json!(entries), golden["entries"], "entries read back byte for byte");
-    assert_eq!(snapshot, golden["snapshot"], "snapshot read back byte for byte");
+    assert_eq!(
+        json!(entries),
+        golden["entries"],
+        "entries read back byte for byte"
+    );
+    assert_eq!(
+        snapshot, golden["snapshot"],
+        "snapshot read back byte for byte"
+    );
     check_recovery(journal, &golden).await;
 }

@@ -2,10 +2,10 @@
 //! for real (a failing delivery target, a torn snapshot row in a real SQLite file) and each
 //! test also checks that enough operations succeeded.
 
-#[path = "../it/support.rs"]
-mod support;
 #[path = "../it/child.rs"]
 mod child;
+#[path = "../it/support.rs"]
+mod support;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod effect_stub;

@@ -113,14 +113,23 @@ async fn power_cut(pause: &str) {
     assert!(!status.success());
     assert!(dropped > 0, "unsynced writes were dropped by the cut");
     let acked = acks.len() as u64;
-    assert!(acked >= 5, "enough operations were acknowledged first: {acked}");
-    assert_eq!(acks.keys().copied().collect::<Vec<_>>(), (1..=acked).collect::<Vec<_>>());
+    assert!(
+        acked >= 5,
+        "enough operations were acknowledged first: {acked}"
+    );
+    assert_eq!(
+        acks.keys().copied().collect::<Vec<_>>(),
+        (1..=acked).collect::<Vec<_>>()
+    );
 
     // after the cut: the plain VFS on what reached the disk
     let journal = Arc::new(SqliteJournal::open(SqliteOptions::new(&db)).await.unwrap());
     let next = journal.next_seq(&stream()).await.unwrap();
     let entries = journal.read(&stream(), 1, next).await.unwrap();
-    assert!(entries.iter().all(|e| e.is_valid()), "every stored entry verifies");
+    assert!(
+        entries.iter().all(|e| e.is_valid()),
+        "every stored entry verifies"
+    );
     let effects = Arc::new(AtomicU64::new(0));
     let mut d = Durable::activate(
         journal.clone(),
@@ -148,7 +157,11 @@ async fn power_cut(pause: &str) {
             "acknowledged op-{i} lost or changed"
         );
     }
-    assert_eq!(effects.load(Ordering::SeqCst), 0, "no recorded effect re-ran");
+    assert_eq!(
+        effects.load(Ordering::SeqCst),
+        0,
+        "no recorded effect re-ran"
+    );
     let before = d.handler().balance;
     d.handle(b"+5", Some("after-cut")).await.unwrap();
     assert_eq!(d.handler().balance, before + 5);

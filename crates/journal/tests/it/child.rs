@@ -98,4 +98,3 @@ pub enum Reply {
     Returned,
     Handle,
 }
-

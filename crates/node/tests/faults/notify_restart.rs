@@ -124,13 +124,21 @@ async fn subscriptions_end_with_the_node_and_a_resubscriber_catches_up() {
         .expect("read_all")
         .into_inner()
         .tuples;
-    assert_eq!(caught_up, vec![ev(1), ev(2)], "both tuples survived the restart");
+    assert_eq!(
+        caught_up,
+        vec![ev(1), ev(2)],
+        "both tuples survived the restart"
+    );
     write(&mut client, 3).await;
     let next = tokio::time::timeout(WAIT, fresh.next())
         .await
         .expect("an event")
         .expect("stream open")
         .expect("event");
-    assert_eq!(next.tuple, Some(ev(3)), "only writes after the subscription");
+    assert_eq!(
+        next.tuple,
+        Some(ev(3)),
+        "only writes after the subscription"
+    );
     node.shutdown().await;
 }

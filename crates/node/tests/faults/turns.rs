@@ -183,7 +183,11 @@ async fn a_thousand_concurrent_calls_never_overlap_and_count_exactly() {
         "every call saw its own turn: counts 1..=1000, none lost or repeated"
     );
     assert_eq!(watch.turns.load(Ordering::SeqCst), 1000);
-    assert_eq!(watch.overlaps.load(Ordering::SeqCst), 0, "no overlapping turns");
+    assert_eq!(
+        watch.overlaps.load(Ordering::SeqCst),
+        0,
+        "no overlapping turns"
+    );
 
     // 100 read-modify-writes with awaited file I/O inside the turn
     let file = dir.path().join("rmw.txt");
@@ -192,7 +196,11 @@ async fn a_thousand_concurrent_calls_never_overlap_and_count_exactly() {
     let url = format!("{http}/api/v1/actors/default/turns/invoke?msg_type=rmw&key=one");
     let answers = concurrently(&client, &url, 100).await;
     assert!(answers.iter().all(|((s, _), _)| *s == 200), "{answers:?}");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "100", "no lost update");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "100",
+        "no lost update"
+    );
     assert_eq!(watch.overlaps.load(Ordering::SeqCst), 0);
     node.shutdown().await;
 }
@@ -248,7 +256,11 @@ async fn ten_times_the_capacity_is_refused_with_a_typed_429_and_admitted_calls_c
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!(admitted.len() + refused, offered, "every request was answered");
+    assert_eq!(
+        admitted.len() + refused,
+        offered,
+        "every request was answered"
+    );
     assert!(refused > 0, "the burst overflowed the bounded mailbox");
     assert!(
         admitted.len() >= SLOW_CAPACITY,

@@ -145,7 +145,10 @@ async fn an_unconfirmed_take_lease_returns_the_tuple_at_expiry_never_before() {
     };
     tokio::time::sleep(lease - Duration::from_millis(1)).await;
     assert_eq!(s.count(&template!("job", ?Int)).await.unwrap(), 0);
-    assert!(!waiting.is_finished(), "not returned before the lease ran out");
+    assert!(
+        !waiting.is_finished(),
+        "not returned before the lease ran out"
+    );
     let back = waiting.await.expect("taker").expect("the job came back");
     assert_eq!(back, tuple!("job", 1));
     assert_eq!(s.pending_takes(), 0);

@@ -146,7 +146,11 @@ fn v1_events() -> Vec<HistoryEvent> {
 fn golden_v1_history_events_read_back_and_write_identically() {
     if let Ok(version) = std::env::var("PLEXSPACES_WRITE_GOLDEN") {
         let path = golden(&version);
-        assert!(!path.exists(), "{} exists: never rewrite it", path.display());
+        assert!(
+            !path.exists(),
+            "{} exists: never rewrite it",
+            path.display()
+        );
         let lines: Vec<String> = v1_events()
             .iter()
             .map(|e| serde_json::to_string(e).unwrap())
@@ -154,8 +158,7 @@ fn golden_v1_history_events_read_back_and_write_identically() {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
     let path = golden("v1");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let expected = v1_events();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), expected.len(), "one golden line per event");

@@ -23,7 +23,11 @@ struct Probe {
     during_replay: AtomicU64,
 }
 
-fn engine(journal: &Arc<dyn Journal>, store: &Arc<dyn WorkflowStore>, probe: &Arc<Probe>) -> WorkflowEngine {
+fn engine(
+    journal: &Arc<dyn Journal>,
+    store: &Arc<dyn WorkflowStore>,
+    probe: &Arc<Probe>,
+) -> WorkflowEngine {
     let engine = WorkflowEngine::new(
         None,
         journal.clone(),
@@ -82,7 +86,11 @@ async fn queries_during_replay_see_the_replayed_state_and_write_nothing() {
 
     // a restarted engine replays 40 steps while queries keep coming
     let second = engine(&journal, &store, &probe);
-    assert_eq!(second.recover().await.unwrap(), 1, "resumed (replay runs in its task)");
+    assert_eq!(
+        second.recover().await.unwrap(),
+        1,
+        "resumed (replay runs in its task)"
+    );
     let querying = {
         let (second, key, probe) = (second.clone(), key.clone(), probe.clone());
         tokio::spawn(async move {
@@ -109,7 +117,11 @@ async fn queries_during_replay_see_the_replayed_state_and_write_nothing() {
         "some queries were asked while the history replayed"
     );
     for a in &answers {
-        assert_eq!(a, &json!(STEPS), "a query saw a half-replayed or missing value");
+        assert_eq!(
+            a,
+            &json!(STEPS),
+            "a query saw a half-replayed or missing value"
+        );
     }
     assert_eq!(
         second.history(&key, None).await.unwrap(),

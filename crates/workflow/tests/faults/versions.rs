@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use plexspaces_journal::{Journal, MemoryJournal};
 use plexspaces_workflow::{
-    workflow_fn, EngineOptions, HistoryEvent, MemoryWorkflowStore, WorkflowContext,
-    WorkflowEngine, WorkflowKey, WorkflowStatus, WorkflowStore,
+    workflow_fn, EngineOptions, HistoryEvent, MemoryWorkflowStore, WorkflowContext, WorkflowEngine,
+    WorkflowKey, WorkflowStatus, WorkflowStore,
 };
 use serde_json::{json, Value};
 
@@ -18,10 +18,13 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 
 /// `order` version `v`: waits for signal `go`, answers which version ran it.
 fn order(v: u32) -> impl plexspaces_workflow::WorkflowBehavior {
-    workflow_fn("order", move |ctx: WorkflowContext, input: Value| async move {
-        let go: Value = ctx.signal("go").await?;
-        Ok(json!({ "version": v, "input": input, "go": go }))
-    })
+    workflow_fn(
+        "order",
+        move |ctx: WorkflowContext, input: Value| async move {
+            let go: Value = ctx.signal("go").await?;
+            Ok(json!({ "version": v, "input": input, "go": go }))
+        },
+    )
     .with_version(v)
 }
 
@@ -55,7 +58,12 @@ fn key(id: &str) -> WorkflowKey {
 }
 
 async fn version_of(engine: &WorkflowEngine, id: &str) -> u32 {
-    engine.describe(&key(id)).await.expect("describe").record.version
+    engine
+        .describe(&key(id))
+        .await
+        .expect("describe")
+        .record
+        .version
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +96,11 @@ async fn pinned_runs_finish_on_their_version_through_a_rollback_and_a_roll_forwa
     let b_history = e3.history(&key("b"), None).await.unwrap();
     e3.signal(&key("b"), "go", &2, None).await.unwrap();
     e3.start(&key("d"), "order", &"d").await.unwrap();
-    assert_eq!(version_of(&e3, "d").await, 1, "new runs take the rolled-back version");
+    assert_eq!(
+        version_of(&e3, "d").await,
+        1,
+        "new runs take the rolled-back version"
+    );
     e3.signal(&key("d"), "go", &3, None).await.unwrap();
     let d: Value = e3.result(&key("d"), WAIT).await.unwrap();
     assert_eq!(d["version"], 1);
