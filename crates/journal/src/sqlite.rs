@@ -32,6 +32,9 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     /// Reader connections.
     pub read_connections: u32,
+    /// The SQLite VFS to open the file with (`None`: SQLite's default). Tests use it to put
+    /// a fault-injecting file layer under the journal.
+    pub vfs: Option<String>,
 }
 
 impl SqliteOptions {
@@ -42,6 +45,7 @@ impl SqliteOptions {
             max_batch: 512,
             synchronous_full: true,
             read_connections: 4,
+            vfs: None,
         }
     }
 }
@@ -91,7 +95,11 @@ struct Writer {
 impl SqliteJournal {
     /// Opens (creating if needed) the database and starts the writer task.
     pub async fn open(options: SqliteOptions) -> Result<Self> {
-        let connect = SqliteConnectOptions::new()
+        let mut connect = SqliteConnectOptions::new();
+        if let Some(vfs) = &options.vfs {
+            connect = connect.vfs(vfs.clone());
+        }
+        let connect = connect
             .filename(&options.path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

@@ -147,6 +147,7 @@ fn tuplespace_kind(e: &plexspaces_tuplespace::Error) -> &'static str {
         Ts::InvalidArgument(_) => "invalid_argument",
         Ts::Timeout(_) => "timeout",
         Ts::NotFound(_) => "not_found",
+        Ts::LeaseNotFound(_) => "not_found",
         Ts::TransactionClosed => "transaction_closed",
         Ts::Unavailable { .. } => "unavailable",
         Ts::Closed => "shutting_down",

@@ -9,6 +9,8 @@
 //! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
 //!   that a test can kill -9, SIGTERM, restart and partition.
 //! - [`rust_guest`]: the Rust WASM guest component (`sdk/rust-counter`), built once.
+//! - [`EffectStub`] (feature `effect-stub`): an idempotency-honouring HTTP service that logs
+//!   each request with its key and applies each key once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,11 @@ mod cluster;
 pub use cluster::{free_tcp_udp_port, free_udp_port, TestCluster, TestNode};
 mod wasm_guest;
 pub use wasm_guest::{repo_root, rust_guest};
+
+#[cfg(feature = "effect-stub")]
+pub mod effect_stub;
+#[cfg(feature = "effect-stub")]
+pub use effect_stub::EffectStub;
 
 /// Polls `check` every 10 ms (on tokio's clock, so it also works with a paused clock) until
 /// it returns `true`, for at most `limit`. Returns whether it did.

@@ -47,6 +47,10 @@ pub enum Error {
     /// The tuple does not exist (any more), for example a lease renewed after expiry.
     #[error("tuple {0} not found or expired")]
     NotFound(TupleId),
+    /// A take lease that is unknown, already confirmed or released, or expired (its tuple
+    /// went back to the space).
+    #[error("take lease {0} is unknown, settled or expired")]
+    LeaseNotFound(u64),
     /// The transaction was already committed or aborted.
     #[error("transaction is no longer open")]
     TransactionClosed,

@@ -115,7 +115,9 @@ pub use barrier::{Barrier, BarrierWaitResult};
 pub use clock::{Clock, ManualClock, Timestamp, TokioClock};
 pub use error::{Error, Result};
 pub use id::{Entry, NewTuple, SpaceId, TupleId};
-pub use space::{Config, Lease, Spaces, Subscription, Transaction, TupleSpace, WriteEvent};
+pub use space::{
+    Config, Lease, Spaces, Subscription, TakeLease, Transaction, TupleSpace, WriteEvent,
+};
 pub use tuple::{FieldType, IntoPattern, Limits, Pattern, Template, Tuple, Value};
 
 #[cfg(feature = "postgres")]

@@ -71,6 +71,21 @@ struct Inner {
     next_seq: AtomicU64,
     state: Mutex<HashMap<SpaceId, SpaceState>>,
     watcher: Mutex<Option<JoinHandle<()>>>,
+    /// tuples taken under a take lease, not yet confirmed, released or expired
+    pending: Mutex<HashMap<u64, PendingTake>>,
+    next_lease: AtomicU64,
+}
+
+struct PendingTake {
+    space: SpaceId,
+    entry: Entry,
+}
+
+/// Lease ids start from the wall clock so that ids of an earlier process are not reused.
+fn first_lease_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 impl Drop for Inner {
@@ -180,6 +195,8 @@ impl Spaces {
                 next_seq: AtomicU64::new(0),
                 state: Mutex::new(HashMap::new()),
                 watcher: Mutex::new(None),
+                pending: Mutex::new(HashMap::new()),
+                next_lease: AtomicU64::new(first_lease_id()),
             }),
         };
         if let Some(mut stream) = watch {
@@ -209,6 +226,8 @@ impl Spaces {
                 next_seq: AtomicU64::new(0),
                 state: Mutex::new(HashMap::new()),
                 watcher: Mutex::new(None),
+                pending: Mutex::new(HashMap::new()),
+                next_lease: AtomicU64::new(first_lease_id()),
             }),
         }
     }
@@ -737,6 +756,95 @@ impl TupleSpace {
             .pop())
     }
 
+    /// Remove a matching tuple under a take lease, waiting up to `timeout` for one.
+    ///
+    /// The tuple leaves the space as with [`TupleSpace::take`], but it is only gone for good
+    /// once [`TupleSpace::confirm`] is called with the returned lease id within `lease`. If
+    /// the consumer dies first (or calls [`TupleSpace::release`]), the tuple goes back into
+    /// the space with its id and its own expiry when the lease runs out, and a blocked taker
+    /// gets it. The lease is measured on tokio's monotonic clock, so a wall-clock jump does
+    /// not shorten it.
+    ///
+    /// Not durable across the engine itself: a tuple whose take lease is pending when this
+    /// process dies is lost, as with an open [`Transaction`].
+    pub async fn take_leased(
+        &self,
+        template: &Template,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<TakeLease> {
+        if lease.is_zero() {
+            return Err(Error::InvalidArgument(
+                "take lease duration must be positive".into(),
+            ));
+        }
+        let entry = self.take_entry(template, timeout).await?;
+        let inner = &self.spaces.inner;
+        let id = inner.next_lease.fetch_add(1, Ordering::Relaxed);
+        let taken = TakeLease {
+            lease: id,
+            id: entry.id,
+            tuple: entry.tuple.clone(),
+            lease_duration: lease,
+        };
+        inner.pending.lock().insert(
+            id,
+            PendingTake {
+                space: (*self.id).clone(),
+                entry,
+            },
+        );
+        let weak = Arc::downgrade(inner);
+        tokio::spawn(async move {
+            tokio::time::sleep(lease).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let spaces = Spaces { inner };
+            let expired = spaces.inner.pending.lock().remove(&id);
+            if let Some(p) = expired {
+                tracing::debug!(lease = id, space = %p.space, "take lease expired: tuple returned");
+                if let Err(error) = spaces.restore(&p.space, vec![p.entry]).await {
+                    tracing::error!(%error, lease = id, "cannot return the tuple of an expired take lease");
+                }
+            }
+        });
+        Ok(taken)
+    }
+
+    fn settle(&self, lease: u64) -> Result<Entry> {
+        let mut pending = self.spaces.inner.pending.lock();
+        match pending.get(&lease) {
+            Some(p) if p.space == *self.id => pending
+                .remove(&lease)
+                .map(|p| p.entry)
+                .ok_or(Error::LeaseNotFound(lease)),
+            _ => Err(Error::LeaseNotFound(lease)),
+        }
+    }
+
+    /// Make the take under `lease` final; returns the tuple. Fails with
+    /// [`Error::LeaseNotFound`] if the lease expired (the tuple is back in the space), was
+    /// settled already, or belongs to another space.
+    pub async fn confirm(&self, lease: u64) -> Result<Tuple> {
+        Ok(self.settle(lease)?.tuple)
+    }
+
+    /// Put the tuple taken under `lease` back now (same id and expiry).
+    pub async fn release(&self, lease: u64) -> Result<()> {
+        let entry = self.settle(lease)?;
+        self.spaces.restore(&self.id, vec![entry]).await
+    }
+
+    /// How many take leases of this space are pending.
+    pub fn pending_takes(&self) -> usize {
+        self.spaces
+            .inner
+            .pending
+            .lock()
+            .values()
+            .filter(|p| p.space == *self.id)
+            .count()
+    }
+
     /// A copy of a matching tuple if one exists now (Linda `rdp`).
     pub async fn read_if_exists(&self, template: &Template) -> Result<Option<Tuple>> {
         self.limits().check_template(template)?;
@@ -832,6 +940,19 @@ impl TupleSpace {
             .get(&*self.id)
             .map_or(0, |ss| ss.waiters.values().filter(|w| w.parked).count())
     }
+}
+
+/// A tuple taken with [`TupleSpace::take_leased`], pending until confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakeLease {
+    /// The lease id to confirm or release.
+    pub lease: u64,
+    /// The tuple's id.
+    pub id: TupleId,
+    /// The tuple.
+    pub tuple: Tuple,
+    /// How long the consumer has to confirm.
+    pub lease_duration: Duration,
 }
 
 /// The lease of a tuple written with [`TupleSpace::write_with_lease`].

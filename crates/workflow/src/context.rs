@@ -30,6 +30,35 @@ use crate::{ActivityContext, ActivityFailure, ActivityOptions, Result, WorkflowE
 pub(crate) struct RunShared {
     pub(crate) queries: Mutex<serde_json::Map<String, Value>>,
     pub(crate) wake: Notify,
+    /// Set once the run got past its recorded history (its first live command, or its
+    /// end): until then the query values are half-replayed and queries wait.
+    pub(crate) live: std::sync::atomic::AtomicBool,
+    pub(crate) went_live: Notify,
+}
+
+impl RunShared {
+    /// The run is past its recorded history: release waiting queries.
+    pub(crate) fn mark_live(&self) {
+        if !self.live.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.went_live.notify_waiters();
+        }
+    }
+
+    /// Waits until [`RunShared::mark_live`], at most `limit`; whether it happened.
+    pub(crate) async fn wait_live(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.went_live.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.load(std::sync::atomic::Ordering::Acquire) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.live.load(std::sync::atomic::Ordering::Acquire);
+            }
+        }
+    }
 }
 
 /// The run's replay cursor, inbox view and history counters.
@@ -758,6 +787,7 @@ impl WorkflowContext {
             if st.replay_only {
                 return Err(self.end_of_replay(st).await);
             }
+            self.inner.shared.mark_live();
             return Ok(None);
         };
         if front.step() == Some(step) {
@@ -793,6 +823,7 @@ impl WorkflowContext {
     }
 
     pub(crate) async fn append(&self, st: &mut RunState, event: HistoryEvent) -> Result<()> {
+        self.inner.shared.mark_live();
         let payload = serde_json::to_vec(&event)?;
         let options = &self.inner.engine.options;
         let events = st.history_events + 1;

@@ -665,6 +665,7 @@ async fn drive(engine: Arc<EngineInner>, key: WorkflowKey, shared: Arc<RunShared
             }
         }
     }
+    shared.mark_live();
     engine.running.lock().remove(&key);
     engine.notify_changed(&key, false);
 }
@@ -954,6 +955,9 @@ pub struct WorkflowDescription {
     pub active_here: bool,
 }
 
+/// The longest a query waits for a recovering workflow to finish replaying its history.
+pub const QUERY_REPLAY_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs workflows and serves the client API (start, signal, query, update, cancel, result,
 /// describe, list, history). Cheap to clone.
 #[derive(Clone)]
@@ -1072,16 +1076,20 @@ impl WorkflowEngine {
     }
 
     /// Answers a query from the workflow's last committed query values (a closed workflow
-    /// answers from the values it ended with). Never journaled.
+    /// answers from the values it ended with). Never journaled. While a recovering run
+    /// replays its history the query waits (up to [`QUERY_REPLAY_WAIT`]) for the replay to
+    /// end, so it never sees a half-replayed value; past that it is a typed `Timeout`.
     pub async fn query(&self, key: &WorkflowKey, name: &str) -> Result<Value> {
-        let live = self
-            .inner
-            .running
-            .lock()
-            .get(key)
-            .and_then(|e| e.shared.queries.lock().get(name).cloned());
-        if let Some(v) = live {
-            return Ok(v);
+        let shared = self.inner.running.lock().get(key).map(|e| e.shared.clone());
+        if let Some(shared) = shared {
+            if !shared.wait_live(QUERY_REPLAY_WAIT).await {
+                return Err(WorkflowError::Timeout(format!(
+                    "workflow {key} is still replaying its history; query again"
+                )));
+            }
+            if let Some(v) = shared.queries.lock().get(name).cloned() {
+                return Ok(v);
+            }
         }
         let record = self.inner.record(key).await?;
         record

@@ -70,7 +70,7 @@ pub use activity::{ActivityContext, ActivityOptions, RetryPolicy};
 pub use context::{Receive, Received, UpdateRequest, WorkflowContext};
 pub use engine::{
     workflow_fn, EngineOptions, EventHook, FnWorkflow, StartedWorkflow, TokioClock,
-    WorkflowBehavior, WorkflowDescription, WorkflowEngine,
+    WorkflowBehavior, WorkflowDescription, WorkflowEngine, QUERY_REPLAY_WAIT,
 };
 pub use error::{ActivityFailure, Failure, Result, WorkflowError};
 pub use history::{HistoryEvent, StepOutcome};

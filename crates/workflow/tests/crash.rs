@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use plexspaces_journal::{Journal, PostgresJournal, PostgresOptions, SqliteJournal, SqliteOptions};
 use plexspaces_workflow::{
-    EngineOptions, HistoryEvent, SqlWorkflowStore, WorkflowEngine, WorkflowKey, WorkflowStore,
+    workflow_fn, EngineOptions, HistoryEvent, SqlWorkflowStore, WorkflowContext, WorkflowEngine,
+    WorkflowKey, WorkflowStore,
 };
 use serde_json::{json, Value};
 
@@ -283,6 +284,102 @@ async fn signals_and_a_duplicate_sent_while_down_arrive_in_order_once(backend: B
     let (counts, _) = effects(&backend.effects());
     assert_eq!(counts.get("prepare"), Some(&1));
     backend.drop_schema().await;
+}
+
+/// kill -9 after an update was accepted (its `UpdateAccepted` durable), before its answer:
+/// after recovery it completes once (its activity ran once, one accepted and one completed
+/// event), and a caller that gave up re-attaches by the update id and gets the answer to the
+/// original payload.
+async fn update_killed_between_acceptance_and_answer_completes_once(backend: Backend) {
+    let client = backend.client().await;
+    client.register(
+        workflow_fn("updater", |_ctx: WorkflowContext, _: ()| async move {
+            Ok(Value::Null)
+        })
+        .with_update_validator("set", |_| Ok(())),
+    );
+    let client = Arc::new(client);
+    let first_caller = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while client.describe(&key("upd")).await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            client
+                .update(
+                    &key("upd"),
+                    "set",
+                    &json!({ "x": 1 }),
+                    "u-1",
+                    Some(std::time::Duration::from_secs(120)),
+                )
+                .await
+        })
+    };
+    let crashed = tokio::task::block_in_place(|| {
+        run_child(&backend, "start:updater", "upd", "null", Some("update"))
+    });
+    assert_eq!(crashed.paused.as_deref(), Some("update"));
+    let (counts, _) = effects(&backend.effects());
+    assert_eq!(counts.get("apply"), None, "killed before the update's work");
+    // the first caller gives up
+    first_caller.abort();
+    assert!(first_caller.await.unwrap_err().is_cancelled());
+
+    // a caller re-attaches by update id (another payload: the recorded one counts), then
+    // lets the workflow finish
+    let reattached = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let answer = client
+                .update(
+                    &key("upd"),
+                    "set",
+                    &json!({ "x": 2 }),
+                    "u-1",
+                    Some(std::time::Duration::from_secs(120)),
+                )
+                .await;
+            client
+                .signal(&key("upd"), "finish", &json!(true), None)
+                .await
+                .unwrap();
+            answer
+        })
+    };
+    let recovered =
+        tokio::task::block_in_place(|| run_child(&backend, "recover", "upd", "null", None));
+    let expected = json!({ "applied": { "x": 1 } });
+    assert_eq!(reattached.await.unwrap().unwrap(), expected);
+    assert_eq!(recovered.result, Some(expected));
+    let (counts, _) = effects(&backend.effects());
+    assert_eq!(counts.get("prepare"), Some(&1));
+    assert_eq!(counts.get("apply"), Some(&1), "the update's work ran once");
+    let history = client.history(&key("upd"), None).await.unwrap();
+    let accepted: Vec<&str> = history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::UpdateAccepted { update_id, .. } => Some(update_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, ["u-1"], "recorded once");
+    let completed = history
+        .iter()
+        .filter(|e| matches!(e, HistoryEvent::UpdateCompleted { .. }))
+        .count();
+    assert_eq!(completed, 1, "answered once");
+    backend.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_update_killed_between_acceptance_and_answer_completes_once() {
+    update_killed_between_acceptance_and_answer_completes_once(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_update_killed_between_acceptance_and_answer_completes_once() {
+    update_killed_between_acceptance_and_answer_completes_once(Backend::postgres()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,9 @@
 //! - `PAUSE_AT`: `<point>:<n>`: print `PAUSED <point>` and hang at the n-th time the point
 //!   is reached (`mid_handler`, `after_effect_before_journal`, `after_commit_before_reply`,
 //!   `mid_checkpoint`, and with `REPLY=handle` `after_handle_reply`)
+//! - `EFFECT_URL`: `http://127.0.0.1:<port>/<path>` of an idempotency-honouring effect stub
+//!   (`plexspaces_test_util::EffectStub`): the effect also POSTs `{"op":<i>}` there with the
+//!   step's idempotency key in `Idempotency-Key`, and the receipt carries the stub's answer
 //! - `REPLY=handle`: the bank answers each op through `ctx.reply_handle()` inside its
 //!   handler (then pauses at `after_handle_reply`) instead of returning the reply
 //!
@@ -86,6 +89,34 @@ enum BankMsg {
 
 static EFFECT_RUNS: AtomicU64 = AtomicU64::new(0);
 
+/// POSTs `{"op":<op>}` to the stub at `url` (`http://host:port/path`) with the idempotency
+/// key, over a plain HTTP/1.1 connection; returns the response body.
+fn call_stub(url: &str, key: &str, op: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("EFFECT_URL must be http://"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let body = format!("{{\"op\":{op}}}");
+    let mut conn = std::net::TcpStream::connect(host)?;
+    write!(
+        conn,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nIdempotency-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    let (head, answer) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(bad(head.lines().next().unwrap_or_default()));
+    }
+    Ok(answer.to_owned())
+}
+
 fn record_effect(path: &str, key: &str, op: u64) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -110,8 +141,19 @@ impl Bank {
             .side_effect("notify", |key| async move {
                 EFFECT_RUNS.fetch_add(1, Ordering::SeqCst);
                 let key = key.to_string();
+                let stub = match std::env::var("EFFECT_URL") {
+                    Ok(url) => {
+                        let k = key.clone();
+                        tokio::task::spawn_blocking(move || call_stub(&url, &k, op))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map(|answer| format!(":{answer}"))
+                            .map_err(|e| e.to_string())?
+                    }
+                    Err(_) => String::new(),
+                };
                 record_effect(&path, &key, op)
-                    .map(|()| format!("receipt:{key}"))
+                    .map(|()| format!("receipt:{key}{stub}"))
                     .map_err(|e| e.to_string())
             })
             .await?;

@@ -4,87 +4,9 @@
 
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::collections::BTreeSet;
 
-const OPS: u64 = 12;
-
-#[derive(Debug, Default)]
-struct Run {
-    acks: BTreeMap<String, String>,
-    state: Option<String>,
-    paused: Option<String>,
-}
-
-fn run_child(backend: &str, effects: &Path, pause: Option<&str>, reply: Reply) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_journal-crash-child"));
-    match reply {
-        Reply::Returned => cmd.env_remove("REPLY"),
-        Reply::Handle => cmd.env("REPLY", "handle"),
-    };
-    #[cfg(feature = "postgres")]
-    cmd.env("JOURNAL_PG_URL", crate::support::pg_url());
-    cmd.env("JOURNAL_BACKEND", backend)
-        .env("EFFECTS_FILE", effects)
-        .env("OPS", OPS.to_string())
-        .env("CHECKPOINT_EVERY", "4")
-        .env_remove("PAUSE_AT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(p) = pause {
-        cmd.env("PAUSE_AT", p);
-    }
-    let mut child = cmd.spawn().expect("spawn crash child");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut run = Run::default();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read child stdout");
-        if let Some(rest) = line.strip_prefix("ACK ") {
-            let (key, reply) = rest.split_once(' ').expect("ack line");
-            run.acks.insert(key.to_owned(), reply.to_owned());
-        } else if let Some(rest) = line.strip_prefix("STATE ") {
-            run.state = Some(rest.to_owned());
-        } else if let Some(point) = line.strip_prefix("PAUSED ") {
-            run.paused = Some(point.to_owned());
-            child.kill().expect("kill -9 the child"); // SIGKILL on unix
-            break;
-        }
-    }
-    let status = child.wait().expect("wait for child");
-    if run.paused.is_none() {
-        assert!(status.success(), "child failed: {status:?}");
-        assert!(
-            run.state.is_some(),
-            "child finished without printing its state"
-        );
-    } else {
-        assert!(!status.success(), "killed child must not exit cleanly");
-    }
-    run
-}
-
-/// Effect executions per idempotency key, and the op of each key.
-fn effects(path: &Path) -> (HashMap<String, u32>, HashMap<String, u64>) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut counts = HashMap::new();
-    let mut ops = HashMap::new();
-    for line in text.lines() {
-        let (key, op) = line.split_once('\t').expect("effect line");
-        *counts.entry(key.to_owned()).or_insert(0) += 1;
-        ops.insert(key.to_owned(), op.parse().expect("op id"));
-    }
-    (counts, ops)
-}
-
-/// How the bank answers: returns its reply, or sends it through `ctx.reply_handle()`
-/// before its handler returns.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Returned,
-    Handle,
-}
+use crate::child::{effects, run_child, Reply, OPS};
 
 /// `fresh()` returns a backend spec on empty storage plus a guard that cleans it up.
 fn crash_case<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u64) {
@@ -96,14 +18,14 @@ fn crash_case_with<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u
     let dir = tempfile::tempdir().unwrap();
     let (ref_backend, _g1) = fresh();
     let ref_effects = dir.path().join("ref-effects");
-    let reference = run_child(&ref_backend, &ref_effects, None, reply);
+    let reference = run_child(&ref_backend, &ref_effects, None, reply, &[]);
     assert_eq!(reference.acks.len() as u64, OPS);
     let (ref_counts, _) = effects(&ref_effects);
     assert!(ref_counts.values().all(|&c| c == 1));
 
     let (backend, _g2) = fresh();
     let fx = dir.path().join("effects");
-    let crashed = run_child(&backend, &fx, Some(pause), reply);
+    let crashed = run_child(&backend, &fx, Some(pause), reply, &[]);
     let point = pause.split(':').next().unwrap_or_default();
     assert_eq!(
         crashed.paused.as_deref(),
@@ -116,7 +38,7 @@ fn crash_case_with<G>(fresh: impl Fn() -> (String, G), pause: &str, paused_op: u
     );
     assert_eq!(crashed.acks.len() as u64, paused_op - 1);
 
-    let restarted = run_child(&backend, &fx, None, reply);
+    let restarted = run_child(&backend, &fx, None, reply, &[]);
     // the state equals a fault-free run
     assert_eq!(
         restarted.state, reference.state,

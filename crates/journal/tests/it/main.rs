@@ -3,6 +3,8 @@
 
 mod support;
 
+mod child;
+
 mod conformance;
 mod crash;
 mod durable_actor;

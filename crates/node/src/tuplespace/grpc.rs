@@ -290,7 +290,59 @@ impl TupleSpaceService for TupleSpaceApi {
         .take_until(stopped);
         Ok(Response::new(Box::pin(events)))
     }
+
+    async fn take_leased(
+        &self,
+        request: Request<pb::TakeLeasedRequest>,
+    ) -> Result<Response<pb::TakeLeasedResponse>, Status> {
+        let r = request.get_ref();
+        let space = self.space(&request, &r.namespace, &r.space)?;
+        let r = request.into_inner();
+        let template = required_template(r.template)?;
+        if r.lease_ms == 0 || r.lease_ms > MAX_TAKE_LEASE_MS {
+            return Err(Error::BadRequest(format!(
+                "lease_ms must be within 1..={MAX_TAKE_LEASE_MS}"
+            ))
+            .into());
+        }
+        let taken = space
+            .take_leased(
+                &template,
+                self.0.spaces.wait(r.timeout_ms),
+                Duration::from_millis(r.lease_ms),
+            )
+            .await
+            .map_err(ts_err)?;
+        Ok(Response::new(pb::TakeLeasedResponse {
+            lease: taken.lease,
+            id: taken.id.0,
+            tuple: Some(tuple_to_proto(taken.tuple)),
+        }))
+    }
+
+    async fn confirm_take(
+        &self,
+        request: Request<pb::TakeLeaseRequest>,
+    ) -> Result<Response<pb::TupleResponse>, Status> {
+        let r = request.get_ref();
+        let space = self.space(&request, &r.namespace, &r.space)?;
+        let tuple = space.confirm(r.lease).await.map_err(ts_err)?;
+        Ok(tuple_response(Some(tuple)))
+    }
+
+    async fn release_take(
+        &self,
+        request: Request<pb::TakeLeaseRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.get_ref();
+        let space = self.space(&request, &r.namespace, &r.space)?;
+        space.release(r.lease).await.map_err(ts_err)?;
+        Ok(Response::new(pb::Empty {}))
+    }
 }
+
+/// The longest take lease a caller may ask for (5 minutes).
+pub const MAX_TAKE_LEASE_MS: u64 = 300_000;
 
 #[cfg(test)]
 mod tests {

@@ -5,4 +5,7 @@
 mod common;
 
 mod idempotency;
+mod notify_restart;
+mod take_lease;
 mod tuplespace;
+mod turns;

@@ -121,3 +121,68 @@ async fn a_client_killed_mid_transaction_loses_no_taken_tuple() {
         vec![tuple!("job", 0), tuple!("job", 1), tuple!("job", 2)]
     );
 }
+
+/// Take leases on tokio's paused clock: a take that is not confirmed is back in the space
+/// when its lease runs out (never before), reaches a blocked taker with the same id, and a
+/// confirm after expiry is refused; a confirmed take stays gone; a released one is back at
+/// once.
+#[tokio::test(start_paused = true)]
+async fn an_unconfirmed_take_lease_returns_the_tuple_at_expiry_never_before() {
+    let s = space("take-lease");
+    let lease = Duration::from_millis(1_000);
+    let id = s.write(tuple!("job", 1)).await.expect("write");
+    let taken = s
+        .take_leased(&template!("job", ?Int), LONG, lease)
+        .await
+        .expect("take under a lease");
+    assert_eq!((taken.id, taken.tuple.clone()), (id, tuple!("job", 1)));
+    assert_eq!(s.pending_takes(), 1);
+
+    // a consumer that never confirms; a second consumer blocks for the job
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move { s.take(&template!("job", ?Int), LONG).await })
+    };
+    tokio::time::sleep(lease - Duration::from_millis(1)).await;
+    assert_eq!(s.count(&template!("job", ?Int)).await.unwrap(), 0);
+    assert!(
+        !waiting.is_finished(),
+        "not returned before the lease ran out"
+    );
+    let back = waiting.await.expect("taker").expect("the job came back");
+    assert_eq!(back, tuple!("job", 1));
+    assert_eq!(s.pending_takes(), 0);
+    let late = s.confirm(taken.lease).await;
+    assert!(
+        matches!(late, Err(plexspaces_tuplespace::Error::LeaseNotFound(l)) if l == taken.lease),
+        "{late:?}"
+    );
+
+    // confirmed in time: gone for good
+    s.write(tuple!("job", 2)).await.expect("write");
+    let t = s
+        .take_leased(&template!("job", ?Int), LONG, lease)
+        .await
+        .expect("take");
+    assert_eq!(s.confirm(t.lease).await.expect("confirm"), tuple!("job", 2));
+    tokio::time::sleep(lease * 3).await;
+    assert_eq!(s.count(&template!("job", ?Int)).await.unwrap(), 0);
+    assert!(s.confirm(t.lease).await.is_err(), "settled once");
+
+    // released: back at once; a lease of another space cannot be settled here
+    s.write(tuple!("job", 3)).await.expect("write");
+    let t = s
+        .take_leased(&template!("job", ?Int), LONG, lease)
+        .await
+        .expect("take");
+    let other = s
+        .spaces()
+        .space(SpaceId::new("t", "faults", "take-lease-other").expect("space id"));
+    assert!(other.confirm(t.lease).await.is_err());
+    s.release(t.lease).await.expect("release");
+    assert_eq!(s.count(&template!("job", ?Int)).await.unwrap(), 1);
+    assert!(s
+        .take_leased(&template!("job", ?Int), LONG, Duration::ZERO)
+        .await
+        .is_err());
+}

@@ -9,7 +9,8 @@
 //!   or `recover` (resume what is unfinished)
 //! - `WF_ID`: the workflow id
 //! - `PAUSE_AFTER`: hang after this history event is durable, printing `PAUSED <what>`:
-//!   `activity:<name>` (after its completion) or `timer` (after the timer started)
+//!   `activity:<name>` (after its completion), `timer` (after the timer started) or
+//!   `update` (after an update was accepted, before its answer)
 //!
 //! Workflows:
 //! - `five`: activities `a1`..`a5`, each returning `input * 10 + i`; result: their list.
@@ -20,6 +21,9 @@
 //!   the signal's payload.
 //! - `collector`: activity `prepare`, then takes `input` signals named `item` one by one;
 //!   result: their payloads in the order received.
+//! - `updater`: activity `prepare`, then takes one update `set`, runs activity `apply` with
+//!   its payload and answers `{ "applied": <payload> }`, then waits for signal `finish`;
+//!   result: the update's answer.
 //!
 //! Output: `RESULT <json>` when the workflow completes, then `DONE`.
 
@@ -65,6 +69,7 @@ fn pause_point(event: &HistoryEvent) -> Option<String> {
             outcome: StepOutcome::Ok(_),
             ..
         } => Some(format!("activity:{name}")),
+        HistoryEvent::UpdateAccepted { .. } => Some("update".into()),
         HistoryEvent::TimerStarted { fire_at_ms, .. } => {
             println!("FIRE_AT {fire_at_ms}");
             Some("timer".into())
@@ -151,6 +156,30 @@ fn register(engine: &WorkflowEngine) {
             Ok(payload)
         },
     ));
+    engine.register(
+        workflow_fn("updater", |ctx: WorkflowContext, _: ()| async move {
+            ctx.activity("prepare", &options(), |actx| async move {
+                effect("prepare", actx.idempotency_key(), "");
+                Ok(())
+            })
+            .await?;
+            let request = ctx.next_update::<Value>("set").await?;
+            let payload = request.payload.clone();
+            ctx.activity("apply", &options(), move |actx| {
+                let p = payload.clone();
+                async move {
+                    effect("apply", actx.idempotency_key(), &p.to_string());
+                    Ok(())
+                }
+            })
+            .await?;
+            let answer = json!({ "applied": request.payload });
+            ctx.complete_update(&request, &answer).await?;
+            let _: Value = ctx.signal("finish").await?;
+            Ok(answer)
+        })
+        .with_update_validator("set", |_| Ok(())),
+    );
     engine.register(workflow_fn(
         "collector",
         |ctx: WorkflowContext, count: u32| async move {
