@@ -60,6 +60,7 @@ pub mod registry;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod shards;
 pub mod state;
 pub mod tuplespace;
 pub mod workflows;

@@ -6,6 +6,7 @@ mod dashboard;
 mod grpc;
 mod http;
 mod registry;
+mod shards;
 mod tuplespace;
 mod virtual_actors;
 mod workflows;
