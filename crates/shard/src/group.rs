@@ -94,7 +94,8 @@ impl<S: Shard> Actor for ShardActor<S> {
 /// How to start a shard group.
 #[derive(Debug, Clone)]
 pub struct ShardGroupOptions<K> {
-    /// The group's name, unique on its node: letters, digits, `-` and `_`.
+    /// The group's name, unique on its node: 1 to [`MAX_NAME_LEN`] letters, digits, `-`
+    /// and `_`.
     pub name: String,
     /// How many shards.
     pub shards: usize,
@@ -251,16 +252,19 @@ struct Inner<S: Shard> {
     attempts: u32,
 }
 
-/// Checks a group name: 1 to 64 letters, digits, `-` or `_`.
+/// The longest group name, in bytes.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Checks a group name: 1 to [`MAX_NAME_LEN`] letters, digits, `-` or `_`.
 pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty()
-        || name.len() > 64
+        || name.len() > MAX_NAME_LEN
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(Error::InvalidArgument(format!(
-            "group name {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+            "group name {name:?} must be 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'"
         )));
     }
     Ok(())

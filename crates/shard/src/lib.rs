@@ -57,7 +57,7 @@ pub mod partition;
 pub use error::{Error, Result};
 pub use group::{
     check_name, BulkReport, Gathered, Shard, ShardActor, ShardBulk, ShardFailure, ShardGroup,
-    ShardGroupOptions, ShardMsg, ShardReply,
+    ShardGroupOptions, ShardMsg, ShardReply, MAX_NAME_LEN,
 };
 pub use kv::{KvAnswer, KvQuery, KvShard};
 pub use partition::{hash_of, Partitioner, Strategy, MAX_SHARDS, MAX_VNODES};

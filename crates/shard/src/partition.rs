@@ -156,7 +156,8 @@ impl Hasher for Fnv64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use super::Strategy;
+    use proptest::prelude::{any, prop_assert, proptest};
 
     #[test]
     fn range_splits_at_the_bounds() {
@@ -204,7 +205,7 @@ mod tests {
         assert!(bad(Strategy::Range { bounds: vec![1, 2] }, 4));
         assert!(bad(Strategy::Range { bounds: vec![1, 3, 3] }, 4));
         assert!(bad(Strategy::Range { bounds: vec![5, 3, 9] }, 4));
-        assert!(Partitioner::new(&Strategy::Range { bounds: vec![] }, 1).is_ok());
+        assert!(Partitioner::new(&Strategy::<u32>::Range { bounds: vec![] }, 1).is_ok());
     }
 
     #[test]
@@ -249,8 +250,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn range_shard_holds_its_keys(mut bounds in proptest::collection::btree_set(any::<i32>(), 0..16), key in any::<i32>()) {
-            let bounds: Vec<i32> = std::mem::take(&mut bounds).into_iter().collect();
+        fn range_shard_holds_its_keys(set in proptest::collection::btree_set(any::<i32>(), 0..16), key in any::<i32>()) {
+            let bounds: Vec<i32> = set.into_iter().collect();
             let p = Partitioner::new(&Strategy::Range { bounds: bounds.clone() }, bounds.len() + 1).expect("valid");
             let s = p.shard_of(&key);
             prop_assert!(s <= bounds.len());
