@@ -24,7 +24,8 @@ use plexspaces_tuplespace::{
 };
 
 const RANKS: usize = 4;
-const N: i64 = 1000;
+/// 60 values per rank: a tuple holds at most 64 fields.
+const N: i64 = 240;
 const FACTOR: i64 = 3;
 const SPACE: &str = "mpi";
 const WAIT: Duration = Duration::from_secs(20);
