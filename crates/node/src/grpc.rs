@@ -152,7 +152,9 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .set_serving::<TupleSpaceServiceServer<TupleSpaceApi>>()
         .await;
     health_reporter
-        .set_serving::<plexspaces_proto::v1::shard_service_server::ShardServiceServer<crate::shards::grpc::ShardApi>>()
+        .set_serving::<plexspaces_proto::v1::shard_service_server::ShardServiceServer<
+            crate::shards::grpc::ShardApi,
+        >>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use plexspaces_core::{
-    Actor, ActorId, ActorRef, BoxError, ChildSpec, Context, Node, SpawnOptions, Strategy as
-    SupervisionStrategy, Supervisor, SupervisorSpec,
+    Actor, ActorId, ActorRef, BoxError, ChildSpec, Context, Node, SpawnOptions,
+    Strategy as SupervisionStrategy, Supervisor, SupervisorSpec,
 };
 use serde::Serialize;
 
@@ -274,7 +274,11 @@ impl<S: Shard> ShardGroup<S> {
     /// Starts `options.shards` shard actors on `node`, shard `i` made by `factory(i)` (and
     /// made again by it on every restart), under a one_for_one supervisor
     /// `shards.<name>@<node>`.
-    pub async fn start<F>(node: &Node, options: ShardGroupOptions<S::Key>, factory: F) -> Result<Self>
+    pub async fn start<F>(
+        node: &Node,
+        options: ShardGroupOptions<S::Key>,
+        factory: F,
+    ) -> Result<Self>
     where
         F: Fn(usize) -> S + Send + Sync + 'static,
     {
@@ -294,10 +298,8 @@ impl<S: Shard> ShardGroup<S> {
             ids.push(ActorId::new(&name, node.name())?);
             let factory = factory.clone();
             spec = spec.child(
-                ChildSpec::worker(i.to_string(), move || ShardActor {
-                    shard: factory(i),
-                })
-                .named(name),
+                ChildSpec::worker(i.to_string(), move || ShardActor { shard: factory(i) })
+                    .named(name),
             );
         }
         let supervisor = node
@@ -442,7 +444,10 @@ impl<S: Shard> ShardGroup<S> {
                     continue;
                 }
             };
-            let msg = batch.take().map(ShardMsg::Update).ok_or_else(|| last.clone())?;
+            let msg = batch
+                .take()
+                .map(ShardMsg::Update)
+                .ok_or_else(|| last.clone())?;
             match shard.tell(msg).await {
                 Ok(()) => {}
                 // Not delivered: the shard died meanwhile; keep the batch for the next try.

@@ -155,8 +155,8 @@ impl Hasher for Fnv64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::Strategy;
+    use super::*;
     use proptest::prelude::{any, prop_assert, proptest};
 
     #[test]
@@ -170,7 +170,11 @@ mod tests {
         .expect("valid");
         assert_eq!(p.shard_of(&0), 0);
         assert_eq!(p.shard_of(&9), 0);
-        assert_eq!(p.shard_of(&10), 1, "a key equal to a bound starts the next shard");
+        assert_eq!(
+            p.shard_of(&10),
+            1,
+            "a key equal to a bound starts the next shard"
+        );
         assert_eq!(p.shard_of(&19), 1);
         assert_eq!(p.shard_of(&20), 2);
         assert_eq!(p.shard_of(&29), 2);
@@ -197,14 +201,30 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_refused() {
-        let bad = |s: Strategy<u32>, n| matches!(Partitioner::new(&s, n), Err(Error::InvalidArgument(_)));
+        let bad =
+            |s: Strategy<u32>, n| matches!(Partitioner::new(&s, n), Err(Error::InvalidArgument(_)));
         assert!(bad(Strategy::Hash, 0));
         assert!(bad(Strategy::Hash, MAX_SHARDS + 1));
         assert!(bad(Strategy::ConsistentHash { vnodes: 0 }, 4));
-        assert!(bad(Strategy::ConsistentHash { vnodes: MAX_VNODES + 1 }, 4));
+        assert!(bad(
+            Strategy::ConsistentHash {
+                vnodes: MAX_VNODES + 1
+            },
+            4
+        ));
         assert!(bad(Strategy::Range { bounds: vec![1, 2] }, 4));
-        assert!(bad(Strategy::Range { bounds: vec![1, 3, 3] }, 4));
-        assert!(bad(Strategy::Range { bounds: vec![5, 3, 9] }, 4));
+        assert!(bad(
+            Strategy::Range {
+                bounds: vec![1, 3, 3]
+            },
+            4
+        ));
+        assert!(bad(
+            Strategy::Range {
+                bounds: vec![5, 3, 9]
+            },
+            4
+        ));
         assert!(Partitioner::new(&Strategy::<u32>::Range { bounds: vec![] }, 1).is_ok());
     }
 

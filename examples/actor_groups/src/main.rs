@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
     let node = Node::builder("groups").build().await?;
     let group = ShardGroup::start(
         &node,
-        ShardGroupOptions::new("pageviews", SHARDS, Strategy::ConsistentHash { vnodes: 128 }),
+        ShardGroupOptions::new(
+            "pageviews",
+            SHARDS,
+            Strategy::ConsistentHash { vnodes: 128 },
+        ),
         |_| KvShard::default(),
     )
     .await?;
@@ -69,7 +73,10 @@ async fn main() -> anyhow::Result<()> {
     let expected_views: u64 = (0..PAGES).map(views).sum();
     let (count, sum) = totals(&group).await?;
     println!("map: {count} pages, {sum} views");
-    ensure!(count == PAGES && sum == expected_views as f64, "map missed keys");
+    ensure!(
+        count == PAGES && sum == expected_views as f64,
+        "map missed keys"
+    );
 
     // 3. Scatter-gather with shard 3 killed.
     group.shard(3)?.kill();
@@ -87,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "scatter-gather with shard 3 killed: {} shards answered ({answered} pages), failed: {:?}",
         gathered.answers.len(),
-        gathered.failed.iter().map(|f| (f.shard, f.id.as_str(), f.kind.as_str())).collect::<Vec<_>>()
+        gathered
+            .failed
+            .iter()
+            .map(|f| (f.shard, f.id.as_str(), f.kind.as_str()))
+            .collect::<Vec<_>>()
     );
     ensure!(
         gathered.answers.len() == SHARDS - 1
@@ -95,7 +106,10 @@ async fn main() -> anyhow::Result<()> {
             && gathered.failed[0].shard == 3,
         "expected shard 3 alone to fail"
     );
-    ensure!(answered == PAGES - per_shard[3], "the other shards' answers are incomplete");
+    ensure!(
+        answered == PAGES - per_shard[3],
+        "the other shards' answers are incomplete"
+    );
 
     // 4. Supervised: shard 3 is back (empty), reload its keys, the group answers in full.
     let report = group
@@ -103,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
         .await;
     ensure!(report.is_complete(), "reload incomplete: {report:?}");
     let (count, sum) = totals(&group).await?;
-    ensure!(count == PAGES && sum == expected_views as f64, "group incomplete after restart");
+    ensure!(
+        count == PAGES && sum == expected_views as f64,
+        "group incomplete after restart"
+    );
     println!("actor groups: {PAGES} keys over {SHARDS} shards, scatter-gather named the killed shard, group served again: OK");
     node.shutdown().await;
     Ok(())

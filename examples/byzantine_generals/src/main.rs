@@ -108,7 +108,11 @@ impl Actor for General {
     type Msg = Msg;
     type Reply = Option<Order>;
 
-    async fn handle_call(&mut self, msg: Msg, _ctx: &mut Context<Self>) -> Result<Option<Option<Order>>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Msg,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Option<Option<Order>>, BoxError> {
         match msg {
             Msg::Peers(peers) => self.peers = peers,
             Msg::Receive { path, value } => {
@@ -149,7 +153,13 @@ impl Actor for General {
 
 /// Runs OM(m) with `n` generals, `traitors` being traitors and the commander ordering
 /// `order`. Returns the loyal lieutenants' decisions.
-async fn run(node: &Node, n: usize, m: usize, traitors: &[usize], order: Order) -> anyhow::Result<Vec<(usize, Order)>> {
+async fn run(
+    node: &Node,
+    n: usize,
+    m: usize,
+    traitors: &[usize],
+    order: Order,
+) -> anyhow::Result<Vec<(usize, Order)>> {
     let mut generals = Vec::new();
     for id in 0..n {
         generals.push(node.spawn(General {
@@ -167,7 +177,9 @@ async fn run(node: &Node, n: usize, m: usize, traitors: &[usize], order: Order) 
     // A round ends when every general has relayed; the tells of round r are in every
     // mailbox before the driver's round r+1 request (one mailbox per actor, in order).
     for round in 0..=m {
-        let relays = generals.iter().map(|g| g.ask_timeout(Msg::Relay { round }, TIMEOUT));
+        let relays = generals
+            .iter()
+            .map(|g| g.ask_timeout(Msg::Relay { round }, TIMEOUT));
         for r in futures::future::join_all(relays).await {
             r?;
         }

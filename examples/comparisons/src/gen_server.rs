@@ -38,7 +38,11 @@ impl Actor for Kv {
     type Msg = KvMsg;
     type Reply = Option<String>;
 
-    async fn handle_call(&mut self, msg: KvMsg, _ctx: &mut Context<Self>) -> Result<Option<Option<String>>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: KvMsg,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Option<Option<String>>, BoxError> {
         match msg {
             KvMsg::Get(k) => Ok(Some(self.map.get(&k).cloned())),
             KvMsg::Put(k, v) => {
@@ -60,14 +64,20 @@ pub async fn demo() -> anyhow::Result<String> {
     let spec = SupervisorSpec::new(Strategy::OneForOne)
         .intensity(3, Duration::from_secs(5))
         .child(ChildSpec::worker("kv", Kv::default).named("kv"));
-    node.start(Supervisor::new(spec), SpawnOptions::named("kv_sup")).await?;
+    node.start(Supervisor::new(spec), SpawnOptions::named("kv_sup"))
+        .await?;
 
     let id = plexspaces_core::ActorId::new("kv", node.name())?;
     let kv = node.actor_ref::<Kv>(&id)?;
-    kv.tell(KvMsg::Put("lang".into(), "erlang".into())).await.map_err(|_| anyhow::anyhow!("cast"))?;
+    kv.tell(KvMsg::Put("lang".into(), "erlang".into()))
+        .await
+        .map_err(|_| anyhow::anyhow!("cast"))?;
     ensure!(kv.ask(KvMsg::Get("lang".into())).await? == Some("erlang".into()));
 
-    ensure!(kv.ask(KvMsg::Crash).await.is_err(), "crash is an error to the caller");
+    ensure!(
+        kv.ask(KvMsg::Crash).await.is_err(),
+        "crash is an error to the caller"
+    );
     // The supervisor restarts it under the same name, with fresh state (init/1 again).
     let mut restarted = None;
     for _ in 0..200 {
@@ -80,7 +90,10 @@ pub async fn demo() -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let kv2 = restarted.ok_or_else(|| anyhow::anyhow!("kv was not restarted"))?;
-    ensure!(kv2.ask(KvMsg::Get("lang".into())).await? == None, "fresh state after restart");
+    ensure!(
+        kv2.ask(KvMsg::Get("lang".into())).await? == None,
+        "fresh state after restart"
+    );
     node.shutdown().await;
     Ok("gen_server: call/cast, crash, restarted by its supervisor under its name".into())
 }

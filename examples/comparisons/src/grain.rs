@@ -29,7 +29,11 @@ impl Actor for Player {
     type Msg = AddScore;
     type Reply = i64;
 
-    async fn handle_call(&mut self, AddScore(points): AddScore, _ctx: &mut Context<Self>) -> Result<Option<i64>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        AddScore(points): AddScore,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Option<i64>, BoxError> {
         self.score += points;
         Ok(Some(self.score))
     }
@@ -41,7 +45,10 @@ async fn add_score(registry: &Registry, key: &str, points: i64) -> anyhow::Resul
     let lease = registry
         .lease(&ActivationKey::new("default", "game", "player", key))
         .await?;
-    let player = lease.pid().typed::<Player>().context("a player activation")?;
+    let player = lease
+        .pid()
+        .typed::<Player>()
+        .context("a player activation")?;
     Ok((player.ask(AddScore(points)).await?, lease.activated))
 }
 
@@ -49,12 +56,22 @@ async fn add_score(registry: &Registry, key: &str, points: i64) -> anyhow::Resul
 pub async fn demo() -> anyhow::Result<String> {
     let node = Node::builder("silo").build().await?;
     let registry = Registry::new(node.clone(), RegistryOptions::default());
-    registry.register(ActorType::virtual_actor("player", |_key: &ActivationKey| {
-        Player::default()
-    }));
-    ensure!(add_score(&registry, "alice", 10).await? == (10, true), "first call activates");
-    ensure!(add_score(&registry, "alice", 5).await? == (15, false), "same activation");
-    ensure!(add_score(&registry, "bob", 7).await? == (7, true), "another key, another grain");
+    registry.register(ActorType::virtual_actor(
+        "player",
+        |_key: &ActivationKey| Player::default(),
+    ));
+    ensure!(
+        add_score(&registry, "alice", 10).await? == (10, true),
+        "first call activates"
+    );
+    ensure!(
+        add_score(&registry, "alice", 5).await? == (15, false),
+        "same activation"
+    );
+    ensure!(
+        add_score(&registry, "bob", 7).await? == (7, true),
+        "another key, another grain"
+    );
     // Orleans deactivates idle grains (here on demand; the registry also does it after the
     // type's idle timeout). The next call activates the grain again. Its in-memory state
     // starts over: keep it with the node's durability (a durable actor type) as Orleans
@@ -64,7 +81,10 @@ pub async fn demo() -> anyhow::Result<String> {
             .deactivate(&ActivationKey::new("default", "game", "player", "alice"))
             .await
     );
-    ensure!(add_score(&registry, "alice", 1).await? == (1, true), "reactivated");
+    ensure!(
+        add_score(&registry, "alice", 1).await? == (1, true),
+        "reactivated"
+    );
     node.shutdown().await;
     Ok("grain: activated by key on first call, one activation per key, reactivated after deactivation".into())
 }

@@ -25,7 +25,11 @@ impl Actor for Counter {
     type Msg = i64;
     type Reply = i64;
 
-    async fn handle_call(&mut self, k: i64, _ctx: &mut Context<Self>) -> Result<Option<i64>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        k: i64,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Option<i64>, BoxError> {
         self.n += k;
         Ok(Some(self.n))
     }

@@ -20,8 +20,8 @@ use anyhow::ensure;
 use parking_lot::Mutex;
 use plexspaces_journal::MemoryJournal;
 use plexspaces_workflow::{
-    workflow_fn, ActivityFailure, ActivityOptions, EngineOptions, MemoryWorkflowStore,
-    RetryPolicy, WorkflowContext, WorkflowEngine, WorkflowKey,
+    workflow_fn, ActivityFailure, ActivityOptions, EngineOptions, MemoryWorkflowStore, RetryPolicy,
+    WorkflowContext, WorkflowEngine, WorkflowKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,9 @@ fn options() -> ActivityOptions {
 /// Runs the transfer; the deposit fails on its first attempt and is retried.
 pub async fn demo() -> anyhow::Result<String> {
     let bank = Arc::new(Mutex::new(Bank::default()));
-    bank.lock().balances.extend([("alice".into(), 100), ("bob".into(), 0)]);
+    bank.lock()
+        .balances
+        .extend([("alice".into(), 100), ("bob".into(), 0)]);
     let engine = WorkflowEngine::new(
         None,
         Arc::new(MemoryJournal::new()),
@@ -62,40 +64,46 @@ pub async fn demo() -> anyhow::Result<String> {
         EngineOptions::default(),
     );
     let b = bank.clone();
-    engine.register(workflow_fn("transfer", move |ctx: WorkflowContext, t: Transfer| {
-        let bank = b.clone();
-        async move {
-            let (from, to, amount) = (t.from.clone(), t.to.clone(), t.amount);
-            let withdraw_bank = bank.clone();
-            ctx.activity("withdraw", &options(), move |_| {
-                let bank = withdraw_bank.clone();
-                let from = from.clone();
-                async move {
-                    let mut bank = bank.lock();
-                    *bank.attempts.entry("withdraw").or_default() += 1;
-                    *bank.balances.entry(from).or_default() -= amount;
-                    Ok::<_, ActivityFailure>(())
-                }
-            })
-            .await?;
-            ctx.activity("deposit", &options(), move |_| {
-                let bank = bank.clone();
-                let to = to.clone();
-                async move {
-                    let mut bank = bank.lock();
-                    let attempt = bank.attempts.entry("deposit").or_default();
-                    *attempt += 1;
-                    if *attempt == 1 {
-                        return Err(ActivityFailure::retryable("Unavailable", "the bank is down"));
+    engine.register(workflow_fn(
+        "transfer",
+        move |ctx: WorkflowContext, t: Transfer| {
+            let bank = b.clone();
+            async move {
+                let (from, to, amount) = (t.from.clone(), t.to.clone(), t.amount);
+                let withdraw_bank = bank.clone();
+                ctx.activity("withdraw", &options(), move |_| {
+                    let bank = withdraw_bank.clone();
+                    let from = from.clone();
+                    async move {
+                        let mut bank = bank.lock();
+                        *bank.attempts.entry("withdraw").or_default() += 1;
+                        *bank.balances.entry(from).or_default() -= amount;
+                        Ok::<_, ActivityFailure>(())
                     }
-                    *bank.balances.entry(to).or_default() += amount;
-                    Ok(())
-                }
-            })
-            .await?;
-            Ok(format!("moved {amount}"))
-        }
-    }));
+                })
+                .await?;
+                ctx.activity("deposit", &options(), move |_| {
+                    let bank = bank.clone();
+                    let to = to.clone();
+                    async move {
+                        let mut bank = bank.lock();
+                        let attempt = bank.attempts.entry("deposit").or_default();
+                        *attempt += 1;
+                        if *attempt == 1 {
+                            return Err(ActivityFailure::retryable(
+                                "Unavailable",
+                                "the bank is down",
+                            ));
+                        }
+                        *bank.balances.entry(to).or_default() += amount;
+                        Ok(())
+                    }
+                })
+                .await?;
+                Ok(format!("moved {amount}"))
+            }
+        },
+    ));
     let key = WorkflowKey::new("default", "payments", "transfer-1");
     let transfer = Transfer {
         from: "alice".into(),
@@ -106,8 +114,14 @@ pub async fn demo() -> anyhow::Result<String> {
     let out: String = engine.result(&key, Some(Duration::from_secs(30))).await?;
     ensure!(out == "moved 30");
     let bank = bank.lock();
-    ensure!(bank.balances["alice"] == 70 && bank.balances["bob"] == 30, "balances");
+    ensure!(
+        bank.balances["alice"] == 70 && bank.balances["bob"] == 30,
+        "balances"
+    );
     ensure!(bank.attempts["withdraw"] == 1, "withdraw ran once");
     ensure!(bank.attempts["deposit"] == 2, "deposit retried once");
-    Ok("workflow: two activities, the failed deposit retried by its policy, withdraw run once".into())
+    Ok(
+        "workflow: two activities, the failed deposit retried by its policy, withdraw run once"
+            .into(),
+    )
 }

@@ -99,7 +99,11 @@ async fn child(db: &str, adds: bool) -> anyhow::Result<()> {
 
 /// Runs a child; returns its output lines. With `kill_after`, SIGKILLs it after that many
 /// acknowledgements.
-fn run_child(db: &std::path::Path, adds: bool, kill_after: Option<u64>) -> anyhow::Result<Vec<String>> {
+fn run_child(
+    db: &std::path::Path,
+    adds: bool,
+    kill_after: Option<u64>,
+) -> anyhow::Result<Vec<String>> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("child")
         .arg(db)
@@ -166,7 +170,9 @@ fn parent() -> anyhow::Result<()> {
                 || (total, count) == (acked_total + in_flight, KILL_AFTER + 1),
             "recovered ({total}, {count}) but {KILL_AFTER} adds totalling {acked_total} were acknowledged"
         );
-        println!("durable actors: {KILL_AFTER} acknowledged adds survived kill -9 (total {total}): OK");
+        println!(
+            "durable actors: {KILL_AFTER} acknowledged adds survived kill -9 (total {total}): OK"
+        );
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -177,7 +183,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("child") => {
-            let db = args.get(2).context("usage: durable_actors child <db> adds|read")?;
+            let db = args
+                .get(2)
+                .context("usage: durable_actors child <db> adds|read")?;
             let adds = args.get(3).map(String::as_str) == Some("adds");
             tokio::runtime::Runtime::new()?.block_on(child(db, adds))
         }

@@ -60,7 +60,11 @@ impl Actor for Rank {
         Ok(())
     }
 
-    async fn handle_call(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Result<Option<RankResult>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Msg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<RankResult>, BoxError> {
         match msg {
             Msg::Scale(factor) => {
                 self.factor = Some(factor);
@@ -82,14 +86,20 @@ impl Actor for Rank {
                     .collect::<Result<_, _>>()?;
                 let scaled: Vec<i64> = chunk.iter().map(|x| x * factor).collect();
                 // reduce: my partial sum
-                space.write(tuple!("partial", r, scaled.iter().sum::<i64>())).await?;
+                space
+                    .write(tuple!("partial", r, scaled.iter().sum::<i64>()))
+                    .await?;
                 // barrier: nobody reads the partials before all are written
                 let mut barrier = Barrier::new(space.clone(), "partials-written", RANKS)?;
                 barrier.wait(WAIT).await?;
                 // allreduce: every rank reads (not takes) every partial
                 let partials = space.read_all(&template!("partial", ?Int, ?Int)).await?;
                 if partials.len() != RANKS {
-                    return Err(format!("rank {r} saw {} partials after the barrier", partials.len()).into());
+                    return Err(format!(
+                        "rank {r} saw {} partials after the barrier",
+                        partials.len()
+                    )
+                    .into());
                 }
                 let allreduce = partials
                     .iter()
@@ -119,10 +129,15 @@ async fn main() -> anyhow::Result<()> {
             .await?,
         );
     }
-    let root_space = spaces.space(plexspaces_tuplespace::SpaceId::new("default", "examples", SPACE)?);
+    let root_space = spaces.space(plexspaces_tuplespace::SpaceId::new(
+        "default", "examples", SPACE,
+    )?);
 
     // broadcast
-    let reached = node.groups().broadcast::<Rank>("world", Msg::Scale(FACTOR)).await;
+    let reached = node
+        .groups()
+        .broadcast::<Rank>("world", Msg::Scale(FACTOR))
+        .await;
     ensure!(reached == RANKS, "broadcast reached {reached} ranks");
 
     // scatter
@@ -130,7 +145,9 @@ async fn main() -> anyhow::Result<()> {
     let per = data.len().div_ceil(RANKS);
     for (rank, chunk) in data.chunks(per).enumerate() {
         let chunk = Tuple::new(chunk.iter().copied().map(Value::Int).collect());
-        root_space.write(tuple!("chunk", rank as i64, chunk)).await?;
+        root_space
+            .write(tuple!("chunk", rank as i64, chunk))
+            .await?;
     }
 
     // run every rank; the replies are the gather
@@ -144,12 +161,21 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<RankResult>>>()?;
 
     // reduce at the root
-    let partials = root_space.take_all(&template!("partial", ?Int, ?Int)).await?;
+    let partials = root_space
+        .take_all(&template!("partial", ?Int, ?Int))
+        .await?;
     let reduced: i64 = partials
         .iter()
-        .map(|t| t.get(2).and_then(Value::as_int).ok_or_else(|| anyhow!("partial")))
+        .map(|t| {
+            t.get(2)
+                .and_then(Value::as_int)
+                .ok_or_else(|| anyhow!("partial"))
+        })
         .sum::<anyhow::Result<i64>>()?;
-    let gathered: Vec<i64> = results.iter().flat_map(|r| r.chunk.iter().copied()).collect();
+    let gathered: Vec<i64> = results
+        .iter()
+        .flat_map(|r| r.chunk.iter().copied())
+        .collect();
 
     let expected: Vec<i64> = data.iter().map(|x| x * FACTOR).collect();
     let expected_sum: i64 = expected.iter().sum();
@@ -160,7 +186,10 @@ async fn main() -> anyhow::Result<()> {
     );
     ensure!(gathered == expected, "gathered vector differs");
     ensure!(reduced == expected_sum, "reduce differs");
-    ensure!(results.iter().all(|r| r.allreduce == expected_sum), "an allreduce differs");
+    ensure!(
+        results.iter().all(|r| r.allreduce == expected_sum),
+        "an allreduce differs"
+    );
     ensure!(
         root_space.count(&template!("chunk", _, _)).await? == 0,
         "a chunk was not taken"

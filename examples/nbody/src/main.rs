@@ -18,8 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context as _};
 use plexspaces_core::{Actor, BoxError, Context, Node, SpawnOptions};
 use plexspaces_tuplespace::{
-    template, tuple, Barrier, Spaces, Tuple, TupleSpace, TupleSpaceContext, TupleSpaceFacet,
-    Value,
+    template, tuple, Barrier, Spaces, Tuple, TupleSpace, TupleSpaceContext, TupleSpaceFacet, Value,
 };
 
 const BODIES: usize = 32;
@@ -43,7 +42,9 @@ struct Body {
 fn initial_bodies() -> Vec<Body> {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     };
     let mut bodies: Vec<Body> = (0..BODIES)
@@ -70,7 +71,11 @@ fn accel(i: usize, pos: &[[f64; 3]], mass: &[f64]) -> [f64; 3] {
         if j == i {
             continue;
         }
-        let d = [pos[j][0] - pos[i][0], pos[j][1] - pos[i][1], pos[j][2] - pos[i][2]];
+        let d = [
+            pos[j][0] - pos[i][0],
+            pos[j][1] - pos[i][1],
+            pos[j][2] - pos[i][2],
+        ];
         let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2] + EPS2;
         let f = mass[j] / (r2 * r2.sqrt());
         for k in 0..3 {
@@ -107,7 +112,9 @@ fn drift(b: &mut Body) {
 fn sequential(mut bodies: Vec<Body>) -> Vec<Body> {
     let mass: Vec<f64> = bodies.iter().map(|b| b.mass).collect();
     let pos = |bs: &[Body]| bs.iter().map(|b| b.pos).collect::<Vec<_>>();
-    let mut acc: Vec<[f64; 3]> = (0..BODIES).map(|i| accel(i, &pos(&bodies), &mass)).collect();
+    let mut acc: Vec<[f64; 3]> = (0..BODIES)
+        .map(|i| accel(i, &pos(&bodies), &mass))
+        .collect();
     for _ in 0..STEPS {
         for (b, a) in bodies.iter_mut().zip(&acc) {
             kick(b, a);
@@ -139,7 +146,9 @@ impl Shard {
                 .map(Value::Float)
                 .collect(),
         );
-        space.write(tuple!("pos", step, self.index as i64, mine)).await?;
+        space
+            .write(tuple!("pos", step, self.index as i64, mine))
+            .await?;
         let mut all = Vec::with_capacity(BODIES);
         for s in 0..SHARDS as i64 {
             let t = space
@@ -160,10 +169,17 @@ impl Shard {
     }
 
     fn accelerations(&self, all: &[[f64; 3]]) -> Vec<[f64; 3]> {
-        (0..PER).map(|l| accel(self.index * PER + l, all, &self.mass)).collect()
+        (0..PER)
+            .map(|l| accel(self.index * PER + l, all, &self.mass))
+            .collect()
     }
 
-    async fn finish_step(&self, space: &TupleSpace, barrier: &mut Barrier, step: i64) -> anyhow::Result<()> {
+    async fn finish_step(
+        &self,
+        space: &TupleSpace,
+        barrier: &mut Barrier,
+        step: i64,
+    ) -> anyhow::Result<()> {
         barrier.wait(WAIT).await?;
         // Everyone has read this step's positions: take ours out.
         space
@@ -177,7 +193,11 @@ impl Actor for Shard {
     type Msg = ();
     type Reply = Vec<Body>;
 
-    async fn handle_call(&mut self, _run: (), ctx: &mut Context<Self>) -> Result<Option<Vec<Body>>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        _run: (),
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Vec<Body>>, BoxError> {
         let space = ctx.tuple_space(SPACE)?;
         let mut barrier = Barrier::new(space.clone(), "nbody-step", SHARDS)?;
         let all = self.exchange(&space, 0).await?;
@@ -220,19 +240,30 @@ async fn main() -> anyhow::Result<()> {
             SpawnOptions::named(format!("bodies-{index}")).facet(facet.clone()),
         )?);
     }
-    let runs = shards.iter().map(|s| s.ask_timeout((), Duration::from_secs(120)));
+    let runs = shards
+        .iter()
+        .map(|s| s.ask_timeout((), Duration::from_secs(120)));
     let mut result = Vec::with_capacity(BODIES);
-    for (i, r) in futures::future::join_all(runs).await.into_iter().enumerate() {
+    for (i, r) in futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         result.extend(r.with_context(|| format!("shard {i}"))?);
     }
     node.shutdown().await;
 
     let left = spaces
-        .space(plexspaces_tuplespace::SpaceId::new("default", "examples", SPACE)?)
+        .space(plexspaces_tuplespace::SpaceId::new(
+            "default", "examples", SPACE,
+        )?)
         .count(&template!("pos", _, _, _))
         .await?;
     ensure!(left == 0, "{left} position tuples left in the space");
-    ensure!(result == expected, "the sharded run differs from the sequential run");
+    ensure!(
+        result == expected,
+        "the sharded run differs from the sequential run"
+    );
     let e1 = energy(&result);
     let drift = ((e1 - e0) / e0).abs();
     println!("energy: {e0:.9} -> {e1:.9}");

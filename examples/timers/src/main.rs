@@ -57,7 +57,11 @@ impl Actor for Heartbeat {
         Ok(())
     }
 
-    async fn handle_call(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Result<Option<Seen>, BoxError> {
+    async fn handle_call(
+        &mut self,
+        msg: Msg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Seen>, BoxError> {
         match msg {
             Msg::Tick => {
                 self.seen.ticks += 1;
@@ -95,10 +99,21 @@ async fn main() -> anyhow::Result<()> {
         "ticks: {}, one-shot fired: {}, cancelled timer fired: {}",
         seen.ticks, seen.deadlines, seen.nevers
     );
-    ensure!(seen.ticks == TICKS, "expected {TICKS} ticks, saw {}", seen.ticks);
+    ensure!(
+        seen.ticks == TICKS,
+        "expected {TICKS} ticks, saw {}",
+        seen.ticks
+    );
     ensure!(seen.ticks_after_deadline == 0, "ticks after the cancel");
-    ensure!(seen.deadlines == 1, "the one-shot fired {} times", seen.deadlines);
-    ensure!(seen.cancelled_pending, "the cancelled timer had already fired");
+    ensure!(
+        seen.deadlines == 1,
+        "the one-shot fired {} times",
+        seen.deadlines
+    );
+    ensure!(
+        seen.cancelled_pending,
+        "the cancelled timer had already fired"
+    );
     ensure!(seen.nevers == 0, "the cancelled timer fired");
     println!("timers: {TICKS} ticks then cancelled, one-shot fired once, cancelled timer never fired: OK");
     node.shutdown().await;

@@ -43,7 +43,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn scatter_gather(node: &Node, shards: usize, queries: usize) -> Result<(Duration, Duration, Duration)> {
+async fn scatter_gather(
+    node: &Node,
+    shards: usize,
+    queries: usize,
+) -> Result<(Duration, Duration, Duration)> {
     let group = ShardGroup::start(
         node,
         ShardGroupOptions::new(format!("sg{shards}"), shards, Strategy::Hash),
@@ -55,12 +59,16 @@ async fn scatter_gather(node: &Node, shards: usize, queries: usize) -> Result<(D
         .await;
     anyhow::ensure!(report.is_complete(), "load failed");
     for _ in 0..queries / 10 {
-        group.scatter_gather(KvQuery::Count, Duration::from_secs(5)).await;
+        group
+            .scatter_gather(KvQuery::Count, Duration::from_secs(5))
+            .await;
     }
     let mut times = Vec::with_capacity(queries);
     for _ in 0..queries {
         let t = Instant::now();
-        let g = group.scatter_gather(KvQuery::Count, Duration::from_secs(5)).await;
+        let g = group
+            .scatter_gather(KvQuery::Count, Duration::from_secs(5))
+            .await;
         times.push(t.elapsed());
         anyhow::ensure!(g.is_complete(), "a shard failed");
     }
@@ -94,8 +102,9 @@ async fn bulk_kv(node: &Node, shards: usize, keys: u64) -> Result<f64> {
         |_| KvShard::default(),
     )
     .await?;
-    let items: Vec<(String, serde_json::Value)> =
-        (0..keys).map(|k| (format!("key-{k}"), serde_json::json!(k))).collect();
+    let items: Vec<(String, serde_json::Value)> = (0..keys)
+        .map(|k| (format!("key-{k}"), serde_json::json!(k)))
+        .collect();
     let t = Instant::now();
     let report = group.bulk_update(items).await;
     let d = t.elapsed();
@@ -118,7 +127,11 @@ fn floor(keys: u64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (queries, keys) = if quick { (200, 100_000) } else { (2_000, 1_000_000) };
+    let (queries, keys) = if quick {
+        (200, 100_000)
+    } else {
+        (2_000, 1_000_000)
+    };
     let node = Node::builder("bench").build().await?;
     println!(
         "shard groups ({}; {} cpus)\n",
@@ -138,11 +151,20 @@ async fn main() -> Result<()> {
     }
     for shards in [8, 64] {
         let rate = bulk_num(&node, shards, keys).await?;
-        println!("| bulk update {keys} `u64` keys, {shards} shards | {:.2} M keys/s |", rate / 1e6);
+        println!(
+            "| bulk update {keys} `u64` keys, {shards} shards | {:.2} M keys/s |",
+            rate / 1e6
+        );
     }
     let rate = bulk_kv(&node, 8, keys).await?;
-    println!("| bulk update {keys} `String -> JSON` keys (`KvShard`), 8 shards | {:.2} M keys/s |", rate / 1e6);
-    println!("| floor: {keys} inserts into one `BTreeMap<u64, u64>`, one task | {:.2} M keys/s |", floor(keys) / 1e6);
+    println!(
+        "| bulk update {keys} `String -> JSON` keys (`KvShard`), 8 shards | {:.2} M keys/s |",
+        rate / 1e6
+    );
+    println!(
+        "| floor: {keys} inserts into one `BTreeMap<u64, u64>`, one task | {:.2} M keys/s |",
+        floor(keys) / 1e6
+    );
     node.shutdown().await;
     Ok(())
 }

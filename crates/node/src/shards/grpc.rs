@@ -162,10 +162,14 @@ impl ShardService for ShardApi {
         let mode = Mode::parse(&r.mode)?;
         let result = s
             .gate
-            .until_stopped(
-                s.shards
-                    .query(&caller, &r.namespace, &r.name, query, r.timeout_ms, mode),
-            )
+            .until_stopped(s.shards.query(
+                &caller,
+                &r.namespace,
+                &r.name,
+                query,
+                r.timeout_ms,
+                mode,
+            ))
             .await?;
         let result_json = serde_json::to_string(&result.result)
             .map_err(|e| Error::Core(plexspaces_core::Error::Encode(e.to_string())))?;

@@ -83,10 +83,7 @@ async fn describe(
     )
 }
 
-async fn delete(
-    State(s): State<NodeServices>,
-    Scoped { caller, path }: Scoped<Named>,
-) -> Response {
+async fn delete(State(s): State<NodeServices>, Scoped { caller, path }: Scoped<Named>) -> Response {
     respond(
         async {
             s.shards.delete(&caller, &path.0, &path.1).await?;
@@ -106,7 +103,10 @@ async fn bulk(
             s.gate.check_open()?;
             let body: BulkBody = json_body(&body_of(&s, body)?, None)?;
             let items = body.items.into_iter().map(|i| (i.key, i.value)).collect();
-            let report = s.shards.bulk_update(&caller, &path.0, &path.1, items).await?;
+            let report = s
+                .shards
+                .bulk_update(&caller, &path.0, &path.1, items)
+                .await?;
             Ok(Json(report).into_response())
         }
         .await,

@@ -171,7 +171,11 @@ impl Shards {
     }
 
     fn entry(&self, caller: &Caller, namespace: &str, name: &str) -> Result<Arc<Entry>> {
-        let key = (caller.tenant.clone(), namespace_of(namespace)?, name.to_owned());
+        let key = (
+            caller.tenant.clone(),
+            namespace_of(namespace)?,
+            name.to_owned(),
+        );
         self.groups
             .lock()
             .get(&key)
@@ -180,7 +184,12 @@ impl Shards {
     }
 
     /// Starts a group of `spec.shards` shards for the caller.
-    pub async fn create(&self, caller: &Caller, namespace: &str, spec: GroupSpec) -> Result<GroupInfo> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        spec: GroupSpec,
+    ) -> Result<GroupInfo> {
         let namespace = namespace_of(namespace)?;
         check_group_name(&spec.name)?;
         if spec.shards == 0 || spec.shards > MAX_SHARDS {
@@ -213,7 +222,11 @@ impl Shards {
                 )));
             }
         }
-        let internal = format!("g{}_{}", self.seq.fetch_add(1, Ordering::Relaxed), spec.name);
+        let internal = format!(
+            "g{}_{}",
+            self.seq.fetch_add(1, Ordering::Relaxed),
+            spec.name
+        );
         let options = ShardGroupOptions::new(internal, spec.shards as usize, spec.strategy.clone());
         let group = ShardGroup::start(&self.node, options, |_| KvShard::default())
             .await
@@ -244,7 +257,11 @@ impl Shards {
     pub async fn delete(&self, caller: &Caller, namespace: &str, name: &str) -> Result<()> {
         let _change = self.changes.lock().await;
         let entry = self.entry(caller, namespace, name)?;
-        let key = (caller.tenant.clone(), entry.info.namespace.clone(), name.to_owned());
+        let key = (
+            caller.tenant.clone(),
+            entry.info.namespace.clone(),
+            name.to_owned(),
+        );
         self.groups.lock().remove(&key);
         entry.group.stop().await.map_err(shard_error)
     }

@@ -76,7 +76,9 @@ async fn shard_groups_over_http_are_tenant_scoped() {
     let (status, scan) = send(
         c.post(n.url("/api/v1/shards/sales/orders/query"))
             .header("authorization", &a)
-            .json(&json!({"query": {"op": "scan", "prefix": "", "limit": 100}, "timeout_ms": 2000})),
+            .json(
+                &json!({"query": {"op": "scan", "prefix": "", "limit": 100}, "timeout_ms": 2000}),
+            ),
     )
     .await;
     assert_eq!(status, 200, "{scan}");
@@ -86,7 +88,10 @@ async fn shard_groups_over_http_are_tenant_scoped() {
         .iter()
         .map(|e| e[0].as_str().expect("key"))
         .collect();
-    assert_eq!(keys, vec!["apple", "grape", "melon", "nut", "peach", "tea", "zucchini"]);
+    assert_eq!(
+        keys,
+        vec!["apple", "grape", "melon", "nut", "peach", "tea", "zucchini"]
+    );
 
     // Another tenant does not see acme's group.
     let (status, _) = send(
@@ -125,7 +130,11 @@ async fn shard_groups_over_http_are_tenant_scoped() {
         assert_eq!(status, 400, "{bad} -> {body}");
         assert_eq!(body["code"], "bad_request", "{body}");
     }
-    for bad in [json!({"query": {"op": "nope"}}), json!({"query": {"op": "count"}, "mode": "all"}), json!({})] {
+    for bad in [
+        json!({"query": {"op": "nope"}}),
+        json!({"query": {"op": "count"}, "mode": "all"}),
+        json!({}),
+    ] {
         let (status, body) = send(
             c.post(n.url("/api/v1/shards/sales/orders/query"))
                 .header("authorization", &a)
@@ -169,7 +178,10 @@ async fn shard_groups_over_grpc() {
         .expect("create")
         .into_inner();
     assert_eq!(info.shard_ids.len(), 8);
-    assert_eq!((info.strategy.as_str(), info.vnodes), ("consistent_hash", 64));
+    assert_eq!(
+        (info.strategy.as_str(), info.vnodes),
+        ("consistent_hash", 64)
+    );
     assert_eq!(info.namespace, "default");
 
     let items = (0..5000)
@@ -187,7 +199,10 @@ async fn shard_groups_over_grpc() {
         .await
         .expect("bulk")
         .into_inner();
-    assert_eq!((report.submitted, report.applied, report.failed), (5000, 5000, 0));
+    assert_eq!(
+        (report.submitted, report.applied, report.failed),
+        (5000, 5000, 0)
+    );
     assert_eq!(report.shards.len(), 8);
 
     let answer = c

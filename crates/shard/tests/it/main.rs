@@ -71,11 +71,15 @@ async fn fixture(name: &str, shards: usize, strategy: Strategy<u64>) -> Fixture 
     let node = Node::builder("n1").build().await.expect("node");
     let delays: Arc<Mutex<HashMap<usize, Duration>>> = Arc::default();
     let d = delays.clone();
-    let group = ShardGroup::start(&node, ShardGroupOptions::new(name, shards, strategy), move |index| NumShard {
-        index,
-        data: BTreeMap::new(),
-        delays: d.clone(),
-    })
+    let group = ShardGroup::start(
+        &node,
+        ShardGroupOptions::new(name, shards, strategy),
+        move |index| NumShard {
+            index,
+            data: BTreeMap::new(),
+            delays: d.clone(),
+        },
+    )
     .await
     .expect("group starts");
     Fixture {
@@ -97,7 +101,10 @@ async fn check_placement(strategy: Strategy<u64>, keys: &[u64]) {
     let f = fixture("placement", 4, strategy).await;
     let report = f.group.bulk_update(keys.iter().map(|k| (*k, 1))).await;
     assert!(report.is_complete(), "{report:?}");
-    let gathered = f.group.scatter_gather(NumQuery::Keys, Duration::from_secs(10)).await;
+    let gathered = f
+        .group
+        .scatter_gather(NumQuery::Keys, Duration::from_secs(10))
+        .await;
     assert!(gathered.is_complete());
     let mut seen = 0;
     for (shard, answer) in gathered.answers {
@@ -142,7 +149,10 @@ async fn range_group_splits_at_the_bounds() {
     assert_eq!(report.applied, keys.len() as u64);
     let per_shard: Vec<u64> = report.shards.iter().map(|s| s.applied).collect();
     assert_eq!(per_shard, vec![2, 3, 3]);
-    let gathered = f.group.scatter_gather(NumQuery::Keys, Duration::from_secs(10)).await;
+    let gathered = f
+        .group
+        .scatter_gather(NumQuery::Keys, Duration::from_secs(10))
+        .await;
     let keys_of: Vec<NumAnswer> = gathered.answers.into_iter().map(|(_, a)| a).collect();
     assert_eq!(
         keys_of,
@@ -164,14 +174,21 @@ async fn bulk_update_of_a_million_keys_over_8_shards_is_seen_by_a_map_query() {
     assert_eq!(report.applied, KEYS, "{report:?}");
     assert!(report.is_complete());
     assert_eq!(report.shards.len(), 8);
-    assert!(report.shards.iter().all(|s| s.applied > 100_000 && s.failed == 0));
+    assert!(report
+        .shards
+        .iter()
+        .all(|s| s.applied > 100_000 && s.failed == 0));
     let count = f
         .group
         .map(NumQuery::Count, 0, |acc, _, a| acc + n(a))
         .await
         .expect("map");
     assert_eq!(count, KEYS);
-    let sum = f.group.map(NumQuery::Sum, 0, |acc, _, a| acc + n(a)).await.expect("map");
+    let sum = f
+        .group
+        .map(NumQuery::Sum, 0, |acc, _, a| acc + n(a))
+        .await
+        .expect("map");
     assert_eq!(sum, (0..KEYS).map(|k| k % 7).sum::<u64>());
     f.node.shutdown().await;
 }
@@ -186,7 +203,11 @@ async fn scatter_gather_with_a_shard_killed_mid_query_returns_the_others_and_nam
     let victim = f.group.shard(3).expect("shard 3 is up");
     let query = tokio::spawn({
         let group = f.group.clone();
-        async move { group.scatter_gather(NumQuery::Count, Duration::from_secs(20)).await }
+        async move {
+            group
+                .scatter_gather(NumQuery::Count, Duration::from_secs(20))
+                .await
+        }
     });
     // The other shards answer at once; wait until shard 3 is inside its query.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -231,7 +252,10 @@ async fn scatter_gather_with_a_shard_past_its_timeout_returns_the_others_and_nam
     let report = f.group.bulk_update((0..800u64).map(|k| (k, 2))).await;
     assert!(report.is_complete());
     f.delays.lock().insert(5, Duration::from_secs(3));
-    let gathered = f.group.scatter_gather(NumQuery::Sum, Duration::from_millis(300)).await;
+    let gathered = f
+        .group
+        .scatter_gather(NumQuery::Sum, Duration::from_millis(300))
+        .await;
     assert_eq!(gathered.answers.len(), 7);
     assert_eq!(gathered.failed.len(), 1);
     assert_eq!(gathered.failed[0].shard, 5);
@@ -252,8 +276,13 @@ async fn scatter_gather_with_a_shard_past_its_timeout_returns_the_others_and_nam
     .await
     .expect("group");
     match g2.map(NumQuery::Count, 0, |a, _, x| a + n(x)).await {
-        Err(Error::ShardFailed { shard: 1, error, .. }) => {
-            assert!(matches!(error, plexspaces_core::Error::Timeout(_)), "{error:?}")
+        Err(Error::ShardFailed {
+            shard: 1, error, ..
+        }) => {
+            assert!(
+                matches!(error, plexspaces_core::Error::Timeout(_)),
+                "{error:?}"
+            )
         }
         other => panic!("expected shard 1 to fail, got {other:?}"),
     }
@@ -263,18 +292,33 @@ async fn scatter_gather_with_a_shard_past_its_timeout_returns_the_others_and_nam
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_shard_restarts_and_the_group_keeps_serving() {
     let f = fixture("crashy", 4, Strategy::Hash).await;
-    let key = (0..).find(|k| f.group.shard_of(k) == 2).expect("a key on shard 2");
+    let key = (0..)
+        .find(|k| f.group.shard_of(k) == 2)
+        .expect("a key on shard 2");
     let before = f.group.shard(2).expect("up").pid();
-    let err = f.group.update(key, CRASH).await.expect_err("the shard crashes");
-    assert!(matches!(err, Error::ShardFailed { shard: 2, .. }), "{err:?}");
+    let err = f
+        .group
+        .update(key, CRASH)
+        .await
+        .expect_err("the shard crashes");
+    assert!(
+        matches!(err, Error::ShardFailed { shard: 2, .. }),
+        "{err:?}"
+    );
     // The other shards never stopped serving.
-    let others = (0..).find(|k| f.group.shard_of(k) == 1).expect("a key on shard 1");
+    let others = (0..)
+        .find(|k| f.group.shard_of(k) == 1)
+        .expect("a key on shard 1");
     f.group.update(others, 9).await.expect("shard 1 serves");
     // Shard 2 is back under the same id, and a bulk update reaches it.
     let report = f.group.bulk_update((0..400u64).map(|k| (k, 1))).await;
     assert!(report.is_complete(), "{report:?}");
     assert_ne!(f.group.shard(2).expect("restarted").pid(), before);
-    let count = f.group.map(NumQuery::Count, 0, |a, _, x| a + n(x)).await.expect("map");
+    let count = f
+        .group
+        .map(NumQuery::Count, 0, |a, _, x| a + n(x))
+        .await
+        .expect("map");
     assert_eq!(count, 400);
     f.node.shutdown().await;
 }
@@ -300,16 +344,21 @@ async fn bulk_update_reports_the_batches_a_crash_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_shards_merge_answers_and_bad_options_are_refused() {
     let node = Node::builder("n1").build().await.expect("node");
-    let group = ShardGroup::start(&node, ShardGroupOptions::new("kv", 3, Strategy::Hash), |_| {
-        KvShard::default()
-    })
+    let group = ShardGroup::start(
+        &node,
+        ShardGroupOptions::new("kv", 3, Strategy::Hash),
+        |_| KvShard::default(),
+    )
     .await
     .expect("group");
     let report = group
         .bulk_update((0..30).map(|i| (format!("k{i:02}"), serde_json::json!(i))))
         .await;
     assert!(report.is_complete());
-    group.update("k00".into(), serde_json::Value::Null).await.expect("delete");
+    group
+        .update("k00".into(), serde_json::Value::Null)
+        .await
+        .expect("delete");
     let q = KvQuery::Scan {
         prefix: "k1".into(),
         limit: 100,
@@ -330,19 +379,29 @@ async fn kv_shards_merge_answers_and_bad_options_are_refused() {
     assert_eq!(count, KvAnswer::Count(29));
 
     // A name in use, a bad name, bad bounds: typed errors, nothing started.
-    let again = ShardGroup::start(&node, ShardGroupOptions::new("kv", 3, Strategy::Hash), |_| {
-        KvShard::default()
-    })
+    let again = ShardGroup::start(
+        &node,
+        ShardGroupOptions::new("kv", 3, Strategy::Hash),
+        |_| KvShard::default(),
+    )
     .await;
     assert!(matches!(again, Err(Error::Runtime(_))), "{again:?}");
     for (name, shards, strategy) in [
         ("bad name", 3, Strategy::Hash),
         ("ok", 0, Strategy::Hash),
-        ("ok", 3, Strategy::Range { bounds: vec!["b".to_string()] }),
+        (
+            "ok",
+            3,
+            Strategy::Range {
+                bounds: vec!["b".to_string()],
+            },
+        ),
     ] {
-        let r = ShardGroup::start(&node, ShardGroupOptions::new(name, shards, strategy), |_| {
-            KvShard::default()
-        })
+        let r = ShardGroup::start(
+            &node,
+            ShardGroupOptions::new(name, shards, strategy),
+            |_| KvShard::default(),
+        )
         .await;
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     }
