@@ -91,7 +91,7 @@ pub async fn demo() -> anyhow::Result<String> {
     }
     let kv2 = restarted.ok_or_else(|| anyhow::anyhow!("kv was not restarted"))?;
     ensure!(
-        kv2.ask(KvMsg::Get("lang".into())).await? == None,
+        kv2.ask(KvMsg::Get("lang".into())).await?.is_none(),
         "fresh state after restart"
     );
     node.shutdown().await;
