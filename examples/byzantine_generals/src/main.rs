@@ -73,7 +73,7 @@ impl General {
     fn say(&self, value: Order, to: usize) -> Order {
         match (self.loyal, self.id) {
             (true, _) => value,
-            (false, 0) if to % 2 == 0 => Order::Attack,
+            (false, 0) if to.is_multiple_of(2) => Order::Attack,
             (false, 0) => Order::Retreat,
             (false, _) => value.opposite(),
         }
