@@ -157,7 +157,10 @@ impl ShardService for ShardApi {
         let caller = caller(s, &request, None)?;
         s.gate.check_open()?;
         let r = request.into_inner();
-        let query: KvQuery = serde_json::from_str(&r.query_json)
+        let raw: serde_json::Value = serde_json::from_str(&r.query_json)
+            .map_err(|e| Error::BadRequest(format!("query_json: {e}")))?;
+        super::no_extra_fields(Some(&raw), "op", &["count", "sum"])?;
+        let query: KvQuery = serde_json::from_value(raw)
             .map_err(|e| Error::BadRequest(format!("query_json: {e}")))?;
         let mode = Mode::parse(&r.mode)?;
         let result = s

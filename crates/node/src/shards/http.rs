@@ -11,7 +11,7 @@ use plexspaces_shard::KvQuery;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{GroupSpec, Mode};
+use super::{no_extra_fields, GroupSpec, Mode};
 use crate::http::{body_of, json_body, respond, Body, Scoped};
 use crate::service::NodeServices;
 
@@ -64,7 +64,10 @@ async fn create(
     respond(
         async {
             s.gate.check_open()?;
-            let spec: GroupSpec = json_body(&body_of(&s, body)?, None)?;
+            let raw: serde_json::Value = json_body(&body_of(&s, body)?, None)?;
+            no_extra_fields(raw.get("strategy"), "kind", &["hash"])?;
+            let spec: GroupSpec = serde_json::from_value(raw)
+                .map_err(|e| crate::Error::BadRequest(format!("body: {e}")))?;
             let info = s.shards.create(&caller, &path, spec).await?;
             Ok((StatusCode::CREATED, Json(info)).into_response())
         }
@@ -121,7 +124,10 @@ async fn query(
     respond(
         async {
             s.gate.check_open()?;
-            let body: QueryBody = json_body(&body_of(&s, body)?, None)?;
+            let raw: serde_json::Value = json_body(&body_of(&s, body)?, None)?;
+            no_extra_fields(raw.get("query"), "op", &["count", "sum"])?;
+            let body: QueryBody = serde_json::from_value(raw)
+                .map_err(|e| crate::Error::BadRequest(format!("body: {e}")))?;
             let result = s
                 .gate
                 .until_stopped(s.shards.query(

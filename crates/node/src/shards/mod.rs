@@ -139,6 +139,24 @@ fn namespace_of(namespace: &str) -> Result<String> {
     Ok(namespace.to_owned())
 }
 
+/// serde lets an internally tagged *unit* variant (`{"kind": "hash"}`, `{"op": "count"}`)
+/// carry unknown fields even with `deny_unknown_fields`; this refuses them, so that the API
+/// is as strict as its schema.
+pub fn no_extra_fields(value: Option<&serde_json::Value>, tag: &str, units: &[&str]) -> Result<()> {
+    if let Some(serde_json::Value::Object(map)) = value {
+        let is_unit = map
+            .get(tag)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|t| units.contains(&t));
+        if is_unit && map.len() > 1 {
+            return Err(Error::BadRequest(format!(
+                "unknown field next to {tag:?}: this variant takes no fields"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_group_name(name: &str) -> Result<()> {
     if name.len() > 64 {
         return Err(Error::BadRequest("a group name is at most 64 bytes".into()));

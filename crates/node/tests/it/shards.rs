@@ -120,6 +120,7 @@ async fn shard_groups_over_http_are_tenant_scoped() {
         json!({"name": "ok", "shards": 3, "strategy": {"kind": "consistent_hash", "vnodes": 0}}),
         json!({"name": "ok", "shards": 3, "strategy": {"kind": "nope"}}),
         json!({"name": "ok"}),
+        json!({"name": "ok", "shards": 2, "strategy": {"kind": "hash", "extra": 1}}),
     ] {
         let (status, body) = send(
             c.post(n.url("/api/v1/shards/sales"))
