@@ -155,6 +155,9 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .await;
     health_reporter
         .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .set_serving::<plexspaces_proto::v1::shard_service_server::ShardServiceServer<
+            crate::shards::grpc::ShardApi,
+        >>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
@@ -167,5 +170,6 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .add_service(NodeServiceServer::new(NodeApi(services.clone())))
         .add_service(WorkflowApi(services.clone()).into_server())
         .add_service(ClusterApi(services.clone()).into_server())
-        .add_service(TupleSpaceApi(services).into_server()))
+        .add_service(TupleSpaceApi(services.clone()).into_server())
+        .add_service(crate::shards::grpc::ShardApi(services).into_server()))
 }

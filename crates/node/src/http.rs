@@ -107,6 +107,7 @@ pub fn router(services: NodeServices) -> Router {
         .merge(crate::actors::http::routes())
         .merge(crate::workflows::http::routes())
         .merge(crate::cluster::http::routes())
+        .merge(crate::shards::http::routes())
         .route("/api/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/ready", get(ready))

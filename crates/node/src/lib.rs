@@ -62,6 +62,7 @@ pub mod registry;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod shards;
 pub mod state;
 pub mod tuplespace;
 pub mod virtual_actors;

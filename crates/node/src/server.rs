@@ -281,6 +281,7 @@ impl NodeServer {
             actors,
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
             spaces: TupleSpaces::new(spaces, config.request_timeout()),
+            shards: crate::shards::Shards::new(registry.node().clone()),
             gate,
             telemetry: Telemetry {
                 prometheus: prometheus.clone(),

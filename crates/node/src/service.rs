@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::actors::Actors;
 use crate::auth::Authenticator;
 use crate::error::{Error, Result};
+use crate::shards::Shards;
 use crate::tuplespace::TupleSpaces;
 use crate::workflows::Workflows;
 
@@ -180,6 +181,8 @@ pub struct NodeServices {
     pub workflows: Workflows,
     /// The tuple space.
     pub spaces: TupleSpaces,
+    /// Shard groups (data-parallel actors).
+    pub shards: Shards,
     /// The node's numbers (request counters, start time, Prometheus registry).
     pub telemetry: Telemetry,
     /// The largest HTTP request body.

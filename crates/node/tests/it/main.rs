@@ -8,6 +8,7 @@ mod directory;
 mod grpc;
 mod http;
 mod registry;
+mod shards;
 mod tuplespace;
 mod virtual_actors;
 mod workflows;
