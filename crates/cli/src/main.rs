@@ -8,6 +8,7 @@
 //! still running, an update not answered in time); 8 overloaded.
 
 mod space;
+mod storage;
 mod telemetry;
 mod workflow;
 
@@ -85,6 +86,15 @@ enum Command {
     /// Your tenant's durable workflows: start, signal, query, update, cancel, await.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// Your tenant's key-value store: get, put (TTL, compare-and-swap), delete, list, incr.
+    #[command(subcommand)]
+    Kv(storage::KvCommand),
+    /// Your tenant's blobs: put, get (streamed), delete, list.
+    #[command(subcommand)]
+    Blob(storage::BlobCommand),
+    /// Your tenant's queues and topics: publish, receive, ack, nack, dead letters.
+    #[command(subcommand)]
+    Channel(storage::ChannelCommand),
 }
 
 #[derive(Args, Debug)]
@@ -320,6 +330,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Workflow(cmd) => {
             workflow::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Kv(cmd) => storage::kv(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await,
+        Command::Blob(cmd) => {
+            storage::blob(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Channel(cmd) => {
+            storage::channel_cmd(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
         }
     }
 }

@@ -23,6 +23,12 @@ use crate::error::Error;
 use crate::service::{header_id, Caller, NodeServices};
 use crate::tuplespace::grpc::TupleSpaceApi;
 use crate::workflows::grpc::WorkflowApi;
+use crate::blobs::grpc::BlobApi;
+use crate::channels::grpc::ChannelApi;
+use crate::kv::grpc::KeyValueApi;
+use plexspaces_proto::v1::blob_service_server::BlobServiceServer;
+use plexspaces_proto::v1::channel_service_server::ChannelServiceServer;
+use plexspaces_proto::v1::key_value_service_server::KeyValueServiceServer;
 
 /// The caller of a gRPC request (counted as one gRPC request): its `authorization`
 /// metadata through [`crate::service::Gate::caller`].
@@ -151,6 +157,15 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
     health_reporter
         .set_serving::<TupleSpaceServiceServer<TupleSpaceApi>>()
         .await;
+    health_reporter
+        .set_serving::<KeyValueServiceServer<KeyValueApi>>()
+        .await;
+    health_reporter
+        .set_serving::<BlobServiceServer<BlobApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ChannelServiceServer<ChannelApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -161,5 +176,8 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .add_service(ActorApi(services.clone()).into_server())
         .add_service(NodeServiceServer::new(NodeApi(services.clone())))
         .add_service(WorkflowApi(services.clone()).into_server())
+        .add_service(KeyValueApi(services.clone()).into_server())
+        .add_service(BlobApi(services.clone()).into_server())
+        .add_service(ChannelApi(services.clone()).into_server())
         .add_service(TupleSpaceApi(services).into_server()))
 }

@@ -254,6 +254,22 @@ impl ActorType {
         self
     }
 
+    /// Adds the node's own facets (made per activation by `node`, given whether the type
+    /// is virtual) to every activation, after the type's own.
+    pub(crate) fn attach_node_facets(
+        mut self,
+        node: Arc<dyn Fn(&ActivationKey, bool) -> Vec<Arc<dyn Facet>> + Send + Sync>,
+    ) -> Self {
+        let own = self.facets.take();
+        let is_virtual = self.kind == TypeKind::Virtual;
+        self.facets = Some(Arc::new(move |key: &ActivationKey| {
+            let mut facets = own.as_ref().map(|f| f(key)).unwrap_or_default();
+            facets.extend(node(key, is_virtual));
+            facets
+        }));
+        self
+    }
+
     /// The Rust type of its actors (`std::any::type_name`), the label of its runtime
     /// metrics.
     pub fn rust_type(&self) -> &'static str {

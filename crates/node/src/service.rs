@@ -180,6 +180,12 @@ pub struct NodeServices {
     pub workflows: Workflows,
     /// The tuple space.
     pub spaces: TupleSpaces,
+    /// The key-value store.
+    pub kv: crate::kv::KvService,
+    /// The blob store.
+    pub blobs: crate::blobs::BlobService,
+    /// Queues and topics.
+    pub channels: crate::channels::ChannelService,
     /// The node's numbers (request counters, start time, Prometheus registry).
     pub telemetry: Telemetry,
     /// The largest HTTP request body.

@@ -10,6 +10,7 @@ use plexspaces_channels::{Backend, DeliveryOptions, MemoryBackend, Result};
 
 mod crash;
 mod facet;
+mod inbox;
 mod factory;
 
 struct MemoryFactory(MemoryBackend);

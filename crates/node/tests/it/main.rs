@@ -3,9 +3,11 @@
 
 mod common;
 mod dashboard;
+mod facets;
 mod grpc;
 mod http;
 mod registry;
+mod storage;
 mod tuplespace;
 mod virtual_actors;
 mod workflows;
