@@ -364,9 +364,10 @@ impl Backend for RedisBackend {
 /// A receipt is a stream entry id, `<ms>-<seq>`; anything else (a made-up receipt from a
 /// client) is unknown rather than a server error.
 fn check_receipt(receipt: &Receipt) -> Result<()> {
-    let ok = receipt.0.split_once('-').is_some_and(|(ms, seq)| {
-        ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()
-    });
+    let ok = receipt
+        .0
+        .split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
     if ok {
         Ok(())
     } else {

@@ -423,7 +423,8 @@ pub(crate) async fn blob(
                 .into_inner();
             let mut out: Box<dyn Write> = match &file {
                 Some(p) if p.as_os_str() != "-" => Box::new(
-                    std::fs::File::create(p).map_err(|e| io_failure(&p.display().to_string(), e))?,
+                    std::fs::File::create(p)
+                        .map_err(|e| io_failure(&p.display().to_string(), e))?,
                 ),
                 _ => Box::new(std::io::stdout().lock()),
             };

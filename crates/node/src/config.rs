@@ -494,8 +494,16 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("PLEXSPACES_BLOBS_BACKEND", "blobs.backend", Kind::Str),
     ("PLEXSPACES_BLOBS_ROOT", "blobs.root", Kind::Str),
     ("PLEXSPACES_CHANNELS_BACKEND", "channels.backend", Kind::Str),
-    ("PLEXSPACES_CHANNELS_NATS_URL", "channels.nats_url", Kind::Str),
-    ("PLEXSPACES_CHANNELS_REDIS_URL", "channels.redis_url", Kind::Str),
+    (
+        "PLEXSPACES_CHANNELS_NATS_URL",
+        "channels.nats_url",
+        Kind::Str,
+    ),
+    (
+        "PLEXSPACES_CHANNELS_REDIS_URL",
+        "channels.redis_url",
+        Kind::Str,
+    ),
     (
         "PLEXSPACES_OTLP_SERVICE_NAME",
         "otlp.service_name",
@@ -676,7 +684,9 @@ impl NodeConfig {
             )));
         }
         if self.blobs.max_blob_bytes == 0 {
-            return Err(Error::Config("blobs.max_blob_bytes must be at least 1".into()));
+            return Err(Error::Config(
+                "blobs.max_blob_bytes must be at least 1".into(),
+            ));
         }
         let ch = &self.channels;
         if !(1..=3_600_000).contains(&ch.visibility_timeout_ms) {

@@ -51,8 +51,8 @@
 pub mod actors;
 pub mod auth;
 pub mod blobs;
-pub mod channels;
 pub mod builtin;
+pub mod channels;
 pub mod config;
 pub mod dashboard;
 pub mod error;

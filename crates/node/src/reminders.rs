@@ -137,7 +137,10 @@ where
     match ctx.service::<plexspaces_journal::Durability>() {
         Some(durability) => {
             let outcome: std::result::Result<T, String> = durability
-                .side_effect(name, |_| async move { work.await.map_err(|e| e.to_string()) })
+                .side_effect(
+                    name,
+                    |_| async move { work.await.map_err(|e| e.to_string()) },
+                )
                 .await
                 .map_err(storage)?;
             outcome.map_err(|e| Error::Io(format!("reminder store: {e}")))
@@ -227,7 +230,10 @@ impl ReminderSink for RegistrySink {
         };
         let failed = |e: String| plexspaces_journal::Error::Backend {
             retryable: true,
-            message: format!("reminder {} not delivered to {key}: {e}", fired.reminder.name),
+            message: format!(
+                "reminder {} not delivered to {key}: {e}",
+                fired.reminder.name
+            ),
         };
         let body = ReminderFired {
             name: fired.reminder.name.clone(),

@@ -413,12 +413,20 @@ fn node_facets(
             facets.push(crate::reminders::ReminderFacet::new(reminders.clone(), key));
         }
         if let Ok(scope) = plexspaces_storage::Scope::new(&key.tenant, &key.namespace) {
-            facets.push(plexspaces_storage::KeyValueFacet::new(kv.clone(), scope.clone()));
-            facets.push(plexspaces_storage::BlobStorageFacet::new(blobs.clone(), scope));
+            facets.push(plexspaces_storage::KeyValueFacet::new(
+                kv.clone(),
+                scope.clone(),
+            ));
+            facets.push(plexspaces_storage::BlobStorageFacet::new(
+                blobs.clone(),
+                scope,
+            ));
         }
-        if let Ok(events) =
-            plexspaces_channels::EventEmitterFacet::new(channels.clone(), &key.tenant, &key.namespace)
-        {
+        if let Ok(events) = plexspaces_channels::EventEmitterFacet::new(
+            channels.clone(),
+            &key.tenant,
+            &key.namespace,
+        ) {
             facets.push(events);
         }
         facets

@@ -69,7 +69,11 @@ async fn channels(db: &str) -> Channels {
     Channels::new(Arc::new(SqliteBackend::open(o).await.expect("sqlite")))
 }
 
-async fn run_inbox(db: &str, channel: &str, log: &std::path::Path) -> plexspaces_channels::InboxHandle {
+async fn run_inbox(
+    db: &str,
+    channel: &str,
+    log: &std::path::Path,
+) -> plexspaces_channels::InboxHandle {
     let node = plexspaces_core::Node::builder("inbox-node")
         .build()
         .await
@@ -116,7 +120,10 @@ async fn inbox_child() {
     std::io::stdout().flush().expect("flush");
     term.recv().await;
     let stats = inbox.shutdown().await;
-    println!("CHILD-STATS handled={} returned={}", stats.handled, stats.returned);
+    println!(
+        "CHILD-STATS handled={} returned={}",
+        stats.handled, stats.returned
+    );
     std::io::stdout().flush().expect("flush");
 }
 
@@ -190,7 +197,10 @@ async fn inbox_sigterm_loses_and_duplicates_nothing() {
     assert!(status.success(), "graceful exit: {status:?}");
     assert!(stats.contains("handled="), "stats printed: {stats:?}");
     let by_child = lines(&log).len();
-    assert!(by_child < sent.len(), "stopped mid-stream ({by_child} handled)");
+    assert!(
+        by_child < sent.len(),
+        "stopped mid-stream ({by_child} handled)"
+    );
 
     // A second inbox takes over the same queue and handles the rest.
     let inbox = run_inbox(&db, channel, &log).await;
@@ -203,7 +213,12 @@ async fn inbox_sigterm_loses_and_duplicates_nothing() {
     // A duplicate would show up as one more line: give it a moment to appear.
     tokio::time::sleep(Duration::from_millis(300)).await;
     inbox.shutdown().await;
-    assert!(all, "every message handled: {} of {}", lines(&log).len(), sent.len());
+    assert!(
+        all,
+        "every message handled: {} of {}",
+        lines(&log).len(),
+        sent.len()
+    );
     let mut handled = lines(&log);
     handled.sort();
     let mut want = sent.clone();

@@ -10,8 +10,8 @@ use plexspaces_channels::{Backend, DeliveryOptions, MemoryBackend, Result};
 
 mod crash;
 mod facet;
-mod inbox;
 mod factory;
+mod inbox;
 
 struct MemoryFactory(MemoryBackend);
 

@@ -50,11 +50,7 @@ async fn a_reminder_fires_after_kill_9_and_restart_activating_the_actor() {
     .await;
     assert!(active, "the reminder activated the counter");
     let counted = plexspaces_test_util::eventually(Duration::from_secs(10), || async {
-        let r = http
-            .post(invoke(&node.http, "get"))
-            .send()
-            .await
-            .unwrap();
+        let r = http.post(invoke(&node.http, "get")).send().await.unwrap();
         r.json::<Value>().await.unwrap()["count"] == 7
     })
     .await;
@@ -85,13 +81,25 @@ async fn kv_blob_and_channel_subcommands() {
     assert_eq!(ok(&["kv", "put", "cfg/a", "1", "-n", "app"])["version"], 1);
     assert_eq!(ok(&["kv", "incr", "cfg/a", "41", "-n", "app"])["value"], 42);
     let got = ok(&["kv", "get", "cfg/a", "-n", "app"]);
-    assert_eq!((got["value"].as_str(), got["version"].as_u64()), (Some("42"), Some(2)));
+    assert_eq!(
+        (got["value"].as_str(), got["version"].as_u64()),
+        (Some("42"), Some(2))
+    );
     let out = node.cli(&["kv", "put", "cfg/a", "x", "-n", "app", "--if-version", "1"]);
     assert_eq!(out.status.code(), Some(1), "a stale compare-and-swap fails");
-    assert_eq!(ok(&["kv", "list", "--prefix", "cfg/", "-n", "app"])["entries"][0]["key"], "cfg/a");
+    assert_eq!(
+        ok(&["kv", "list", "--prefix", "cfg/", "-n", "app"])["entries"][0]["key"],
+        "cfg/a"
+    );
     assert_eq!(ok(&["kv", "delete", "cfg/a", "-n", "app"])["deleted"], true);
-    assert_eq!(node.cli(&["kv", "get", "cfg/a", "-n", "app"]).status.code(), Some(4));
-    assert_eq!(node.cli(&["kv", "get", "k", "-n", "bad ns"]).status.code(), Some(6));
+    assert_eq!(
+        node.cli(&["kv", "get", "cfg/a", "-n", "app"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(
+        node.cli(&["kv", "get", "k", "-n", "bad ns"]).status.code(),
+        Some(6)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("in.bin");
@@ -101,16 +109,33 @@ async fn kv_blob_and_channel_subcommands() {
     assert_eq!(put["size"], data.len());
     let dst = dir.path().join("out.bin");
     let out = node.cli(&["blob", "get", "docs/in.bin", dst.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&dst).unwrap(), data);
-    assert_eq!(ok(&["blob", "list", "--prefix", "docs/"])["blobs"][0]["size"], data.len());
-    assert_eq!(node.cli(&["blob", "get", "nope", "-"]).status.code(), Some(4));
-
-    assert!(ok(&["channel", "publish", "jobs", "resize", "--header", "k=v"])["message_id"].is_string());
-    let got = ok(&["channel", "receive", "jobs", "--ack", "--wait-ms", "2000"]);
-    assert_eq!((got["payload"].as_str(), got["headers"]["k"].as_str()), (Some("resize"), Some("v")));
     assert_eq!(
-        node.cli(&["channel", "receive", "jobs", "--wait-ms", "100"]).status.code(),
+        ok(&["blob", "list", "--prefix", "docs/"])["blobs"][0]["size"],
+        data.len()
+    );
+    assert_eq!(
+        node.cli(&["blob", "get", "nope", "-"]).status.code(),
+        Some(4)
+    );
+
+    assert!(
+        ok(&["channel", "publish", "jobs", "resize", "--header", "k=v"])["message_id"].is_string()
+    );
+    let got = ok(&["channel", "receive", "jobs", "--ack", "--wait-ms", "2000"]);
+    assert_eq!(
+        (got["payload"].as_str(), got["headers"]["k"].as_str()),
+        (Some("resize"), Some("v"))
+    );
+    assert_eq!(
+        node.cli(&["channel", "receive", "jobs", "--wait-ms", "100"])
+            .status
+            .code(),
         Some(4),
         "acked: nothing left"
     );

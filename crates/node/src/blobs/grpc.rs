@@ -51,7 +51,9 @@ impl BlobService for BlobApi {
         self.0.gate.check_open()?;
         let mut chunks = request.into_inner();
         let Some(first) = chunks.message().await? else {
-            return Err(Error::BadRequest("an upload needs a first chunk naming the blob".into()).into());
+            return Err(
+                Error::BadRequest("an upload needs a first chunk naming the blob".into()).into(),
+            );
         };
         let (ns, key) = (first.namespace, first.key);
         let rest = chunks.map(|c| c.map(|c| c.data));

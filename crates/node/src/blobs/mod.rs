@@ -36,13 +36,10 @@ pub fn root(config: &NodeConfig) -> std::path::PathBuf {
 /// Opens the blob store `config` names.
 pub fn open(config: &NodeConfig) -> Result<Blobs> {
     let backend = match config.blobs.backend {
-        BlobsBackend::Local => BlobBackend::Local {
-            root: root(config),
-        },
+        BlobsBackend::Local => BlobBackend::Local { root: root(config) },
         BlobsBackend::Memory => BlobBackend::Memory,
     };
-    Blobs::open(&backend)
-        .map_err(|e| Error::Config(format!("cannot open the blob store: {e}")))
+    Blobs::open(&backend).map_err(|e| Error::Config(format!("cannot open the blob store: {e}")))
 }
 
 /// The blob service: the caller's scopes on the node's store. Cheap to clone.
@@ -89,9 +86,9 @@ impl BlobService {
         });
         match self.blobs.put_stream(&scope, key, limited).await {
             Ok(meta) => Ok(meta),
-            Err(_) if too_large.load(Ordering::Acquire) => {
-                Err(Error::PayloadTooLarge(usize::try_from(max).unwrap_or(usize::MAX)))
-            }
+            Err(_) if too_large.load(Ordering::Acquire) => Err(Error::PayloadTooLarge(
+                usize::try_from(max).unwrap_or(usize::MAX),
+            )),
             Err(e) => Err(e.into()),
         }
     }

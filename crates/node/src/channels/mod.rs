@@ -148,7 +148,9 @@ impl ChannelService {
     ) -> Result<Vec<Delivery>> {
         let max = max.max(1);
         if max > MAX_BATCH {
-            return Err(Error::BadRequest(format!("max must be at most {MAX_BATCH}")));
+            return Err(Error::BadRequest(format!(
+                "max must be at most {MAX_BATCH}"
+            )));
         }
         if wait > MAX_WAIT {
             return Err(Error::BadRequest(format!(
@@ -193,7 +195,9 @@ impl ChannelService {
         delay: Duration,
     ) -> Result<()> {
         if delay > MAX_NACK_DELAY {
-            return Err(Error::BadRequest("delay_ms must be at most one hour".into()));
+            return Err(Error::BadRequest(
+                "delay_ms must be at most one hour".into(),
+            ));
         }
         let id = Self::id(caller, &target.namespace, &target.channel)?;
         let receipt = Self::receipt(receipt)?;
@@ -213,7 +217,9 @@ impl ChannelService {
     ) -> Result<Vec<DeadLetter>> {
         let max = if max == 0 { 100 } else { max };
         if max > MAX_BATCH {
-            return Err(Error::BadRequest(format!("max must be at most {MAX_BATCH}")));
+            return Err(Error::BadRequest(format!(
+                "max must be at most {MAX_BATCH}"
+            )));
         }
         let id = Self::id(caller, &target.namespace, &target.channel)?;
         Ok(self

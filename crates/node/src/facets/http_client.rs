@@ -166,7 +166,11 @@ impl HttpClient {
             method,
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
         );
-        let attempts = if idempotent { self.options.retries + 1 } else { 1 };
+        let attempts = if idempotent {
+            self.options.retries + 1
+        } else {
+            1
+        };
         let mut backoff = self.options.retry_backoff;
         let mut attempt = 1;
         loop {

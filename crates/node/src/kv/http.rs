@@ -91,8 +91,8 @@ async fn list(
             let entries: Vec<_> = entries
                 .into_iter()
                 .map(|(key, v)| {
-                    let mut e = serde_json::to_value(JsonValue::of(&v.value))
-                        .unwrap_or_else(|_| json!({}));
+                    let mut e =
+                        serde_json::to_value(JsonValue::of(&v.value)).unwrap_or_else(|_| json!({}));
                     e["key"] = json!(key);
                     e["version"] = json!(v.version);
                     e
@@ -164,7 +164,9 @@ async fn put_key(
                 fence: q.fence,
             };
             match s.kv.put(&caller, &ns, &key, &body, write).await? {
-                Written::Version(version) => Ok(Json(json!({ "version": version })).into_response()),
+                Written::Version(version) => {
+                    Ok(Json(json!({ "version": version })).into_response())
+                }
                 Written::Conflict(current) => Ok((
                     StatusCode::CONFLICT,
                     Json(json!({

@@ -63,7 +63,12 @@ pub async fn open(config: &NodeConfig) -> Result<NodeKv> {
             crate::secret::mask_secrets(&e.to_string())
         ))
     };
-    let url = || c.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default();
+    let url = || {
+        c.url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .unwrap_or_default()
+    };
     match c.backend {
         KvBackend::Memory => Ok(NodeKv {
             kv: Arc::new(MemoryKeyValue::new()),
@@ -94,7 +99,9 @@ pub async fn open(config: &NodeConfig) -> Result<NodeKv> {
                 backend: "PostgreSQL",
             })
         }
-        KvBackend::Redis => open_redis(&url(), &c.prefix).await.map_err(|e| cannot("Redis", e)),
+        KvBackend::Redis => open_redis(&url(), &c.prefix)
+            .await
+            .map_err(|e| cannot("Redis", e)),
     }
 }
 
@@ -179,8 +186,13 @@ impl KvService {
         write: Write,
     ) -> Result<Written> {
         let scope = scope(caller, ns)?;
-        if write.ttl.is_some_and(|t| t > Duration::from_millis(MAX_TTL_MS)) {
-            return Err(Error::BadRequest(format!("ttl_ms must be at most {MAX_TTL_MS}")));
+        if write
+            .ttl
+            .is_some_and(|t| t > Duration::from_millis(MAX_TTL_MS))
+        {
+            return Err(Error::BadRequest(format!(
+                "ttl_ms must be at most {MAX_TTL_MS}"
+            )));
         }
         if write.if_version.is_some_and(|v| v > MAX_COUNTER)
             || write.fence.is_some_and(|f| f > MAX_COUNTER)

@@ -90,15 +90,24 @@ async fn http_client_allow_list_retries_timeouts_and_caps() {
         .await
         .unwrap_err();
     assert!(matches!(e, HttpError::NotAllowed(_)), "{e:?}");
-    let e = c.get(&format!("http://localhost:{port}/ok")).await.unwrap_err();
+    let e = c
+        .get(&format!("http://localhost:{port}/ok"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, HttpError::NotAllowed(_)), "{e:?}");
     let e = c.get(&format!("http://{host}/away")).await.unwrap_err();
-    assert!(matches!(e, HttpError::NotAllowed(ref h) if h == "localhost"), "{e:?}");
+    assert!(
+        matches!(e, HttpError::NotAllowed(ref h) if h == "localhost"),
+        "{e:?}"
+    );
     // a redirect within the allowed host is followed
     let r = c.get(&format!("http://{host}/here")).await.unwrap();
     assert_eq!(&r.body[..], b"hi");
     for bad in ["not a url", "file:///etc/passwd", "ftp://127.0.0.1/"] {
-        assert!(matches!(c.get(bad).await.unwrap_err(), HttpError::BadUrl(_)), "{bad}");
+        assert!(
+            matches!(c.get(bad).await.unwrap_err(), HttpError::BadUrl(_)),
+            "{bad}"
+        );
     }
 }
 
@@ -116,7 +125,9 @@ impl plexspaces_core::Actor for Fetcher {
     ) -> Result<Option<serde_json::Value>, plexspaces_core::BoxError> {
         let http = ctx.service::<HttpClient>().ok_or("no http client facet")?;
         Ok(Some(match http.get(&url).await {
-            Ok(r) => serde_json::json!({ "status": r.status, "body": String::from_utf8_lossy(&r.body) }),
+            Ok(r) => {
+                serde_json::json!({ "status": r.status, "body": String::from_utf8_lossy(&r.body) })
+            }
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         }))
     }
@@ -143,15 +154,14 @@ async fn an_actor_reaches_its_http_client_through_ctx() {
     config.auth.disabled = true;
     config.data_dir = dir.path().to_owned();
     let allow = host.clone();
-    let fetcher = plexspaces_node::ActorType::virtual_actor("fetcher", |_| Fetcher).facets(
-        move |_| {
+    let fetcher =
+        plexspaces_node::ActorType::virtual_actor("fetcher", |_| Fetcher).facets(move |_| {
             vec![HttpClientFacet::new(HttpClientOptions {
                 allow_hosts: vec![allow.clone()],
                 ..HttpClientOptions::default()
             })
             .expect("client") as Arc<dyn plexspaces_core::Facet>]
-        },
-    );
+        });
     let handle = plexspaces_node::NodeServer::start(config, vec![fetcher])
         .await
         .unwrap();

@@ -22,25 +22,56 @@ async fn kv_over_http_put_get_cas_increment_ttl_list_delete() {
     assert_eq!(resp.bytes().await.unwrap(), "alice");
 
     // compare-and-swap: right version wins, stale version is a 409 with the current one
-    let (s, b) = send(c.put(n.url("/api/v1/kv/app/users/1?if_version=1")).body("bob")).await;
+    let (s, b) = send(
+        c.put(n.url("/api/v1/kv/app/users/1?if_version=1"))
+            .body("bob"),
+    )
+    .await;
     assert_eq!((s, b["version"].as_u64()), (200, Some(2)), "{b}");
-    let (s, b) = send(c.put(n.url("/api/v1/kv/app/users/1?if_version=1")).body("eve")).await;
+    let (s, b) = send(
+        c.put(n.url("/api/v1/kv/app/users/1?if_version=1"))
+            .body("eve"),
+    )
+    .await;
     assert_eq!(s, 409, "{b}");
-    assert_eq!((b["code"].as_str(), b["current_version"].as_u64()), (Some("conflict"), Some(2)));
-    let (s, _) = send(c.put(n.url("/api/v1/kv/app/users/1?if_version=0")).body("x")).await;
+    assert_eq!(
+        (b["code"].as_str(), b["current_version"].as_u64()),
+        (Some("conflict"), Some(2))
+    );
+    let (s, _) = send(
+        c.put(n.url("/api/v1/kv/app/users/1?if_version=0"))
+            .body("x"),
+    )
+    .await;
     assert_eq!(s, 409, "if_version=0 only creates");
 
     // increment
     for want in [5, 3] {
         let delta = if want == 5 { 5 } else { -2 };
-        let (s, b) = send(c.post(n.url("/api/v1/kv/app/hits")).json(&json!({ "delta": delta }))).await;
+        let (s, b) = send(
+            c.post(n.url("/api/v1/kv/app/hits"))
+                .json(&json!({ "delta": delta })),
+        )
+        .await;
         assert_eq!((s, b["value"].as_i64()), (200, Some(want)), "{b}");
     }
-    let (s, b) = send(c.post(n.url("/api/v1/kv/app/users/1")).json(&json!({ "delta": 1 }))).await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("not_an_integer")), "{b}");
+    let (s, b) = send(
+        c.post(n.url("/api/v1/kv/app/users/1"))
+            .json(&json!({ "delta": 1 })),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (409, Some("not_an_integer")),
+        "{b}"
+    );
 
     // list by prefix: text values as text, bytes as hex
-    let (s, _) = send(c.put(n.url("/api/v1/kv/app/users/2")).body(vec![0xff_u8, 0x00])).await;
+    let (s, _) = send(
+        c.put(n.url("/api/v1/kv/app/users/2"))
+            .body(vec![0xff_u8, 0x00]),
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, b) = send(c.get(n.url("/api/v1/kv/app?prefix=users/"))).await;
     assert_eq!(s, 200, "{b}");
@@ -53,7 +84,12 @@ async fn kv_over_http_put_get_cas_increment_ttl_list_delete() {
     let (s, _) = send(c.put(n.url("/api/v1/kv/app/session?ttl_ms=150")).body("s")).await;
     assert_eq!(s, 200);
     let gone = crate::common::eventually(|| async {
-        c.get(n.url("/api/v1/kv/app/session")).send().await.unwrap().status() == 404
+        c.get(n.url("/api/v1/kv/app/session"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
     })
     .await;
     assert!(gone, "the key expires");
@@ -71,10 +107,25 @@ async fn kv_bad_input_is_a_typed_4xx() {
     for (req, status) in [
         (c.put(n.url("/api/v1/kv/a%20b/k")).body("v"), 400),
         (c.put(n.url("/api/v1/kv/ns/k?ttl_ms=abc")).body("v"), 400),
-        (c.put(n.url("/api/v1/kv/ns/k?ttl_ms=999999999999999")).body("v"), 400),
-        (c.put(n.url("/api/v1/kv/ns/k?if_version=1&fence=2")).body("v"), 400),
-        (c.put(n.url("/api/v1/kv/ns/k?fence=18446744073709551615")).body("v"), 400),
-        (c.post(n.url("/api/v1/kv/ns/k")).body("{\"delta\": \"x\"}"), 400),
+        (
+            c.put(n.url("/api/v1/kv/ns/k?ttl_ms=999999999999999"))
+                .body("v"),
+            400,
+        ),
+        (
+            c.put(n.url("/api/v1/kv/ns/k?if_version=1&fence=2"))
+                .body("v"),
+            400,
+        ),
+        (
+            c.put(n.url("/api/v1/kv/ns/k?fence=18446744073709551615"))
+                .body("v"),
+            400,
+        ),
+        (
+            c.post(n.url("/api/v1/kv/ns/k")).body("{\"delta\": \"x\"}"),
+            400,
+        ),
         (c.post(n.url("/api/v1/kv/ns/k")).body(""), 400),
         (c.get(n.url("/api/v1/kv/ns?limit=10001")), 400),
         (c.get(n.url("/api/v1/kv/ns/%01")), 400),
@@ -95,14 +146,24 @@ async fn tenants_never_see_each_others_keys_blobs_or_messages() {
     .await;
     let c = &n.client;
     let (a, b) = (token("acme", 300), token("globex", 300));
-    let (s, _) = send(c.put(n.url("/api/v1/kv/ns/secret")).bearer_auth(&a).body("a")).await;
+    let (s, _) = send(
+        c.put(n.url("/api/v1/kv/ns/secret"))
+            .bearer_auth(&a)
+            .body("a"),
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, _) = send(c.get(n.url("/api/v1/kv/ns/secret")).bearer_auth(&b)).await;
     assert_eq!(s, 404);
     let (s, _) = send(c.get(n.url("/api/v1/kv/ns/secret"))).await;
     assert_eq!(s, 401);
 
-    let (s, _) = send(c.put(n.url("/api/v1/blobs/ns/f.txt")).bearer_auth(&a).body("x")).await;
+    let (s, _) = send(
+        c.put(n.url("/api/v1/blobs/ns/f.txt"))
+            .bearer_auth(&a)
+            .body("x"),
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, body) = send(c.get(n.url("/api/v1/blobs/ns")).bearer_auth(&b)).await;
     assert_eq!((s, body["blobs"].as_array().map(Vec::len)), (200, Some(0)));
@@ -120,7 +181,10 @@ async fn tenants_never_see_each_others_keys_blobs_or_messages() {
             .json(&json!({ "consumer": "w" })),
     )
     .await;
-    assert_eq!((s, body["deliveries"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(
+        (s, body["deliveries"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
     let (s, body) = send(
         c.post(n.url("/api/v1/channels/ns/queues/jobs/receive"))
             .bearer_auth(&a)
@@ -146,18 +210,28 @@ async fn blobs_stream_up_and_down_and_refuse_oversize_uploads() {
         data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let (s, b) = send(c.put(n.url("/api/v1/blobs/media/a/big.bin")).body(body)).await;
-    assert_eq!((s, b["size"].as_u64()), (200, Some(data.len() as u64)), "{b}");
+    assert_eq!(
+        (s, b["size"].as_u64()),
+        (200, Some(data.len() as u64)),
+        "{b}"
+    );
     // on disk under the data dir, scoped by tenant and namespace
     assert!(dir.path().join("blobs/default/media/a/big.bin").exists());
-    let got = c.get(n.url("/api/v1/blobs/media/a/big.bin")).send().await.unwrap();
+    let got = c
+        .get(n.url("/api/v1/blobs/media/a/big.bin"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap(), data);
 
     let (s, b) = send(c.get(n.url("/api/v1/blobs/media?prefix=a/"))).await;
     assert_eq!((s, b["blobs"][0]["key"].as_str()), (200, Some("a/big.bin")));
-    for bad in ["/api/v1/blobs/media/a/../b", "/api/v1/blobs/media/a//b"] {
+    // (`..` segments never reach the node from an HTTP client: URLs normalise them away;
+    // the storage conformance suite refuses traversal keys.)
+    for bad in ["/api/v1/blobs/media/a//b", "/api/v1/blobs/media/a/b/"] {
         let (s, b) = send(c.put(n.url(bad)).body("x")).await;
-        assert!(s == 400 || s == 404, "{bad}: {s} {b}");
+        assert_eq!(s, 400, "{bad}: {b}");
     }
     let (s, _) = send(c.delete(n.url("/api/v1/blobs/media/a/big.bin"))).await;
     assert_eq!(s, 200);
@@ -174,10 +248,16 @@ async fn oversize_blob_upload_is_413_and_stores_nothing() {
     config.auth.disabled = true;
     config.data_dir = dir.path().to_owned();
     config.blobs.max_blob_bytes = 1024;
-    let handle = plexspaces_node::NodeServer::start(config, vec![]).await.unwrap();
+    let handle = plexspaces_node::NodeServer::start(config, vec![])
+        .await
+        .unwrap();
     let url = format!("http://{}/api/v1/blobs/ns/big", handle.http_addr());
     let (s, b) = send(reqwest::Client::new().put(&url).body(vec![7u8; 4096])).await;
-    assert_eq!((s, b["code"].as_str()), (413, Some("payload_too_large")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{b}"
+    );
     let (s, _) = send(reqwest::Client::new().get(&url)).await;
     assert_eq!(s, 404, "nothing stored");
     handle.shutdown().await;
@@ -188,28 +268,63 @@ async fn channels_over_http_queue_topic_ack_nack_dead_letters() {
     let n = TestNode::start(Setup::default()).await;
     let c = &n.client;
     let q = |p: &str| n.url(&format!("/api/v1/channels/app/queues/jobs{p}"));
-    let (s, b) = send(c.post(q("")).json(&json!({ "payload": "one", "headers": { "k": "v" } }))).await;
+    let (s, b) = send(
+        c.post(q(""))
+            .json(&json!({ "payload": "one", "headers": { "k": "v" } })),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = send(c.post(q("")).json(&json!({ "payload_hex": "00ff" }))).await;
     assert_eq!(s, 200, "{b}");
 
-    let (s, b) = send(c.post(q("/receive")).json(&json!({ "consumer": "w1", "max": 10 }))).await;
+    let (s, b) = send(
+        c.post(q("/receive"))
+            .json(&json!({ "consumer": "w1", "max": 10 })),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     let d = b["deliveries"].as_array().unwrap().clone();
     assert_eq!(d.len(), 2);
-    assert_eq!((d[0]["payload"].as_str(), d[0]["headers"]["k"].as_str()), (Some("one"), Some("v")));
+    assert_eq!(
+        (d[0]["payload"].as_str(), d[0]["headers"]["k"].as_str()),
+        (Some("one"), Some("v"))
+    );
     assert_eq!(d[1]["payload_hex"], "00ff");
     assert_eq!(d[0]["attempt"], 1);
 
     // ack the first; nack the second, which comes back with attempt 2
-    let (s, _) = send(c.post(q("/ack")).json(&json!({ "receipt": d[0]["receipt"] }))).await;
+    let (s, _) = send(
+        c.post(q("/ack"))
+            .json(&json!({ "receipt": d[0]["receipt"] })),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, b) = send(c.post(q("/ack")).json(&json!({ "receipt": d[0]["receipt"] }))).await;
-    assert_eq!((s, b["code"].as_str()), (404, Some("unknown_receipt")), "acked twice");
-    let (s, _) = send(c.post(q("/nack")).json(&json!({ "receipt": d[1]["receipt"], "delay_ms": 0 }))).await;
+    let (s, b) = send(
+        c.post(q("/ack"))
+            .json(&json!({ "receipt": d[0]["receipt"] })),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (404, Some("unknown_receipt")),
+        "acked twice"
+    );
+    let (s, _) = send(
+        c.post(q("/nack"))
+            .json(&json!({ "receipt": d[1]["receipt"], "delay_ms": 0 })),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, b) = send(c.post(q("/receive")).json(&json!({ "consumer": "w2", "wait_ms": 2000 }))).await;
-    assert_eq!((s, b["deliveries"][0]["attempt"].as_u64()), (200, Some(2)), "{b}");
+    let (s, b) = send(
+        c.post(q("/receive"))
+            .json(&json!({ "consumer": "w2", "wait_ms": 2000 })),
+    )
+    .await;
+    assert_eq!(
+        (s, b["deliveries"][0]["attempt"].as_u64()),
+        (200, Some(2)),
+        "{b}"
+    );
     let receipt = b["deliveries"][0]["receipt"].clone();
 
     // nack until the limit (5 deliveries by default): then it is a dead letter
@@ -217,41 +332,105 @@ async fn channels_over_http_queue_topic_ack_nack_dead_letters() {
     for _ in 0..3 {
         let (s, _) = send(c.post(q("/nack")).json(&json!({ "receipt": receipt }))).await;
         assert_eq!(s, 200);
-        let (_, b) = send(c.post(q("/receive")).json(&json!({ "consumer": "w2", "wait_ms": 2000 }))).await;
+        let (_, b) = send(
+            c.post(q("/receive"))
+                .json(&json!({ "consumer": "w2", "wait_ms": 2000 })),
+        )
+        .await;
         receipt = b["deliveries"][0]["receipt"].clone();
     }
     let (s, _) = send(c.post(q("/nack")).json(&json!({ "receipt": receipt }))).await;
     assert_eq!(s, 200);
-    let (_, b) = send(c.post(q("/receive")).json(&json!({ "consumer": "w2", "wait_ms": 300 }))).await;
+    let (_, b) = send(
+        c.post(q("/receive"))
+            .json(&json!({ "consumer": "w2", "wait_ms": 300 })),
+    )
+    .await;
     assert_eq!(b["deliveries"].as_array().map(Vec::len), Some(0), "{b}");
     let (s, b) = send(c.get(q("/dead-letters"))).await;
     assert_eq!(s, 200);
-    assert_eq!((b["dead_letters"][0]["payload_hex"].as_str(), b["dead_letters"][0]["deliveries"].as_u64()), (Some("00ff"), Some(5)), "{b}");
+    assert_eq!(
+        (
+            b["dead_letters"][0]["payload_hex"].as_str(),
+            b["dead_letters"][0]["deliveries"].as_u64()
+        ),
+        (Some("00ff"), Some(5)),
+        "{b}"
+    );
 
     // topics: every group gets each message published after it subscribed
-    let g = |group: &str, p: &str| n.url(&format!("/api/v1/channels/app/topics/news/groups/{group}{p}"));
+    let g = |group: &str, p: &str| {
+        n.url(&format!(
+            "/api/v1/channels/app/topics/news/groups/{group}{p}"
+        ))
+    };
     for group in ["mail", "sms"] {
-        let (s, b) = send(c.post(g(group, "/receive")).json(&json!({ "consumer": "c" }))).await;
-        assert_eq!((s, b["deliveries"].as_array().map(Vec::len)), (200, Some(0)));
+        let (s, b) = send(
+            c.post(g(group, "/receive"))
+                .json(&json!({ "consumer": "c" })),
+        )
+        .await;
+        assert_eq!(
+            (s, b["deliveries"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
     }
-    let (s, _) = send(c.post(n.url("/api/v1/channels/app/topics/news")).json(&json!({ "payload": "hi" }))).await;
+    let (s, _) = send(
+        c.post(n.url("/api/v1/channels/app/topics/news"))
+            .json(&json!({ "payload": "hi" })),
+    )
+    .await;
     assert_eq!(s, 200);
     for group in ["mail", "sms"] {
-        let (_, b) = send(c.post(g(group, "/receive")).json(&json!({ "consumer": "c", "wait_ms": 2000 }))).await;
+        let (_, b) = send(
+            c.post(g(group, "/receive"))
+                .json(&json!({ "consumer": "c", "wait_ms": 2000 })),
+        )
+        .await;
         assert_eq!(b["deliveries"][0]["payload"], "hi", "{group}: {b}");
     }
 
     // bad input
     for (req, status) in [
-        (c.post(q("")).json(&json!({ "payload": "a", "payload_hex": "00" })), 400),
+        (
+            c.post(q(""))
+                .json(&json!({ "payload": "a", "payload_hex": "00" })),
+            400,
+        ),
         (c.post(q("")).json(&json!({ "payload_hex": "0g" })), 400),
-        (c.post(q("/receive")).json(&json!({ "consumer": "a b" })), 400),
-        (c.post(q("/receive")).json(&json!({ "consumer": "c", "wait_ms": 10001 })), 400),
-        (c.post(q("/receive")).json(&json!({ "consumer": "c", "max": 1001 })), 400),
-        (c.post(q("/ack")).json(&json!({ "receipt": "made-up" })), 404),
-        (c.post(q("/ack")).json(&json!({ "receipt": "1", "delay_ms": 5 })), 400),
-        (c.post(g("queue", "/receive")).json(&json!({ "consumer": "c" })), 400),
-        (c.post(n.url("/api/v1/channels/app/queues/bad.name")).json(&json!({ "payload": "x" })), 400),
+        (
+            c.post(q("/receive")).json(&json!({ "consumer": "a b" })),
+            400,
+        ),
+        (
+            c.post(q("/receive"))
+                .json(&json!({ "consumer": "c", "wait_ms": 10001 })),
+            400,
+        ),
+        (
+            c.post(q("/receive"))
+                .json(&json!({ "consumer": "c", "max": 1001 })),
+            400,
+        ),
+        (
+            c.post(q("/ack")).json(&json!({ "receipt": "made-up" })),
+            404,
+        ),
+        (
+            c.post(q("/ack"))
+                .json(&json!({ "receipt": "1", "delay_ms": 5 })),
+            400,
+        ),
+        (
+            c.post(g("queue", "/receive"))
+                .json(&json!({ "consumer": "c" })),
+            400,
+        ),
+        (
+            c.post(n.url("/api/v1/channels/app/queues/bad.name"))
+                .json(&json!({ "payload": "x" })),
+            400,
+        ),
     ] {
         let (s, b) = send(req).await;
         assert_eq!(s, status, "{b}");
@@ -275,13 +454,19 @@ async fn grpc_serves_kv_blobs_and_channels() {
     let r = kv.put(put(Some(0))).await.unwrap().into_inner();
     assert_eq!((r.written, r.current_version), (false, 1));
     let r = kv
-        .get(pb::KvGetRequest { namespace: "g".into(), key: "k".into() })
+        .get(pb::KvGetRequest {
+            namespace: "g".into(),
+            key: "k".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!((r.found, &r.value[..], r.version), (true, &b"v"[..], 1));
     let err = kv
-        .get(pb::KvGetRequest { namespace: "bad ns".into(), key: "k".into() })
+        .get(pb::KvGetRequest {
+            namespace: "bad ns".into(),
+            key: "k".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -293,14 +478,25 @@ async fn grpc_serves_kv_blobs_and_channels() {
         .enumerate()
         .map(|(i, c)| pb::BlobChunk {
             namespace: if i == 0 { "g".into() } else { String::new() },
-            key: if i == 0 { "f.bin".into() } else { String::new() },
+            key: if i == 0 {
+                "f.bin".into()
+            } else {
+                String::new()
+            },
             data: c.to_vec().into(),
         })
         .collect();
-    let m = blobs.put(futures::stream::iter(chunks)).await.unwrap().into_inner();
+    let m = blobs
+        .put(futures::stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(m.size, data.len() as u64);
     let mut stream = blobs
-        .get(pb::BlobKeyRequest { namespace: "g".into(), key: "f.bin".into() })
+        .get(pb::BlobKeyRequest {
+            namespace: "g".into(),
+            key: "f.bin".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -310,7 +506,10 @@ async fn grpc_serves_kv_blobs_and_channels() {
     }
     assert_eq!(got, data);
     let err = blobs
-        .head(pb::BlobKeyRequest { namespace: "g".into(), key: "missing".into() })
+        .head(pb::BlobKeyRequest {
+            namespace: "g".into(),
+            key: "missing".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -324,20 +523,37 @@ async fn grpc_serves_kv_blobs_and_channels() {
     })
     .await
     .unwrap();
-    let target = Some(pb::ChannelTarget { namespace: "g".into(), channel: "q".into(), group: String::new() });
+    let target = Some(pb::ChannelTarget {
+        namespace: "g".into(),
+        channel: "q".into(),
+        group: String::new(),
+    });
     let r = ch
-        .receive(pb::ReceiveRequest { target: target.clone(), consumer: "c".into(), max: 5, wait_ms: 1000 })
+        .receive(pb::ReceiveRequest {
+            target: target.clone(),
+            consumer: "c".into(),
+            max: 5,
+            wait_ms: 1000,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.deliveries.len(), 1);
     let d = &r.deliveries[0];
     assert_eq!(&d.message.as_ref().unwrap().payload[..], b"\x00\x01");
-    ch.ack(pb::AckRequest { target: target.clone(), receipt: d.receipt.clone(), delay_ms: 0 })
-        .await
-        .unwrap();
+    ch.ack(pb::AckRequest {
+        target: target.clone(),
+        receipt: d.receipt.clone(),
+        delay_ms: 0,
+    })
+    .await
+    .unwrap();
     let err = ch
-        .ack(pb::AckRequest { target, receipt: d.receipt.clone(), delay_ms: 0 })
+        .ack(pb::AckRequest {
+            target,
+            receipt: d.receipt.clone(),
+            delay_ms: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -406,7 +622,9 @@ async fn actors_reach_the_node_stores_through_their_facets() {
     config.auth.disabled = true;
     config.data_dir = dir.path().to_owned();
     let handle = plexspaces_node::NodeServer::builder(config)
-        .actor_type(plexspaces_node::ActorType::virtual_actor("notes", |_| Notes))
+        .actor_type(plexspaces_node::ActorType::virtual_actor("notes", |_| {
+            Notes
+        }))
         .start()
         .await
         .unwrap();
@@ -438,7 +656,11 @@ async fn actors_reach_the_node_stores_through_their_facets() {
     assert_eq!(s, 200, "{b}");
 
     // scoped to the actor's tenant (`acme`, from the path with auth off) and namespace
-    let got = c.get(format!("{base}/api/v1/kv/work/n1")).send().await.unwrap();
+    let got = c
+        .get(format!("{base}/api/v1/kv/work/n1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), 404, "tenant default does not see acme's key");
     assert!(dir.path().join("blobs/acme/work/note.txt").exists());
     // with auth off, a request's tenant is `default`: read acme's key through the store
