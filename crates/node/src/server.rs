@@ -404,8 +404,7 @@ fn node_facets(
     kv: &crate::kv::NodeKv,
     blobs: &plexspaces_storage::Blobs,
     channels: &plexspaces_channels::Channels,
-) -> Arc<dyn Fn(&crate::ActivationKey, bool) -> Vec<Arc<dyn plexspaces_core::Facet>> + Send + Sync>
-{
+) -> crate::registry::NodeFacetFactory {
     let (kv, blobs, channels) = (kv.kv.clone(), blobs.clone(), channels.clone());
     Arc::new(move |key, is_virtual| {
         let mut facets: Vec<Arc<dyn plexspaces_core::Facet>> = Vec::new();

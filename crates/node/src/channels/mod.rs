@@ -166,7 +166,7 @@ impl ChannelService {
         Ok(consumer.receive(max, wait).await?)
     }
 
-    fn group<'a>(target: &'a Target) -> &'a str {
+    fn group(target: &Target) -> &str {
         target.group.as_deref().unwrap_or(QUEUE_GROUP)
     }
 
