@@ -13,8 +13,9 @@
 //! suite every backend passes; docs/channels.md has the per-backend table.
 //!
 //! What it is not: no Kafka backend (configuring one answers [`Error::Unsupported`]; the
-//! reason is in docs/channels.md), no exactly-once delivery, no node HTTP/gRPC surface yet,
-//! and actors do not take their mailbox from a channel yet.
+//! reason is in docs/channels.md), no exactly-once delivery. The node serves channels over
+//! HTTP and gRPC (`plexspaces-node`); [`ChannelInbox`] feeds an actor from a queue, so its
+//! inbox is durable.
 //!
 //! Invariants:
 //! - At least once: a message is removed for a group only by an ack (or moved to the dead
@@ -49,6 +50,7 @@ pub mod conformance;
 mod error;
 mod facet;
 pub mod factory;
+pub mod inbox;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
@@ -65,6 +67,7 @@ pub use channels::{Channels, Consumer, Queue, Topic, QUEUE_GROUP};
 pub use error::{Error, Result};
 pub use facet::{EventEmitter, EventEmitterFacet};
 pub use factory::{BackendKind, ChannelsConfig};
+pub use inbox::{ChannelInbox, InboxHandle, InboxOptions, InboxStats};
 pub use memory::MemoryBackend;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBackend, NatsOptions};

@@ -286,6 +286,7 @@ impl Backend for RedisBackend {
     }
 
     async fn ack(&self, channel: &ChannelId, group: &str, receipt: &Receipt) -> Result<()> {
+        check_receipt(receipt)?;
         let mut conn = self.conn.clone();
         let n: u64 = redis::cmd("XACK")
             .arg(self.stream(channel))
@@ -307,6 +308,7 @@ impl Backend for RedisBackend {
         receipt: &Receipt,
         delay: Duration,
     ) -> Result<()> {
+        check_receipt(receipt)?;
         let mut conn = self.conn.clone();
         // idle so long that it is claimable `delay` from now
         let idle = ms(self.delivery.visibility_timeout).saturating_sub(ms(delay));
@@ -356,5 +358,19 @@ impl Backend for RedisBackend {
                 })
             })
             .collect()
+    }
+}
+
+/// A receipt is a stream entry id, `<ms>-<seq>`; anything else (a made-up receipt from a
+/// client) is unknown rather than a server error.
+fn check_receipt(receipt: &Receipt) -> Result<()> {
+    let ok = receipt
+        .0
+        .split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::UnknownReceipt(receipt.0.clone()))
     }
 }

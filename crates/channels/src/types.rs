@@ -120,6 +120,20 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Receipt(pub(crate) String);
 
+impl Receipt {
+    /// A receipt from the text [`Receipt::as_str`] gave (sent to a client and back, over
+    /// HTTP or gRPC). A made-up one is refused by ack and nack with
+    /// [`Error::UnknownReceipt`].
+    pub fn from_token(token: impl Into<String>) -> Self {
+        Receipt(token.into())
+    }
+
+    /// The receipt as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for Receipt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod space;
+mod storage;
 mod telemetry;
 mod workflow;
 
@@ -92,6 +93,15 @@ enum Command {
     /// Certificates for mTLS between nodes.
     #[command(subcommand)]
     Cert(cluster::CertCommand),
+    /// Your tenant's key-value store: get, put (TTL, compare-and-swap), delete, list, incr.
+    #[command(subcommand)]
+    Kv(storage::KvCommand),
+    /// Your tenant's blobs: put, get (streamed), delete, list.
+    #[command(subcommand)]
+    Blob(storage::BlobCommand),
+    /// Your tenant's queues and topics: publish, receive, ack, nack, dead letters.
+    #[command(subcommand)]
+    Channel(storage::ChannelCommand),
 }
 
 #[derive(Args, Debug)]
@@ -344,6 +354,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cluster::run(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
         }
         Command::Cert(cmd) => cluster::cert(cli.output, cmd),
+        Command::Kv(cmd) => storage::kv(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await,
+        Command::Blob(cmd) => {
+            storage::blob(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Channel(cmd) => {
+            storage::channel_cmd(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
     }
 }
 

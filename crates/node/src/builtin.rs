@@ -8,9 +8,12 @@ use crate::registry::ActorType;
 use crate::state::NodeJournal;
 
 /// A counter: `increment {"amount": n}` (default 1), `decrement {"amount": n}`,
-/// `get`, `update {"count": n}` (sets), `delete` (back to 0). Every reply is
-/// `{"count": n}`; the count saturates at the `i64` bounds. Its state is kept by the
-/// node's durability facet (snapshot + journal replay).
+/// `get`, `update {"count": n}` (sets), `delete` (back to 0), and
+/// `remind {"after_ms": t, "amount": n, "name": "r"}`: sets a durable reminder (through
+/// the node's [`crate::reminders::ReminderFacet`]) that adds `n` (default 1) when it fires
+/// `t` ms later, even after a node restart. Every reply is `{"count": n}`; the count
+/// saturates at the `i64` bounds. Its state is kept by the node's durability facet
+/// (snapshot + journal replay).
 #[derive(Debug, Default)]
 pub struct Counter {
     count: i64,
@@ -25,6 +28,22 @@ pub enum CounterMsg {
     Get,
     /// Sets.
     Set(i64),
+    /// Sets a reminder `name` that adds `amount` after `after_ms`.
+    Remind {
+        /// The reminder's name (one per name: setting it again replaces it).
+        name: String,
+        /// Fires this long from now.
+        after_ms: u64,
+        /// Added when it fires.
+        amount: i64,
+    },
+    /// A reminder fired: adds its amount.
+    Fired(i64),
+}
+
+/// The payload a counter's reminder carries.
+fn reminder_payload(amount: i64) -> Vec<u8> {
+    json!({ "amount": amount }).to_string().into_bytes()
 }
 
 fn number(v: &Value, field: &str, msg_type: &str, default: Option<i64>) -> Result<i64> {
@@ -55,11 +74,29 @@ impl Actor for Counter {
     async fn handle_call(
         &mut self,
         msg: CounterMsg,
-        _ctx: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> std::result::Result<Option<i64>, BoxError> {
         match msg {
             // Saturating: no input makes the handler fail.
-            CounterMsg::Add(n) => self.count = self.count.saturating_add(n),
+            CounterMsg::Add(n) | CounterMsg::Fired(n) => self.count = self.count.saturating_add(n),
+            CounterMsg::Remind {
+                name,
+                after_ms,
+                amount,
+            } => {
+                let reminders = ctx
+                    .service::<crate::reminders::Reminders>()
+                    .ok_or("this counter has no reminders (not run by a node)")?;
+                reminders
+                    .set(
+                        ctx,
+                        &name,
+                        std::time::Duration::from_millis(after_ms),
+                        None,
+                        &reminder_payload(amount),
+                    )
+                    .await?;
+            }
             CounterMsg::Get => {}
             CounterMsg::Set(n) => self.count = n,
         }
@@ -86,17 +123,38 @@ impl Actor for Counter {
             CounterMsg::Add(_) => "increment",
             CounterMsg::Get => "get",
             CounterMsg::Set(_) => "update",
+            CounterMsg::Remind { .. } => "remind",
+            CounterMsg::Fired(_) => plexspaces_journal::REMINDER_MSG_TYPE,
         }
     }
 
     fn decode(env: &Envelope) -> Result<CounterMsg> {
         let t = env.msg_type.as_str();
-        let known = ["increment", "decrement", "get", "update", "delete"];
+        let known = [
+            "increment",
+            "decrement",
+            "get",
+            "update",
+            "delete",
+            "remind",
+            plexspaces_journal::REMINDER_MSG_TYPE,
+        ];
         if !known.contains(&t) {
             return Err(Error::UnknownMsgType {
                 msg_type: t.to_owned(),
                 actor_type: "counter".into(),
             });
+        }
+        if t == plexspaces_journal::REMINDER_MSG_TYPE {
+            let decode = |detail: String| Error::Decode {
+                msg_type: t.to_owned(),
+                detail,
+            };
+            let fired: plexspaces_journal::ReminderFired =
+                serde_json::from_slice(&env.payload).map_err(|e| decode(e.to_string()))?;
+            let v: Value =
+                serde_json::from_slice(&fired.payload).map_err(|e| decode(e.to_string()))?;
+            return Ok(CounterMsg::Fired(number(&v, "amount", t, Some(1))?));
         }
         let v: Value = env.decode_json()?;
         if !(v.is_object() || v.is_null()) {
@@ -117,6 +175,25 @@ impl Actor for Counter {
             }
             "update" => CounterMsg::Set(number(&v, "count", t, None)?),
             "delete" => CounterMsg::Set(0),
+            "remind" => CounterMsg::Remind {
+                name: match v.get("name") {
+                    None | Some(Value::Null) => "remind".to_owned(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(_) => {
+                        return Err(Error::Decode {
+                            msg_type: t.to_owned(),
+                            detail: "`name` must be a string".into(),
+                        })
+                    }
+                },
+                after_ms: u64::try_from(number(&v, "after_ms", t, None)?).map_err(|_| {
+                    Error::Decode {
+                        msg_type: t.to_owned(),
+                        detail: "`after_ms` must not be negative".into(),
+                    }
+                })?,
+                amount: number(&v, "amount", t, Some(1))?,
+            },
             _ => CounterMsg::Get,
         })
     }
@@ -126,6 +203,23 @@ impl Actor for Counter {
             CounterMsg::Add(n) => Envelope::json("increment", &json!({ "amount": n })),
             CounterMsg::Get => Envelope::json("get", &json!({})),
             CounterMsg::Set(n) => Envelope::json("update", &json!({ "count": n })),
+            CounterMsg::Remind {
+                name,
+                after_ms,
+                amount,
+            } => Envelope::json(
+                "remind",
+                &json!({ "name": name, "after_ms": after_ms, "amount": amount }),
+            ),
+            CounterMsg::Fired(n) => Envelope::json(
+                plexspaces_journal::REMINDER_MSG_TYPE,
+                &plexspaces_journal::ReminderFired {
+                    name: String::new(),
+                    payload: reminder_payload(*n),
+                    due_at_ms: 0,
+                    missed_ticks: 0,
+                },
+            ),
         }
     }
 

@@ -46,6 +46,14 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// The activation directory and placement of virtual actors across nodes.
     pub virtual_actors: crate::virtual_actors::VirtualActorsConfig,
+    /// The key-value store (`/api/v1/kv`, `KeyValueFacet`).
+    pub kv: KvConfig,
+    /// The blob store (`/api/v1/blobs`, `BlobStorageFacet`).
+    pub blobs: BlobsConfig,
+    /// Queues and topics (`/api/v1/channels`, `EventEmitterFacet`).
+    pub channels: ChannelsConfig,
+    /// The reminder scheduler.
+    pub reminders: RemindersConfig,
 }
 
 /// `[cluster]`: joining other nodes over the network (docs/cluster.md). With `name` unset
@@ -307,6 +315,153 @@ pub struct TupleSpaceConfig {
     pub backend: TupleSpaceBackend,
 }
 
+/// Where the node keeps key-value entries (and lock leases).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvBackend {
+    /// SQLite at `<data_dir>/kv.db` (the default).
+    #[default]
+    Sqlite,
+    /// In process memory; gone when the node stops.
+    Memory,
+    /// PostgreSQL at `kv.url` (tables in `kv.schema`).
+    Postgres,
+    /// Redis at `kv.url` (keys under `kv.prefix`; needs the `redis` feature).
+    Redis,
+}
+
+/// `[kv]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvConfig {
+    /// `"sqlite"` (default), `"memory"`, `"postgres"` or `"redis"`.
+    pub backend: KvBackend,
+    /// The PostgreSQL or Redis URL (required by those backends). Never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// PostgreSQL schema of the key-value tables.
+    pub schema: String,
+    /// Redis key prefix.
+    pub prefix: String,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig {
+            backend: KvBackend::Sqlite,
+            url: None,
+            schema: "plexspaces_kv".into(),
+            prefix: "plexspaces:kv".into(),
+        }
+    }
+}
+
+/// Where the node keeps blobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsBackend {
+    /// Files under `blobs.root` (default `<data_dir>/blobs`).
+    #[default]
+    Local,
+    /// In process memory; gone when the node stops.
+    Memory,
+}
+
+/// `[blobs]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsConfig {
+    /// `"local"` (default) or `"memory"`.
+    pub backend: BlobsBackend,
+    /// The directory of the `local` backend (unset: `<data_dir>/blobs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// The largest blob accepted in one upload, in bytes (larger: 413).
+    pub max_blob_bytes: u64,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            backend: BlobsBackend::Local,
+            root: None,
+            max_blob_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// A channel backend, to pick one instead of the factory's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelsBackend {
+    /// Kafka (not built: the node refuses to start).
+    Kafka,
+    /// NATS JetStream at `channels.nats_url`.
+    Nats,
+    /// Redis streams at `channels.redis_url`.
+    Redis,
+    /// SQLite at `<data_dir>/channels.db`.
+    Sqlite,
+    /// In process memory.
+    Memory,
+}
+
+/// `[channels]`: the factory uses the first configured of Kafka, NATS, Redis, SQLite
+/// (always configured, under the data dir) unless `backend` names one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// Use this backend (unset: the factory's order among those configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<ChannelsBackend>,
+    /// A NATS server with JetStream, `nats://127.0.0.1:4222`. Never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<Secret>,
+    /// A Redis server, `redis://127.0.0.1:6379/`. Never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<Secret>,
+    /// Kafka bootstrap brokers (not built: configuring them makes the node refuse to start).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kafka_brokers: Vec<String>,
+    /// NATS subject and stream prefix, and Redis key prefix.
+    pub prefix: String,
+    /// A delivery not acked within this long is delivered again.
+    pub visibility_timeout_ms: u64,
+    /// After this many deliveries without an ack a message goes to the dead letters.
+    pub max_deliveries: u32,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            backend: None,
+            nats_url: None,
+            redis_url: None,
+            kafka_brokers: Vec::new(),
+            prefix: "plexspaces".into(),
+            visibility_timeout_ms: 30_000,
+            max_deliveries: 5,
+        }
+    }
+}
+
+/// `[reminders]`: durable reminders set by virtual actors (`ReminderFacet`), kept in the
+/// journal database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemindersConfig {
+    /// How often the scheduler looks for due reminders (10 to 60000).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        RemindersConfig {
+            poll_interval_ms: 100,
+        }
+    }
+}
+
 /// `[workflows]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -383,6 +538,10 @@ impl Default for NodeConfig {
             otlp: OtlpConfig::default(),
             virtual_actors: Default::default(),
             cluster: ClusterConfig::default(),
+            kv: KvConfig::default(),
+            blobs: BlobsConfig::default(),
+            channels: ChannelsConfig::default(),
+            reminders: RemindersConfig::default(),
         }
     }
 }
@@ -502,6 +661,21 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Int,
     ),
     ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
+    ("PLEXSPACES_KV_BACKEND", "kv.backend", Kind::Str),
+    ("PLEXSPACES_KV_URL", "kv.url", Kind::Str),
+    ("PLEXSPACES_BLOBS_BACKEND", "blobs.backend", Kind::Str),
+    ("PLEXSPACES_BLOBS_ROOT", "blobs.root", Kind::Str),
+    ("PLEXSPACES_CHANNELS_BACKEND", "channels.backend", Kind::Str),
+    (
+        "PLEXSPACES_CHANNELS_NATS_URL",
+        "channels.nats_url",
+        Kind::Str,
+    ),
+    (
+        "PLEXSPACES_CHANNELS_REDIS_URL",
+        "channels.redis_url",
+        Kind::Str,
+    ),
     (
         "PLEXSPACES_DIRECTORY",
         "virtual_actors.directory",
@@ -667,6 +841,87 @@ impl NodeConfig {
         self.workflows.validate()?;
         self.virtual_actors.spec(self)?;
         self.cluster.plan()?;
+        self.validate_storage()?;
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<()> {
+        let kv = &self.kv;
+        match kv.backend {
+            KvBackend::Postgres => {
+                let ok = kv.url.as_ref().is_some_and(|u| {
+                    u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")
+                });
+                if !ok {
+                    return Err(Error::Config(
+                        "kv.backend = \"postgres\" needs kv.url = \"postgres://...\"".into(),
+                    ));
+                }
+                let schema_ok = !kv.schema.is_empty()
+                    && kv.schema.len() <= 63
+                    && kv
+                        .schema
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !kv.schema.starts_with(|c: char| c.is_ascii_digit());
+                if !schema_ok {
+                    return Err(Error::Config(format!(
+                        "kv.schema {:?}: letters, digits and `_` only, not starting with a digit",
+                        kv.schema
+                    )));
+                }
+            }
+            KvBackend::Redis => {
+                let ok = kv.url.as_ref().is_some_and(|u| {
+                    u.expose().starts_with("redis://") || u.expose().starts_with("rediss://")
+                });
+                if !ok {
+                    return Err(Error::Config(
+                        "kv.backend = \"redis\" needs kv.url = \"redis://...\"".into(),
+                    ));
+                }
+            }
+            KvBackend::Sqlite | KvBackend::Memory => {}
+        }
+        if !(10..=60_000).contains(&self.reminders.poll_interval_ms) {
+            return Err(Error::Config(format!(
+                "reminders.poll_interval_ms {} must be between 10 and 60000",
+                self.reminders.poll_interval_ms
+            )));
+        }
+        if self.blobs.max_blob_bytes == 0 {
+            return Err(Error::Config(
+                "blobs.max_blob_bytes must be at least 1".into(),
+            ));
+        }
+        let ch = &self.channels;
+        if !(1..=3_600_000).contains(&ch.visibility_timeout_ms) {
+            return Err(Error::Config(format!(
+                "channels.visibility_timeout_ms {} must be between 1 and 3600000",
+                ch.visibility_timeout_ms
+            )));
+        }
+        if ch.max_deliveries == 0 {
+            return Err(Error::Config(
+                "channels.max_deliveries must be at least 1".into(),
+            ));
+        }
+        let needs = |b: ChannelsBackend, set: bool, key: &str| {
+            if ch.backend == Some(b) && !set {
+                Err(Error::Config(format!(
+                    "channels.backend = {b:?} needs channels.{key}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        needs(ChannelsBackend::Nats, ch.nats_url.is_some(), "nats_url")?;
+        needs(ChannelsBackend::Redis, ch.redis_url.is_some(), "redis_url")?;
+        needs(
+            ChannelsBackend::Kafka,
+            !ch.kafka_brokers.is_empty(),
+            "kafka_brokers",
+        )?;
         Ok(())
     }
 

@@ -18,6 +18,15 @@ pub enum Error {
     /// An error from the workflow engine.
     #[error(transparent)]
     Workflow(#[from] plexspaces_workflow::WorkflowError),
+    /// An error from the key-value, lock or blob store.
+    #[error(transparent)]
+    Storage(#[from] plexspaces_storage::Error),
+    /// An error from the channels (queues and topics).
+    #[error(transparent)]
+    Channels(#[from] plexspaces_channels::Error),
+    /// A conditional write found another version than the one it expected.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// No actor type of this name is registered.
     #[error("unknown actor type {0:?}")]
     UnknownActorType(String),
@@ -76,6 +85,9 @@ impl Error {
             Error::Core(e) => e.kind(),
             Error::TupleSpace(e) => tuplespace_kind(e),
             Error::Workflow(e) => workflow_kind(e),
+            Error::Storage(e) => storage_kind(e),
+            Error::Channels(e) => channels_kind(e),
+            Error::Conflict(_) => "conflict",
             Error::UnknownActorType(_) => "unknown_actor_type",
             Error::NotFound(_) => "not_found",
             Error::BadRequest(_) => "bad_request",
@@ -102,6 +114,8 @@ impl Error {
                 plexspaces_workflow::WorkflowError::Timeout(_)
                     | plexspaces_workflow::WorkflowError::Storage(_)
             ),
+            Error::Storage(e) => e.is_retryable(),
+            Error::Channels(e) => e.is_retryable(),
             Error::Overloaded(_) | Error::Moved { .. } | Error::Directory(_) => true,
             _ => false,
         }
@@ -157,6 +171,36 @@ fn tuplespace_kind(e: &plexspaces_tuplespace::Error) -> &'static str {
     }
 }
 
+/// The kind of a key-value, lock or blob error.
+fn storage_kind(e: &plexspaces_storage::Error) -> &'static str {
+    use plexspaces_storage::Error as St;
+    match e {
+        St::Invalid { .. } => "invalid_argument",
+        St::Fenced { .. } => "fenced",
+        St::LeaseLost { .. } => "lease_lost",
+        St::NotAnInteger { .. } => "not_an_integer",
+        St::NotFound(_) => "not_found",
+        St::Contended { .. } => "contended",
+        St::Unsupported(_) => "unsupported",
+        St::Unavailable { .. } => "unavailable",
+        _ => "backend",
+    }
+}
+
+/// The kind of a channel error.
+fn channels_kind(e: &plexspaces_channels::Error) -> &'static str {
+    use plexspaces_channels::Error as Ch;
+    match e {
+        Ch::Invalid { .. } => "invalid_argument",
+        Ch::UnknownReceipt(_) => "unknown_receipt",
+        Ch::Unsupported(_) => "unsupported",
+        Ch::Unavailable { .. } => "unavailable",
+        Ch::Closed => "shutting_down",
+        Ch::NotConfigured => "config",
+        _ => "backend",
+    }
+}
+
 /// The kind of a workflow error a client call can return. Failures of the workflow itself
 /// (activity, child, application, non-determinism, history limit) are not errors of a client
 /// call: a result request reports them as the workflow's outcome. Should one surface
@@ -197,6 +241,10 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
         "update_rejected" => (StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument),
         "closed" => (StatusCode::CONFLICT, Code::FailedPrecondition),
         "fenced" => (StatusCode::CONFLICT, Code::Aborted),
+        // key-value and channels
+        "conflict" | "contended" => (StatusCode::CONFLICT, Code::Aborted),
+        "lease_lost" | "not_an_integer" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        "unknown_receipt" => (StatusCode::NOT_FOUND, Code::NotFound),
         // auth
         "unauthenticated" => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
         "forbidden" | "rejected" => (StatusCode::FORBIDDEN, Code::PermissionDenied),

@@ -20,11 +20,17 @@ use tonic::{Request, Response, Status};
 
 use crate::actors::grpc::ActorApi;
 use crate::cluster::grpc::ClusterApi;
+use crate::blobs::grpc::BlobApi;
+use crate::channels::grpc::ChannelApi;
 use crate::error::Error;
+use crate::kv::grpc::KeyValueApi;
 use crate::service::{header_id, Caller, NodeServices};
 use crate::tuplespace::grpc::TupleSpaceApi;
 use crate::workflows::grpc::WorkflowApi;
 use plexspaces_proto::v1::cluster_service_server::ClusterServiceServer;
+use plexspaces_proto::v1::blob_service_server::BlobServiceServer;
+use plexspaces_proto::v1::channel_service_server::ChannelServiceServer;
+use plexspaces_proto::v1::key_value_service_server::KeyValueServiceServer;
 
 /// The caller of a gRPC request (counted as one gRPC request): its `authorization`
 /// metadata through [`crate::service::Gate::caller`].
@@ -155,9 +161,20 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .await;
     health_reporter
         .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
+    health_reporter
         .set_serving::<plexspaces_proto::v1::shard_service_server::ShardServiceServer<
             crate::shards::grpc::ShardApi,
         >>()
+        .await;
+    health_reporter
+        .set_serving::<KeyValueServiceServer<KeyValueApi>>()
+        .await;
+    health_reporter
+        .set_serving::<BlobServiceServer<BlobApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ChannelServiceServer<ChannelApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
@@ -170,6 +187,9 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .add_service(NodeServiceServer::new(NodeApi(services.clone())))
         .add_service(WorkflowApi(services.clone()).into_server())
         .add_service(ClusterApi(services.clone()).into_server())
-        .add_service(TupleSpaceApi(services.clone()).into_server())
-        .add_service(crate::shards::grpc::ShardApi(services).into_server()))
+        .add_service(crate::shards::grpc::ShardApi(services.clone()).into_server())
+        .add_service(KeyValueApi(services.clone()).into_server())
+        .add_service(BlobApi(services.clone()).into_server())
+        .add_service(ChannelApi(services.clone()).into_server())
+        .add_service(TupleSpaceApi(services).into_server()))
 }

@@ -51,14 +51,19 @@
 
 pub mod actors;
 pub mod auth;
+pub mod blobs;
 pub mod builtin;
 pub mod cluster;
+pub mod channels;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod facets;
 pub mod grpc;
 pub mod http;
+pub mod kv;
 pub mod registry;
+pub mod reminders;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -142,6 +142,9 @@ fn check_part(what: &str, part: &str) -> Result<()> {
 /// Makes the facets of one activation (a durability facet bound to its key, for example).
 pub type FacetFactory = Arc<dyn Fn(&ActivationKey) -> Vec<Arc<dyn Facet>> + Send + Sync>;
 
+/// Makes the node's own facets of one activation, given whether its type is virtual.
+pub type NodeFacetFactory = Arc<dyn Fn(&ActivationKey, bool) -> Vec<Arc<dyn Facet>> + Send + Sync>;
+
 type SpawnFn = Arc<
     dyn Fn(Node, ActivationKey, SpawnOptions) -> BoxFuture<'static, plexspaces_core::Result<Pid>>
         + Send
@@ -268,6 +271,19 @@ impl ActorType {
         self.facets = Some(Arc::new(move |key: &ActivationKey| {
             let mut facets = own.as_ref().map(|f| f(key)).unwrap_or_default();
             facets.extend(durability(key));
+            facets
+        }));
+        self
+    }
+
+    /// Adds the node's own facets (made per activation by `node`, given whether the type
+    /// is virtual) to every activation, after the type's own.
+    pub(crate) fn attach_node_facets(mut self, node: NodeFacetFactory) -> Self {
+        let own = self.facets.take();
+        let is_virtual = self.kind == TypeKind::Virtual;
+        self.facets = Some(Arc::new(move |key: &ActivationKey| {
+            let mut facets = own.as_ref().map(|f| f(key)).unwrap_or_default();
+            facets.extend(node(key, is_virtual));
             facets
         }));
         self

@@ -91,6 +91,7 @@ struct HandleInner {
     journal: NodeJournal,
     workflows: NodeWorkflows,
     cluster: Option<plexspaces_cluster::ClusterHandle>,
+    reminders: tokio::sync::Mutex<Option<plexspaces_journal::ReminderSchedulerHandle>>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -208,6 +209,19 @@ impl NodeServer {
         let spaces = crate::tuplespace::open_spaces(&config).await?;
         node.insert_service(Arc::new(spaces.clone()));
         tracing::info!(backend = spaces.backend_name(), "tuple space initialized");
+        let kv = crate::kv::open(&config).await?;
+        let blobs = crate::blobs::open(&config)?;
+        let channels = crate::channels::open(&config).await?;
+        tracing::info!(
+            kv = kv.backend,
+            channels = channels.backend_name(),
+            "key-value store, blob store and channels initialized"
+        );
+        node.insert_service(Arc::new(crate::kv::NodeStorage {
+            kv: kv.clone(),
+            blobs: blobs.clone(),
+            channels: channels.clone(),
+        }));
         let registry = Registry::new(
             node.clone(),
             RegistryOptions {
@@ -235,11 +249,16 @@ impl NodeServer {
                 incarnation,
             });
         }
-        registry.register(builtin::counter_type(&journal));
-        registry.register(builtin::echo_type());
+        let reminder_store = crate::reminders::open_store(&config).await?;
+        let node_facets = node_facets(reminder_store.clone(), &kv, &blobs, &channels);
+        registry.register(builtin::counter_type(&journal).attach_node_facets(node_facets.clone()));
+        registry.register(builtin::echo_type().attach_node_facets(node_facets.clone()));
         let durability: crate::registry::FacetFactory = Arc::new(journal.facets());
         for ty in types {
-            registry.register(ty.attach_durability(durability.clone()));
+            registry.register(
+                ty.attach_durability(durability.clone())
+                    .attach_node_facets(node_facets.clone()),
+            );
         }
         let workflows = crate::workflows::open(&node, &journal, &config, workflow_types).await?;
         let http_metrics = HttpMetrics::new(&prometheus)?;
@@ -282,6 +301,9 @@ impl NodeServer {
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
             spaces: TupleSpaces::new(spaces, config.request_timeout()),
             shards: crate::shards::Shards::new(registry.node().clone()),
+            kv: crate::kv::KvService::new(kv),
+            blobs: crate::blobs::BlobService::new(blobs, config.blobs.max_blob_bytes),
+            channels: crate::channels::ChannelService::new(channels),
             gate,
             telemetry: Telemetry {
                 prometheus: prometheus.clone(),
@@ -303,6 +325,12 @@ impl NodeServer {
             workflows.engine.shutdown();
             return Err(e);
         }
+        let reminders = crate::reminders::start(
+            reminder_store,
+            registry.clone(),
+            config.request_timeout(),
+            std::time::Duration::from_millis(config.reminders.poll_interval_ms),
+        );
         let mut http_stop = stopped.clone();
         let http_task = tokio::spawn(async move {
             let result = axum::serve(http_listener, app)
@@ -345,6 +373,7 @@ impl NodeServer {
                 journal,
                 workflows,
                 cluster,
+                reminders: tokio::sync::Mutex::new(Some(reminders)),
             }),
         })
     }
@@ -401,6 +430,11 @@ impl ServerHandle {
             return;
         }
         tracing::info!("shutting down: no new requests, finishing in-flight ones");
+        // No reminder activates an actor once shutdown has begun (due ones fire on the next
+        // start).
+        if let Some(reminders) = self.inner.reminders.lock().await.take() {
+            reminders.shutdown().await;
+        }
         let _ = self.inner.stop.send(true);
         let mut tasks = self.inner.tasks.lock().await;
         for t in tasks.drain(..) {
@@ -425,6 +459,42 @@ impl ServerHandle {
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// The facets the node gives every activation: a [`crate::reminders::ReminderFacet`]
+/// (virtual actors only), and a key-value, blob and event-emitter facet scoped to the
+/// activation's tenant and namespace (when those are valid names for the store).
+fn node_facets(
+    reminders: Arc<dyn plexspaces_journal::ReminderStore>,
+    kv: &crate::kv::NodeKv,
+    blobs: &plexspaces_storage::Blobs,
+    channels: &plexspaces_channels::Channels,
+) -> crate::registry::NodeFacetFactory {
+    let (kv, blobs, channels) = (kv.kv.clone(), blobs.clone(), channels.clone());
+    Arc::new(move |key, is_virtual| {
+        let mut facets: Vec<Arc<dyn plexspaces_core::Facet>> = Vec::new();
+        if is_virtual {
+            facets.push(crate::reminders::ReminderFacet::new(reminders.clone(), key));
+        }
+        if let Ok(scope) = plexspaces_storage::Scope::new(&key.tenant, &key.namespace) {
+            facets.push(plexspaces_storage::KeyValueFacet::new(
+                kv.clone(),
+                scope.clone(),
+            ));
+            facets.push(plexspaces_storage::BlobStorageFacet::new(
+                blobs.clone(),
+                scope,
+            ));
+        }
+        if let Ok(events) = plexspaces_channels::EventEmitterFacet::new(
+            channels.clone(),
+            &key.tenant,
+            &key.namespace,
+        ) {
+            facets.push(events);
+        }
+        facets
+    })
 }
 
 #[cfg(unix)]

@@ -183,6 +183,12 @@ pub struct NodeServices {
     pub spaces: TupleSpaces,
     /// Shard groups (data-parallel actors).
     pub shards: Shards,
+    /// The key-value store.
+    pub kv: crate::kv::KvService,
+    /// The blob store.
+    pub blobs: crate::blobs::BlobService,
+    /// Queues and topics.
+    pub channels: crate::channels::ChannelService,
     /// The node's numbers (request counters, start time, Prometheus registry).
     pub telemetry: Telemetry,
     /// The largest HTTP request body.

@@ -11,6 +11,7 @@ use plexspaces_channels::{Backend, DeliveryOptions, MemoryBackend, Result};
 mod crash;
 mod facet;
 mod factory;
+mod inbox;
 
 struct MemoryFactory(MemoryBackend);
 

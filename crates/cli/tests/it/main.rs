@@ -15,6 +15,7 @@ mod otlp;
 mod output_gate;
 mod space;
 mod vactors;
+mod storage;
 mod workflow;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
@@ -141,6 +142,16 @@ impl Node {
         }
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (status, log)
+    }
+}
+
+impl Drop for Node {
+    /// A test that fails midway must not leave its node running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
