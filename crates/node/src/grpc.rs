@@ -19,17 +19,17 @@ use plexspaces_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::actors::grpc::ActorApi;
-use crate::cluster::grpc::ClusterApi;
 use crate::blobs::grpc::BlobApi;
 use crate::channels::grpc::ChannelApi;
+use crate::cluster::grpc::ClusterApi;
 use crate::error::Error;
 use crate::kv::grpc::KeyValueApi;
 use crate::service::{header_id, Caller, NodeServices};
 use crate::tuplespace::grpc::TupleSpaceApi;
 use crate::workflows::grpc::WorkflowApi;
-use plexspaces_proto::v1::cluster_service_server::ClusterServiceServer;
 use plexspaces_proto::v1::blob_service_server::BlobServiceServer;
 use plexspaces_proto::v1::channel_service_server::ChannelServiceServer;
+use plexspaces_proto::v1::cluster_service_server::ClusterServiceServer;
 use plexspaces_proto::v1::key_value_service_server::KeyValueServiceServer;
 
 /// The caller of a gRPC request (counted as one gRPC request): its `authorization`

@@ -51,6 +51,10 @@ pub struct BlobMeta {
     pub e_tag: Option<String>,
 }
 
+/// The longest segment of a blob key, in bytes: a filesystem name holds 255, and the
+/// filesystem backend writes through a staging file named `<segment>#<n>`.
+pub const MAX_BLOB_KEY_SEGMENT: usize = 240;
+
 /// Blob storage. Cheap to clone.
 #[derive(Clone)]
 pub struct Blobs {
@@ -120,6 +124,21 @@ impl Blobs {
             return Err(Error::invalid(
                 "blob key",
                 format!("{key:?} is not a normalised relative path"),
+            ));
+        }
+        // Every segment becomes a file or directory name on the filesystem backend, where
+        // names longer than 255 bytes are refused (staging names add a suffix); the same rule holds
+        // on every backend.
+        if let Some(long) = key
+            .split('/')
+            .find(|part| part.len() > MAX_BLOB_KEY_SEGMENT)
+        {
+            return Err(Error::invalid(
+                "blob key",
+                format!(
+                    "segment of {} bytes; each '/'-separated segment may be at most {MAX_BLOB_KEY_SEGMENT} bytes",
+                    long.len()
+                ),
             ));
         }
         Ok(Path::from_iter(

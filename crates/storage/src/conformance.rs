@@ -772,7 +772,17 @@ async fn blob_failed_stream_stores_nothing(blobs: &Blobs) {
 
 async fn blob_bad_keys(blobs: &Blobs) {
     let s = fresh_scope("t1");
-    for key in ["", "../escape", "a//b", "/abs", "a/./b", "dir/", "a\nb"] {
+    let long_segment = format!("dir/{}", "s".repeat(crate::blob::MAX_BLOB_KEY_SEGMENT + 1));
+    for key in [
+        "",
+        "../escape",
+        "a//b",
+        "/abs",
+        "a/./b",
+        "dir/",
+        "a\nb",
+        long_segment.as_str(),
+    ] {
         assert!(
             matches!(
                 blobs.put(&s, key, Bytes::from_static(b"x")).await,
@@ -781,4 +791,9 @@ async fn blob_bad_keys(blobs: &Blobs) {
             "blob key {key:?} must be refused"
         );
     }
+    let longest = format!("dir/{}", "s".repeat(crate::blob::MAX_BLOB_KEY_SEGMENT));
+    blobs
+        .put(&s, &longest, Bytes::from_static(b"x"))
+        .await
+        .expect("a segment of exactly the limit is stored");
 }

@@ -14,8 +14,8 @@ mod fencing;
 mod otlp;
 mod output_gate;
 mod space;
-mod vactors;
 mod storage;
+mod vactors;
 mod workflow;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");
