@@ -76,8 +76,8 @@ pub use redis::{RedisBackend, RedisOptions};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteBackend, SqliteOptions};
 pub use types::{
-    ChannelId, DeadLetter, Delivery, DeliveryOptions, Message, Outgoing, Receipt, Semantics, Start,
-    MAX_NAME_LEN,
+    check_name, ChannelId, DeadLetter, Delivery, DeliveryOptions, Message, Outgoing, Receipt,
+    Semantics, Start, MAX_NAME_LEN,
 };
 #[cfg(feature = "udp")]
 pub use udp::{UdpBackend, UdpOptions, MAX_DATAGRAM};

@@ -11,8 +11,8 @@ use crate::{Error, Result};
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Names travel into Redis keys, NATS subjects and stream names, and SQL: one charset that
-/// all of them accept unquoted.
-pub(crate) fn check_name(what: &'static str, s: &str) -> Result<()> {
+/// all of them accept unquoted. Checks one such name (`what` names it in the error).
+pub fn check_name(what: &'static str, s: &str) -> Result<()> {
     if s.is_empty() || s.len() > MAX_NAME_LEN {
         return Err(Error::invalid(
             what,

@@ -15,7 +15,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::scope::check_key;
+use crate::scope::{check_key, check_prefix};
 use crate::{Error, Result, Scope};
 
 const NAME: &str = "object_store";
@@ -245,6 +245,7 @@ impl Blobs {
 
     /// Blobs whose key starts with `prefix`, in key order.
     pub async fn list(&self, scope: &Scope, prefix: &str) -> Result<Vec<BlobMeta>> {
+        check_prefix(prefix)?;
         let base = Self::base(scope);
         let base_str = format!("{}/", base.as_ref());
         let mut out: Vec<BlobMeta> = self

@@ -29,7 +29,7 @@ use crate::service::{field_id, Caller};
 /// The most deliveries one receive returns, and the most dead letters one list returns.
 pub const MAX_BATCH: usize = 1000;
 /// The longest a receive over the node's API waits (a long poll; ask again for more).
-pub const MAX_WAIT: Duration = Duration::from_secs(10);
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The longest delay of a nack.
 pub const MAX_NACK_DELAY: Duration = Duration::from_secs(3600);
 
@@ -166,8 +166,15 @@ impl ChannelService {
         Ok(consumer.receive(max, wait).await?)
     }
 
-    fn group(target: &Target) -> &str {
-        target.group.as_deref().unwrap_or(QUEUE_GROUP)
+    /// The target's subscriber group (checked like every channel name), or the queue's.
+    fn group(target: &Target) -> Result<&str> {
+        match target.group.as_deref() {
+            Some(group) => {
+                plexspaces_channels::check_name("group", group)?;
+                Ok(group)
+            }
+            None => Ok(QUEUE_GROUP),
+        }
     }
 
     fn receipt(receipt: &str) -> Result<Receipt> {
@@ -182,7 +189,7 @@ impl ChannelService {
         Ok(self
             .channels
             .backend()
-            .ack(&id, Self::group(target), &receipt)
+            .ack(&id, Self::group(target)?, &receipt)
             .await?)
     }
 
@@ -204,7 +211,7 @@ impl ChannelService {
         Ok(self
             .channels
             .backend()
-            .nack(&id, Self::group(target), &receipt, delay)
+            .nack(&id, Self::group(target)?, &receipt, delay)
             .await?)
     }
 
@@ -225,7 +232,7 @@ impl ChannelService {
         Ok(self
             .channels
             .backend()
-            .dead_letters(&id, Self::group(target), max)
+            .dead_letters(&id, Self::group(target)?, max)
             .await?)
     }
 }
