@@ -54,8 +54,9 @@ fn engine(
                         .await?;
                     ctx.set_query("count", &n)?;
                     if replaying {
-                        // let queries in between replayed steps
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        // let queries in between replayed steps (the replay lasts 400 ms or
+                        // more, so the querying task, started after recover(), meets it)
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
                 probe.replaying.store(false, Ordering::SeqCst);
