@@ -267,10 +267,12 @@ fn fenced(key: &ActorKey, node: &str, epoch: u64) -> Error {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn int(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
