@@ -288,7 +288,10 @@ async fn mtls_accepts_the_clusters_ca_and_refuses_another() {
     let trusted = names(&["node0", "node1", "node3"]);
     for i in [0, 1, 3] {
         assert!(
-            eventually(LIMIT, || async { members_in(&cluster, i, "alive") == trusted }).await,
+            eventually(LIMIT, || async {
+                members_in(&cluster, i, "alive") == trusted
+            })
+            .await,
             "node{i} does not list node0, node1 and node3 alive: {:?}",
             status(&cluster, i)
         );

@@ -122,19 +122,30 @@ async fn untrusted_node_never_becomes_a_member(cluster: &str, shared: bool) {
     .await;
     // beta, started after gamma in the same way with the cluster's CA, joins: the way in
     // works, so gamma's absence is its certificate's doing.
-    let (beta, b, _) =
-        tls_member(cluster, "beta", ca.issue("beta").unwrap(), &[a_gossip], shared).await;
+    let (beta, b, _) = tls_member(
+        cluster,
+        "beta",
+        ca.issue("beta").unwrap(),
+        &[a_gossip],
+        shared,
+    )
+    .await;
     let trusted = vec!["alpha".to_string(), "beta".to_string()];
-    until("alpha and beta see each other", Duration::from_secs(15), || {
-        a.alive() == trusted && b.alive() == trusted
-    })
+    until(
+        "alpha and beta see each other",
+        Duration::from_secs(15),
+        || a.alive() == trusted && b.alive() == trusted,
+    )
     .await;
     // Many gossip rounds later gamma is still in nobody's view, in no state, and sees only
     // itself.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for (name, handle) in [("alpha", &a), ("beta", &b)] {
         let members: Vec<String> = handle.members().into_iter().map(|m| m.node).collect();
-        assert!(!members.contains(&"gamma".to_string()), "{name} lists gamma: {members:?}");
+        assert!(
+            !members.contains(&"gamma".to_string()),
+            "{name} lists gamma: {members:?}"
+        );
     }
     assert_eq!(c.alive(), vec!["gamma".to_string()]);
     for (node, handle) in [(gamma, c), (beta, b), (alpha, a)] {

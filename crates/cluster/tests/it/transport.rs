@@ -339,9 +339,11 @@ async fn a_slow_receiver_pushes_back_to_the_senders_queue() {
     // Nothing accepted was lost: once the actor runs, every one arrives, in order.
     open.close();
     let want = accepted;
-    until("every accepted tell arrives", Duration::from_secs(60), || {
-        seen.lock().len() as u64 == want
-    })
+    until(
+        "every accepted tell arrives",
+        Duration::from_secs(60),
+        || seen.lock().len() as u64 == want,
+    )
     .await;
     assert_eq!(*seen.lock(), (0..accepted).collect::<Vec<_>>());
     alpha.shutdown().await;
