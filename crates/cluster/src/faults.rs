@@ -16,6 +16,10 @@ pub(crate) struct GossipFaults {
 }
 
 impl GossipFaults {
+    pub(crate) fn blocks(&self, addr: SocketAddr) -> bool {
+        self.blocked.contains(&addr)
+    }
+
     pub(crate) fn set(&self, addr: SocketAddr, blocked: bool) {
         if blocked {
             self.blocked.insert(addr);

@@ -53,6 +53,8 @@ pub mod directory;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod faults;
+#[cfg(feature = "tls")]
+mod gossip_tls;
 mod membership;
 mod network;
 pub mod placement;

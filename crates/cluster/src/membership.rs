@@ -326,6 +326,26 @@ impl Cluster {
             Box::new(crate::faults::FaultyUdp(faults.clone()));
         #[cfg(not(feature = "fault-injection"))]
         let gossip_transport: Box<dyn GossipTransport> = Box::new(UdpTransport);
+        // With mTLS, gossip goes over mTLS too: a node the CA did not sign never joins.
+        #[cfg(feature = "tls")]
+        let gossip_transport: Box<dyn GossipTransport> = match network.tls() {
+            Some(tls) => {
+                #[cfg(feature = "fault-injection")]
+                let blocked: Option<crate::gossip_tls::Blocked> = {
+                    let faults = faults.clone();
+                    Some(Arc::new(move |addr: SocketAddr| faults.blocks(addr)))
+                };
+                #[cfg(not(feature = "fault-injection"))]
+                let blocked = None;
+                Box::new(crate::gossip_tls::TlsGossip::new(
+                    tls,
+                    network.clone(),
+                    advertise,
+                    blocked,
+                ))
+            }
+            None => gossip_transport,
+        };
         let handle = spawn_chitchat(config, initial, gossip_transport.as_ref())
             .await
             .map_err(|e| Error::Membership(format!("{e:#}")))?;

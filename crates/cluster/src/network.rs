@@ -6,33 +6,41 @@
 //! receives from a peer never has to dial it. Two nodes that talk both ways hold two
 //! connections, one per direction; each carries the frames of one direction in order.
 //!
-//! Writes are batched: the peer's writer takes every frame already queued (up to
-//! [`NetworkOptions::max_batch_bytes`]) into one buffer and writes it with one call, so under
-//! load many frames share a syscall and an idle link still sends each frame at once.
+//! Writes are batched: [`Transport::send`] appends the length-prefixed frame to the peer's
+//! outbox (one buffer behind a lock, no per-frame channel message) and wakes the peer's
+//! writer only when the outbox was empty. The writer swaps the whole outbox out and writes
+//! it with one call, so under load every frame queued while the previous write ran shares
+//! the next syscall, and an idle link still sends each frame at once.
 //!
-//! The send queue per peer is bounded ([`NetworkOptions::send_queue`] frames). When it is
-//! full, [`Transport::send`] fails at once with a `transport` error instead of waiting or
-//! growing: a remote `tell` returns `SendError::Remote` with the message, a remote `ask` fails
-//! without waiting for its timeout. Nothing is dropped silently.
+//! Reads are batched too: the reader takes every complete frame out of each read and hands
+//! the run to the node at once (core's `InboundBatch`), which looks a tell's target up once
+//! for consecutive frames to the same actor.
+//!
+//! The send queue per peer is bounded ([`NetworkOptions::send_queue`] frames waiting in the
+//! outbox). When it is full, [`Transport::send`] fails at once with a `transport` error
+//! instead of waiting or growing: a remote `tell` returns `SendError::Remote` with the
+//! message, a remote `ask` fails without waiting for its timeout. Nothing is dropped
+//! silently. The receiving side pushes back through TCP: its reader waits for room in the
+//! target's mailbox, stops reading, and the sender's writes stall until it drains.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use futures::{SinkExt, StreamExt};
 use parking_lot::{Mutex, RwLock};
-use plexspaces_core::transport::Inbound;
+use plexspaces_core::transport::{Inbound, InboundBatch};
 use plexspaces_core::Transport;
 use plexspaces_proto::v1 as pb;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::codec::{Encoder, Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -56,9 +64,7 @@ pub struct NetworkOptions {
     pub advertise: Option<SocketAddr>,
     /// Frames queued per peer before `send` fails with a full-queue error.
     pub send_queue: usize,
-    /// The most bytes one batched write takes from the queue.
-    pub max_batch_bytes: usize,
-    /// The largest frame accepted from a peer.
+    /// The largest frame sent or accepted; `send` refuses a larger one.
     pub max_frame_bytes: usize,
     /// The first wait before dialing an unreachable peer again; doubles up to
     /// `max_backoff`. While waiting, sends to that peer fail at once.
@@ -77,7 +83,6 @@ impl std::fmt::Debug for NetworkOptions {
             .field("node_name", &self.node_name)
             .field("listen", &self.listen)
             .field("send_queue", &self.send_queue)
-            .field("max_batch_bytes", &self.max_batch_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -91,7 +96,6 @@ impl NetworkOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
             send_queue: 64 * 1024,
-            max_batch_bytes: 256 * 1024,
             max_frame_bytes: 16 * 1024 * 1024,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
@@ -156,12 +160,15 @@ impl Network {
             options,
             local_addr,
             inbound: RwLock::new(None),
+            inbound_batch: RwLock::new(None),
             peers: DashMap::new(),
             lost_hook: RwLock::new(None),
             shutdown: CancellationToken::new(),
             stats: Counters::default(),
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "tls")]
+            gossip_hook: RwLock::new(None),
             #[cfg(feature = "fault-injection")]
             partitioned: dashmap::DashSet::new(),
         });
@@ -230,25 +237,52 @@ struct Counters {
 
 type LostHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Takes a gossip connection that arrived on the transport's listener: the framed
+/// connection (mTLS already verified), its hello and the remote address.
+#[cfg(feature = "tls")]
+pub(crate) type GossipHook = Arc<
+    dyn Fn(
+            Framed<Conn, LengthDelimitedCodec>,
+            BytesMut,
+            SocketAddr,
+        ) -> futures::future::BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
+
 struct Shared {
     options: NetworkOptions,
     local_addr: SocketAddr,
     inbound: RwLock<Option<Inbound>>,
+    inbound_batch: RwLock<Option<InboundBatch>>,
     peers: DashMap<String, Arc<Peer>>,
     lost_hook: RwLock<Option<LostHook>>,
     shutdown: CancellationToken,
     stats: Counters,
     #[cfg(feature = "tls")]
     tls: Option<Arc<crate::tls::Tls>>,
+    #[cfg(feature = "tls")]
+    gossip_hook: RwLock<Option<GossipHook>>,
     #[cfg(feature = "fault-injection")]
     partitioned: dashmap::DashSet<String>,
+}
+
+/// Frames waiting for the peer's writer, already length-prefixed.
+#[derive(Default)]
+struct Outbox {
+    buf: BytesMut,
+    frames: usize,
+    /// Set when the writer is gone (shutdown): sends fail.
+    closed: bool,
 }
 
 /// One peer: its address, its bounded send queue and its connection state.
 struct Peer {
     name: String,
     addr: RwLock<Option<SocketAddr>>,
-    queue: mpsc::Sender<Bytes>,
+    outbox: Mutex<Outbox>,
+    /// Wakes the writer when the outbox stops being empty.
+    ready: Notify,
     connected: AtomicBool,
     /// Until when sends fail at once because the last dial failed (the backoff window).
     unreachable_until: Mutex<Option<Instant>>,
@@ -259,6 +293,20 @@ struct Peer {
 }
 
 impl Peer {
+    /// Takes every queued frame: the bytes into `into` (which must be empty) and their count.
+    fn take(&self, into: &mut BytesMut) -> usize {
+        let mut outbox = self.outbox.lock();
+        std::mem::swap(&mut outbox.buf, into);
+        std::mem::take(&mut outbox.frames)
+    }
+
+    /// Drops every queued frame (at most once: the peer cannot be reached).
+    fn discard(&self) {
+        let mut outbox = self.outbox.lock();
+        outbox.buf.clear();
+        outbox.frames = 0;
+    }
+
     fn reset_connection(&self) {
         let mut reset = self.reset.lock();
         reset.cancel();
@@ -296,17 +344,17 @@ impl Shared {
             return peer.clone();
         }
         let entry = self.peers.entry(name.to_owned()).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(self.options.send_queue);
             let peer = Arc::new(Peer {
                 name: name.to_owned(),
                 addr: RwLock::new(None),
-                queue: tx,
+                outbox: Mutex::new(Outbox::default()),
+                ready: Notify::new(),
                 connected: AtomicBool::new(false),
                 unreachable_until: Mutex::new(None),
                 down: AtomicBool::new(false),
                 reset: Mutex::new(CancellationToken::new()),
             });
-            tokio::spawn(writer(self.clone(), peer.clone(), rx));
+            tokio::spawn(writer(self.clone(), peer.clone()));
             peer
         });
         entry.clone()
@@ -322,6 +370,19 @@ impl NetworkHandle {
     /// The address peers are told to dial (`NetworkOptions::advertise`, else the listener's).
     pub fn advertise_addr(&self) -> SocketAddr {
         self.shared.advertise_addr()
+    }
+
+    /// The mTLS configuration, if any (gossip uses it too).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<Arc<crate::tls::Tls>> {
+        self.shared.tls.clone()
+    }
+
+    /// Hands gossip connections that arrive on this listener to `hook` (gossip over mTLS on
+    /// the transport's port).
+    #[cfg(feature = "tls")]
+    pub(crate) fn on_gossip_connection(&self, hook: GossipHook) {
+        *self.shared.gossip_hook.write() = Some(hook);
     }
 
     /// This node's name.
@@ -391,7 +452,7 @@ impl NetworkHandle {
                 node: p.name.clone(),
                 addr: *p.addr.read(),
                 connected: p.connected.load(Ordering::Acquire),
-                queued: self.shared.options.send_queue - p.queue.capacity(),
+                queued: p.outbox.lock().frames,
             })
             .collect();
         peers.sort_by(|a, b| a.node.cmp(&b.node));
@@ -451,9 +512,21 @@ impl Transport for NetworkHandle {
         Ok(())
     }
 
+    fn bind_batched(
+        &self,
+        node: &str,
+        inbound: Inbound,
+        batch: InboundBatch,
+    ) -> plexspaces_core::Result<()> {
+        self.bind(node, inbound)?;
+        *self.shared.inbound_batch.write() = Some(batch);
+        Ok(())
+    }
+
     fn unbind(&self, node: &str) {
         if node == self.shared.options.node_name {
             *self.shared.inbound.write() = None;
+            *self.shared.inbound_batch.write() = None;
             self.shutdown();
         }
     }
@@ -475,26 +548,46 @@ impl Transport for NetworkHandle {
                 return Err(plexspaces_core::Error::NoConnection(node.to_owned()));
             }
         }
-        match peer.queue.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-                Err(plexspaces_core::Error::Transport(format!(
-                    "send queue to node {node} is full ({} frames)",
-                    self.shared.options.send_queue
-                )))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(plexspaces_core::Error::Transport(
-                "the transport is shut down".into(),
-            )),
+        if frame.len() > self.shared.options.max_frame_bytes {
+            return Err(plexspaces_core::Error::Transport(format!(
+                "frame of {} bytes is larger than max_frame_bytes ({})",
+                frame.len(),
+                self.shared.options.max_frame_bytes
+            )));
         }
+        let mut outbox = peer.outbox.lock();
+        if outbox.closed {
+            return Err(plexspaces_core::Error::Transport(
+                "the transport is shut down".into(),
+            ));
+        }
+        if outbox.frames >= self.shared.options.send_queue {
+            drop(outbox);
+            self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+            return Err(plexspaces_core::Error::Transport(format!(
+                "send queue to node {node} is full ({} frames)",
+                self.shared.options.send_queue
+            )));
+        }
+        // The length prefix of tokio-util's `LengthDelimitedCodec` (4 bytes, big-endian), which
+        // the reader decodes; the size check above keeps it in range.
+        outbox.buf.reserve(4 + frame.len());
+        outbox.buf.put_u32(frame.len() as u32);
+        outbox.buf.extend_from_slice(&frame);
+        outbox.frames += 1;
+        let wake = outbox.frames == 1;
+        drop(outbox);
+        if wake {
+            peer.ready.notify_one();
+        }
+        Ok(())
     }
 }
 
 /// A connection, plain or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-type Conn = Box<dyn Stream>;
+pub(crate) type Conn = Box<dyn Stream>;
 
 fn codec(options: &NetworkOptions) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -502,27 +595,25 @@ fn codec(options: &NetworkOptions) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Drains the peer's queue onto its connection, dialing (again) when needed.
-async fn writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<Bytes>) {
+/// Drains the peer's outbox onto its connection, dialing (again) when needed.
+async fn writer(shared: Arc<Shared>, peer: Arc<Peer>) {
     let mut backoff = shared.options.initial_backoff;
-    let mut codec = codec(&shared.options);
-    let mut buf = BytesMut::with_capacity(shared.options.max_batch_bytes.min(1 << 20));
-    let mut carried: Option<Bytes> = None;
-    loop {
-        let first = match carried.take() {
-            Some(frame) => frame,
-            None => tokio::select! {
-                frame = queue.recv() => match frame {
-                    Some(frame) => frame,
-                    None => return,
-                },
-                _ = shared.shutdown.cancelled() => return,
-            },
-        };
+    let mut buf = BytesMut::new();
+    let why = 'run: loop {
+        // Wait for something to send.
+        loop {
+            if peer.outbox.lock().frames > 0 {
+                break;
+            }
+            tokio::select! {
+                _ = peer.ready.notified() => {}
+                _ = shared.shutdown.cancelled() => break 'run "shutdown",
+            }
+        }
         let reset = peer.reset.lock().clone();
         let conn = tokio::select! {
             conn = dial(&shared, &peer) => conn,
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => break 'run "shutdown",
         };
         let conn = match conn {
             Ok(conn) => {
@@ -535,8 +626,7 @@ async fn writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<
                 backoff = (backoff * 2).min(shared.options.max_backoff);
                 // At most once: what was queued for an unreachable peer is dropped, and the
                 // node learns the peer is lost (its asks fail, its monitors fire).
-                drop(first);
-                while queue.try_recv().is_ok() {}
+                peer.discard();
                 shared.peer_lost(&peer.name, "dial failed");
                 continue;
             }
@@ -548,39 +638,20 @@ async fn writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<
             let mut byte = [0u8; 1];
             let _ = read_half.read(&mut byte).await;
         });
-        let mut next = Some(first);
         let why = loop {
-            let frame = match next.take() {
-                Some(frame) => frame,
-                None => tokio::select! {
+            buf.clear();
+            let frames = peer.take(&mut buf);
+            if frames == 0 {
+                tokio::select! {
                     biased;
                     _ = shared.shutdown.cancelled() => {
                         let _ = write_half.shutdown().await;
-                        return;
+                        break 'run "shutdown";
                     }
                     _ = reset.cancelled() => break "connection reset",
                     _ = &mut closed => break "closed by peer",
-                    frame = queue.recv() => match frame {
-                        Some(frame) => frame,
-                        None => return,
-                    },
-                },
-            };
-            buf.clear();
-            let mut frames = 0u64;
-            let mut frame = Some(frame);
-            while let Some(f) = frame.take() {
-                if codec.encode(f, &mut buf).is_err() {
-                    tracing::warn!(peer = %peer.name, "frame larger than max_frame_bytes dropped");
-                } else {
-                    frames += 1;
+                    _ = peer.ready.notified() => continue,
                 }
-                if buf.len() < shared.options.max_batch_bytes {
-                    frame = queue.try_recv().ok();
-                }
-            }
-            if buf.is_empty() {
-                continue;
             }
             let written = tokio::select! {
                 written = write_half.write_all(&buf) => written,
@@ -594,12 +665,21 @@ async fn writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<
             shared
                 .stats
                 .frames_sent
-                .fetch_add(frames, Ordering::Relaxed);
+                .fetch_add(frames as u64, Ordering::Relaxed);
+            // Give a large buffer back rather than keep it for the life of the peer.
+            if buf.capacity() > 4 << 20 {
+                buf = BytesMut::new();
+            }
         };
         peer.connected.store(false, Ordering::Release);
         shared.peer_lost(&peer.name, why);
-        carried = None;
-    }
+    };
+    peer.connected.store(false, Ordering::Release);
+    let mut outbox = peer.outbox.lock();
+    outbox.closed = true;
+    outbox.buf = BytesMut::new();
+    outbox.frames = 0;
+    tracing::trace!(peer = %peer.name, why, "writer stopped");
 }
 
 /// Dials `peer`, does TLS if configured, and the `Hello`/`Welcome` handshake.
@@ -737,10 +817,24 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, from: SocketAddr) {
         }
     };
     let mut framed = Framed::new(conn, codec(&shared.options));
-    let hello = match tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await {
-        Ok(Some(Ok(bytes))) => pb::Hello::decode(bytes.freeze()).ok(),
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(bytes))) => Some(bytes),
         _ => None,
     };
+    #[cfg(feature = "tls")]
+    if let Some(first) = &first {
+        if first.starts_with(crate::gossip_tls::HELLO.as_bytes()) {
+            let hook = shared.gossip_hook.read().clone();
+            match hook {
+                Some(hook) => hook(framed, first.clone(), from).await,
+                None => {
+                    tracing::warn!(node = %node, %from, "refused gossip connection: this node gossips elsewhere")
+                }
+            }
+            return;
+        }
+    }
+    let hello = first.and_then(|bytes| pb::Hello::decode(bytes.freeze()).ok());
     let Some(hello) = hello else {
         shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(node = %node, %from, "refused connection: no valid hello");
@@ -794,26 +888,57 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, from: SocketAddr) {
     #[cfg(not(feature = "fault-injection"))]
     let partition_check = std::future::pending::<()>();
     tokio::pin!(partition_check);
+    // From here on the frames are read in runs: each read takes what the socket has, every
+    // complete frame in the buffer goes to the node in one batch, in order.
+    let parts = framed.into_parts();
+    let (mut conn, mut rbuf, mut codec) = (parts.io, parts.read_buf, parts.codec);
+    let mut batch: Vec<Bytes> = Vec::new();
     let why = loop {
-        let next = tokio::select! {
-            next = framed.next() => next,
+        loop {
+            match codec.decode(&mut rbuf) {
+                Ok(Some(frame)) => batch.push(frame.freeze()),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(node = %node, peer = %peer, error = %e, "bad frame from peer");
+                    shared.peer_lost(&peer, "bad frame");
+                    return;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            shared
+                .stats
+                .frames_received
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let handler = shared.inbound_batch.read().clone();
+            match handler {
+                Some(handler) => batch = handler(std::mem::take(&mut batch)).await,
+                None => {
+                    let inbound = shared.inbound.read().clone();
+                    let Some(inbound) = inbound else {
+                        break "node unbound";
+                    };
+                    for frame in batch.drain(..) {
+                        inbound(frame).await;
+                    }
+                }
+            }
+        }
+        if rbuf.capacity() - rbuf.len() < 16 * 1024 {
+            rbuf.reserve(64 * 1024);
+        }
+        let read = tokio::select! {
+            read = conn.read_buf(&mut rbuf) => read,
             _ = shared.shutdown.cancelled() => return,
             _ = &mut partition_check => break "partitioned",
         };
-        match next {
-            Some(Ok(bytes)) => {
-                shared.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-                let inbound = shared.inbound.read().clone();
-                match inbound {
-                    Some(inbound) => inbound(bytes.freeze()).await,
-                    None => break "node unbound",
-                }
-            }
-            Some(Err(e)) => {
+        match read {
+            Ok(0) => break "closed by peer",
+            Ok(_) => {}
+            Err(e) => {
                 tracing::debug!(node = %node, peer = %peer, error = %e, "inbound read failed");
                 break "read failed";
             }
-            None => break "closed by peer",
         }
     };
     shared.peer_lost(&peer, why);

@@ -5,6 +5,10 @@
 //! the dialer's chain, and the dialer checks the acceptor's chain and that its certificate
 //! names the node it meant to reach (each node certificate carries its node name as a DNS
 //! name). A connection whose certificate does not verify is refused and the refusal logged.
+//!
+//! Gossip (see `gossip_tls`) uses the same certificates with one difference: its dialer
+//! knows a seed only by address, so it checks that the acceptor's certificate chains to the
+//! CA but not which node it names.
 
 use std::sync::Arc;
 
@@ -57,6 +61,70 @@ impl TlsOptions {
 pub(crate) struct Tls {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
+    /// For gossip: checks the acceptor's chain, not the name in its certificate.
+    gossip_connector: TlsConnector,
+}
+
+/// Accepts a server certificate that chains to the cluster's CA, whatever node it names.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -93,6 +161,16 @@ impl Tls {
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| tls_err("server certificate", &e))?;
+        let gossip_client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("client", &e))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                roots: roots.clone(),
+                provider: provider(),
+            }))
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| tls_err("client certificate", &e))?;
         let client = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err("client", &e))?
@@ -102,7 +180,24 @@ impl Tls {
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
+            gossip_connector: TlsConnector::from(Arc::new(gossip_client)),
         })
+    }
+
+    /// Dials a gossip peer known by address: its certificate must chain to the CA.
+    pub(crate) async fn connect_gossip(
+        &self,
+        addr: std::net::SocketAddr,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = ServerName::IpAddress(addr.ip().into());
+        self.gossip_connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Error::Connect {
+                peer: addr.to_string(),
+                reason: format!("tls: {e}"),
+            })
     }
 
     pub(crate) async fn accept(

@@ -115,7 +115,11 @@ impl NodeBuilder {
             }),
         };
         if let Some(transport) = &self.transport {
-            transport.bind(node.name(), crate::transport::inbound_handler(&node))?;
+            transport.bind_batched(
+                node.name(),
+                crate::transport::inbound_handler(&node),
+                crate::transport::inbound_batch_handler(&node),
+            )?;
         }
         let root_spec =
             SupervisorSpec::new(Strategy::OneForOne).intensity(1000, Duration::from_secs(1));

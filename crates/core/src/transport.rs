@@ -25,10 +25,22 @@ use crate::pid::{BoxFuture, EnvelopeMail, MonitorRef, Pid, Signal, Watcher};
 /// Receives the frames addressed to one node.
 pub type Inbound = Arc<dyn Fn(Bytes) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Receives several frames addressed to one node at once, handled in order; the future
+/// gives the vector back emptied, so a transport can reuse its allocation. The node's
+/// handler decodes each frame as [`Inbound`] does, but looks a `Tell` target up once for a
+/// run of frames to the same actor.
+pub type InboundBatch = Arc<dyn Fn(Vec<Bytes>) -> BoxFuture<'static, Vec<Bytes>> + Send + Sync>;
+
 /// Moves frames between nodes. Delivery between a pair of nodes is in order.
 pub trait Transport: Send + Sync + 'static {
     /// Starts delivering frames addressed to `node` to `inbound`.
     fn bind(&self, node: &str, inbound: Inbound) -> Result<()>;
+    /// Like [`Transport::bind`], also handing over a batch handler for transports that read
+    /// many frames at a time. The node binds through this; the default ignores `batch`.
+    fn bind_batched(&self, node: &str, inbound: Inbound, batch: InboundBatch) -> Result<()> {
+        let _ = batch;
+        self.bind(node, inbound)
+    }
     /// Stops delivering to `node`.
     fn unbind(&self, node: &str);
     /// Queues `frame` for `node` without waiting.
@@ -141,7 +153,7 @@ impl Router {
         self.send_frame(
             to.node(),
             pb::frame::Body::Tell(pb::Tell {
-                to: to.to_string(),
+                to: to.as_str().to_owned(),
                 envelope: Some(env.into_proto()),
             }),
         )
@@ -361,13 +373,46 @@ pub(crate) fn inbound_handler(node: &Node) -> Inbound {
         Box::pin(async move {
             let Some(node) = node.upgrade() else { return };
             match pb::Frame::decode(bytes) {
-                Ok(frame) => on_frame(&node, frame).await,
+                Ok(frame) => on_frame(&node, frame, &mut TellTarget::default()).await,
                 Err(e) => {
                     tracing::warn!(node = %node.name(), error = %e, "undecodable frame dropped")
                 }
             }
         })
     })
+}
+
+/// The function a batching transport calls with runs of frames for `node`.
+pub(crate) fn inbound_batch_handler(node: &Node) -> InboundBatch {
+    let node = node.downgrade();
+    Arc::new(move |mut frames: Vec<Bytes>| {
+        let node = node.clone();
+        Box::pin(async move {
+            if let Some(node) = node.upgrade() {
+                let mut target = TellTarget::default();
+                for bytes in frames.drain(..) {
+                    match pb::Frame::decode(bytes) {
+                        Ok(frame) => on_frame(&node, frame, &mut target).await,
+                        Err(e) => {
+                            tracing::warn!(node = %node.name(), error = %e, "undecodable frame dropped")
+                        }
+                    }
+                }
+            }
+            frames.clear();
+            frames
+        })
+    })
+}
+
+/// The last `Tell` target of a batch: its id as sent and the local actor it named, so a
+/// run of tells to one actor parses and looks up the id once. Lives for one batch only,
+/// so an actor that stops and is replaced under the same name is looked up afresh by the
+/// next batch.
+#[derive(Default)]
+struct TellTarget {
+    to: String,
+    pid: Option<Pid>,
 }
 
 fn parse_id(text: &str) -> Option<ActorId> {
@@ -381,20 +426,24 @@ fn remote_error(e: &Error) -> pb::RemoteError {
     }
 }
 
-async fn on_frame(node: &Node, frame: pb::Frame) {
-    let router = node.router().clone();
+async fn on_frame(node: &Node, frame: pb::Frame, target: &mut TellTarget) {
     let Some(body) = frame.body else { return };
-    match body {
-        pb::frame::Body::Tell(tell) => {
-            let (Some(to), Some(env)) = (parse_id(&tell.to), tell.envelope) else {
-                return;
-            };
-            if let Some(pid) = node.lookup(&to) {
-                if let Err(e) = pid.tell_envelope(Envelope::from_proto(env)).await {
-                    tracing::debug!(to = %to, error = %e, "remote tell not delivered");
-                }
+    if let pb::frame::Body::Tell(tell) = body {
+        let Some(env) = tell.envelope else { return };
+        if target.to != tell.to || target.to.is_empty() {
+            target.pid = parse_id(&tell.to).and_then(|id| node.lookup(&id));
+            target.to = tell.to;
+        }
+        if let Some(pid) = &target.pid {
+            if let Err(e) = pid.tell_envelope(Envelope::from_proto(env)).await {
+                tracing::debug!(to = %pid.id(), error = %e, "remote tell not delivered");
             }
         }
+        return;
+    }
+    let router = node.router().clone();
+    match body {
+        pb::frame::Body::Tell(_) => {}
         pb::frame::Body::Ask(ask) => {
             let env = ask.envelope.map(Envelope::from_proto).unwrap_or_default();
             let correlation = env.correlation_id.clone();

@@ -244,7 +244,7 @@ async fn mtls_accepts_the_clusters_ca_and_refuses_another() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good");
     let bad = dir.path().join("bad");
-    for (out, nodes) in [(&good, "node0,node1"), (&bad, "node2")] {
+    for (out, nodes) in [(&good, "node0,node1,node3"), (&bad, "node2")] {
         let made = Command::new(BIN)
             .args(["cert", "dev-ca", "--nodes", nodes, "--out"])
             .arg(out)
@@ -268,26 +268,55 @@ async fn mtls_accepts_the_clusters_ca_and_refuses_another() {
             ),
         ]
     };
+    // node2 has another CA; node3, started after it with the same seeds (every member
+    // before it) and the same cluster name, has the cluster's: it shows that a member started
+    // that way joins, so node2's absence below is the certificate's doing.
     let mut cluster = TestCluster::plexspaces(BIN, "it-mtls", GOSSIP, &[]).unwrap();
-    for (node, ca) in [("node0", &good), ("node1", &good), ("node2", &bad)] {
+    for (node, ca) in [
+        ("node0", &good),
+        ("node1", &good),
+        ("node2", &bad),
+        ("node3", &good),
+    ] {
         let env = tls(ca, node);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         cluster.add_node(&env).await.expect("node starts");
     }
     assert!(cluster.nodes()[0].log().contains("mtls=true"));
 
-    // Same CA: a forwarded call crosses the mTLS transport.
-    activate_and_spread(&cluster, 0, &[1, 2], "t1").await;
-    assert_eq!(
-        invoke(&cluster, 1, "get", "t1").await,
-        (200, json!({"count": 1}))
+    // Gossip runs over mTLS: the three members of the cluster's CA see each other alive...
+    let trusted = names(&["node0", "node1", "node3"]);
+    for i in [0, 1, 3] {
+        assert!(
+            eventually(LIMIT, || async {
+                members_in(&cluster, i, "alive") == trusted
+            })
+            .await,
+            "node{i} does not list node0, node1 and node3 alive: {:?}",
+            status(&cluster, i)
+        );
+    }
+    // ...and node2 appears in no member's view, in any state; node2 sees only itself.
+    for i in [0, 1, 3] {
+        let seen = status(&cluster, i).expect("status answers");
+        let listed: Vec<&str> = seen["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["node"].as_str())
+            .collect();
+        assert!(!listed.contains(&"node2"), "node{i} lists node2: {seen}");
+    }
+    let alone = names(&["node2"]);
+    assert!(
+        eventually(LIMIT, || async {
+            members_in(&cluster, 2, "alive") == alone
+        })
+        .await,
+        "node2 should see only itself: {:?}",
+        status(&cluster, 2)
     );
-
-    // Another CA: node2 learns of the actor through gossip (not authenticated, see
-    // docs/cluster.md), but node0 refuses its connection: its forwarded call fails with
-    // noconnection (503), and node0 logs the refusal.
-    let (status, body) = invoke(&cluster, 2, "get", "t1").await;
-    assert_eq!(status, 503, "{body}");
+    // node2 did try: node0 refused its connection at the TLS handshake and logged it.
     assert!(
         eventually(LIMIT, || async {
             cluster.nodes()[0]
@@ -298,7 +327,16 @@ async fn mtls_accepts_the_clusters_ca_and_refuses_another() {
         "node0 did not log the refusal:\n{}",
         cluster.nodes()[0].log()
     );
-    // And node0's actor is untouched by node2.
+
+    // Same CA: a forwarded call crosses the mTLS transport.
+    activate_and_spread(&cluster, 0, &[1, 3], "t1").await;
+    assert_eq!(
+        invoke(&cluster, 1, "get", "t1").await,
+        (200, json!({"count": 1}))
+    );
+    // node2 never heard of node0's actor: whatever it does with the key stays on node2, and
+    // node0's actor is untouched.
+    let _ = invoke(&cluster, 2, "increment", "t1").await;
     assert_eq!(
         invoke(&cluster, 0, "get", "t1").await,
         (200, json!({"count": 1}))

@@ -247,3 +247,105 @@ async fn a_transport_carries_only_its_own_node_and_rejects_bad_options() {
     assert!(matches!(err, plexspaces_cluster::Error::InvalidOption(_)));
     net.shutdown();
 }
+
+/// Counts casts, but only while its gate is open.
+struct Gated {
+    open: Arc<tokio::sync::Semaphore>,
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+impl plexspaces_core::Actor for Gated {
+    type Msg = u64;
+    type Reply = u64;
+
+    async fn handle_cast(
+        &mut self,
+        n: u64,
+        _ctx: &mut plexspaces_core::Context<Self>,
+    ) -> Result<(), plexspaces_core::BoxError> {
+        // Waits until the test opens the gate (the semaphore is closed then: no more waiting).
+        let _ = self.open.acquire().await;
+        self.seen.lock().push(n);
+        Ok(())
+    }
+
+    async fn handle_call(
+        &mut self,
+        _n: u64,
+        _ctx: &mut plexspaces_core::Context<Self>,
+    ) -> Result<Option<u64>, plexspaces_core::BoxError> {
+        Ok(Some(self.seen.lock().len() as u64))
+    }
+
+    fn decode(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<u64> {
+        env.decode_json()
+    }
+
+    fn encode(msg: &u64) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+        plexspaces_core::Envelope::json("n", msg)
+    }
+
+    fn encode_reply(
+        request_type: &str,
+        reply: &u64,
+    ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+        plexspaces_core::Envelope::json(request_type, reply)
+    }
+
+    fn decode_reply(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<u64> {
+        env.decode_json()
+    }
+}
+
+#[tokio::test]
+async fn a_slow_receiver_pushes_back_to_the_senders_queue() {
+    let (alpha, _a, beta, b_net) = {
+        let (a, a_net) = tcp_node("t-push", "alpha").await;
+        let (b, b_net) =
+            crate::common::tcp_node_with(NetworkOptions::new("t-push", "beta").send_queue(256))
+                .await;
+        b_net.add_peer("alpha", a_net.local_addr());
+        (a, a_net, b, b_net)
+    };
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    alpha
+        .spawn_with(
+            Gated {
+                open: open.clone(),
+                seen: seen.clone(),
+            },
+            plexspaces_core::SpawnOptions::named("gated")
+                .mailbox(plexspaces_core::MailboxConfig::Bounded(16)),
+        )
+        .unwrap();
+    let gated: ActorRef<Gated> = beta.actor_ref(&id("gated@alpha")).unwrap();
+    // The actor handles nothing, so its mailbox fills, alpha's reader stops reading, the
+    // socket buffers fill, beta's writes stall and its 256-frame queue fills: a send fails.
+    let mut accepted = 0u64;
+    let refused = loop {
+        match gated.try_tell(accepted) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        if accepted % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(accepted < 10_000_000, "the queue never filled");
+    };
+    assert_eq!(refused.to_error(gated.id()).kind(), "transport");
+    assert_eq!(refused.into_inner(), accepted);
+    assert!(b_net.stats().queue_full >= 1);
+    // Nothing accepted was lost: once the actor runs, every one arrives, in order.
+    open.close();
+    let want = accepted;
+    until(
+        "every accepted tell arrives",
+        Duration::from_secs(60),
+        || seen.lock().len() as u64 == want,
+    )
+    .await;
+    assert_eq!(*seen.lock(), (0..accepted).collect::<Vec<_>>());
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
