@@ -42,7 +42,7 @@ struct ListQuery {
 }
 
 async fn list(State(s): State<NodeServices>, caller: Caller, query: QueryOf<ListQuery>) -> Response {
-    respond((|| {
+    respond((|| -> crate::Result<Response> {
         let q = query_of(query)?;
         let deployments = s.deployments.list(&caller, q.namespace.as_deref());
         Ok(Json(json!({ "deployments": deployments })).into_response())
@@ -53,7 +53,7 @@ async fn describe(
     State(s): State<NodeServices>,
     Scoped { caller, path }: Scoped<(String, String)>,
 ) -> Response {
-    respond((|| {
+    respond((|| -> crate::Result<Response> {
         let (namespace, actor_type) = path;
         let d = s.deployments.describe(&caller, &namespace, &actor_type)?;
         Ok(Json(d).into_response())

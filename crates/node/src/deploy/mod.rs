@@ -430,10 +430,7 @@ impl Deployments {
         }
         let _writes = self.inner.writes.lock().await;
         let key = scoped(&caller.tenant, &namespace, &actor_type);
-        let previous = match self.inner.current.read().get(&key) {
-            Some(d) => Some(d.version),
-            None => None,
-        };
+        let previous = self.inner.current.read().get(&key).map(|d| d.version);
         let previous = match previous {
             Some(v) => Some(v),
             None => self
