@@ -643,10 +643,7 @@ impl Registry {
             "scoped actor type registered"
         );
         let key = scoped_key(tenant, namespace, &actor_type.name);
-        self.inner
-            .scoped
-            .write()
-            .insert(key, Arc::new(actor_type));
+        self.inner.scoped.write().insert(key, Arc::new(actor_type));
     }
 
     /// Removes a type registered with [`Registry::register_scoped`]; whether there was one.

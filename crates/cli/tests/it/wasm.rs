@@ -127,7 +127,11 @@ fn build_python(source: &Path) -> PathBuf {
     let name = source.file_stem().unwrap().to_string_lossy().into_owned();
     cached(
         &format!("py-{name}"),
-        &[source.to_owned(), repo().join("sdk/python/plexspaces"), repo().join("wit")],
+        &[
+            source.to_owned(),
+            repo().join("sdk/python/plexspaces"),
+            repo().join("wit"),
+        ],
         |out| {
             let tmp = tempfile::tempdir().unwrap();
             run(
@@ -150,9 +154,17 @@ fn build_ts(source: &Path) -> PathBuf {
     let name = source.file_stem().unwrap().to_string_lossy().into_owned();
     cached(
         &format!("ts-{name}"),
-        &[source.to_owned(), sdk.join("src"), sdk.join("bin"), sdk.join("wit")],
+        &[
+            source.to_owned(),
+            sdk.join("src"),
+            sdk.join("bin"),
+            sdk.join("wit"),
+        ],
         |out| {
-            if !sdk.join("node_modules/@bytecodealliance/componentize-js").is_dir() {
+            if !sdk
+                .join("node_modules/@bytecodealliance/componentize-js")
+                .is_dir()
+            {
                 run(
                     Command::new("npm")
                         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -209,7 +221,10 @@ async fn deploy(
     actor_type: &str,
     wasm: &[u8],
 ) -> (u16, Value) {
-    let (content_type, body) = form(&[("namespace", namespace), ("actor_type", actor_type)], wasm);
+    let (content_type, body) = form(
+        &[("namespace", namespace), ("actor_type", actor_type)],
+        wasm,
+    );
     let mut req = reqwest::Client::new()
         .post(format!("{}/api/v1/deploy", node.http))
         .header("content-type", content_type)
@@ -299,7 +314,10 @@ async fn the_python_quick_start_verbatim_then_a_restart_keeps_the_deployment() {
         work.path(),
         &path,
     );
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"count": 5}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"count": 5})
+    );
     // The Python type answers, not the built-in counter: `get` is its handler.
     assert_eq!(
         invoke(&node, None, "default/counter", "get", "default", json!({})).await,
@@ -307,7 +325,15 @@ async fn the_python_quick_start_verbatim_then_a_restart_keeps_the_deployment() {
     );
     // Other namespaces still have the built-in counter.
     assert_eq!(
-        invoke(&node, None, "other/counter", "increment", "k", json!({"amount": 2})).await,
+        invoke(
+            &node,
+            None,
+            "other/counter",
+            "increment",
+            "k",
+            json!({"amount": 2})
+        )
+        .await,
         (200, json!({"count": 2}))
     );
 
@@ -315,16 +341,31 @@ async fn the_python_quick_start_verbatim_then_a_restart_keeps_the_deployment() {
     assert!(status.success(), "{log}");
     let cache = data.path().join("wasm/cache");
     let cached = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
-    assert!(cached >= 1, "no compiled module cached in {}", cache.display());
+    assert!(
+        cached >= 1,
+        "no compiled module cached in {}",
+        cache.display()
+    );
 
     let node = Node::start_in(data.path(), &[]).await;
     let (status, listed) = get(&node, None, "/api/v1/deploy").await;
     assert_eq!(status, 200);
-    assert_eq!(listed["deployments"][0]["actor_type"], "counter", "{listed}");
+    assert_eq!(
+        listed["deployments"][0]["actor_type"], "counter",
+        "{listed}"
+    );
     assert_eq!(listed["deployments"][0]["version"], 1);
     // Served at once after the restart (not durable: a fresh count).
     assert_eq!(
-        invoke(&node, None, "default/counter", "increment", "default", json!({"amount": 5})).await,
+        invoke(
+            &node,
+            None,
+            "default/counter",
+            "increment",
+            "default",
+            json!({"amount": 5})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
 }
@@ -334,10 +375,25 @@ async fn typescript_and_rust_guests_and_the_cli_deploy_commands() {
     let work = tempfile::tempdir().unwrap();
     let node = Node::start(&[]).await;
     let ts = build_ts(&repo().join("examples/wasm/quickstart/counter.ts"));
-    let (status, body) = deploy(&node, None, "default", "counter-ts", &std::fs::read(&ts).unwrap()).await;
+    let (status, body) = deploy(
+        &node,
+        None,
+        "default",
+        "counter-ts",
+        &std::fs::read(&ts).unwrap(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
-        invoke(&node, None, "default/counter-ts", "increment", "a", json!({"amount": 5})).await,
+        invoke(
+            &node,
+            None,
+            "default/counter-ts",
+            "increment",
+            "a",
+            json!({"amount": 5})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
     assert_eq!(
@@ -348,18 +404,56 @@ async fn typescript_and_rust_guests_and_the_cli_deploy_commands() {
     // The Rust guest through `plexspaces deploy`.
     let rust = rust_guest(work.path());
     let rust = rust.to_str().unwrap();
-    let out = node.cli(&["deploy", rust, "--actor-type", "counter-rs", "-n", "apps", "--output", "json"]);
+    let out = node.cli(&[
+        "deploy",
+        rust,
+        "--actor-type",
+        "counter-rs",
+        "-n",
+        "apps",
+        "--output",
+        "json",
+    ]);
     let d = super::stdout_json(&out);
-    assert_eq!((d["version"].as_u64(), d["namespace"].as_str()), (Some(1), Some("apps")));
-    assert!(d["handlers"].as_array().unwrap().contains(&json!("increment")), "{d}");
     assert_eq!(
-        invoke(&node, None, "apps/counter-rs", "increment", "k", json!({"amount": 5})).await,
+        (d["version"].as_u64(), d["namespace"].as_str()),
+        (Some(1), Some("apps"))
+    );
+    assert!(
+        d["handlers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("increment")),
+        "{d}"
+    );
+    assert_eq!(
+        invoke(
+            &node,
+            None,
+            "apps/counter-rs",
+            "increment",
+            "k",
+            json!({"amount": 5})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
     // A redeploy is version 2; the live activation is deactivated (not durable: count 0).
-    let out = node.cli(&["deploy", rust, "-t", "counter-rs", "-n", "apps", "--output", "json"]);
+    let out = node.cli(&[
+        "deploy",
+        rust,
+        "-t",
+        "counter-rs",
+        "-n",
+        "apps",
+        "--output",
+        "json",
+    ]);
     let d = super::stdout_json(&out);
-    assert_eq!((d["version"].as_u64(), d["replaced_version"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (d["version"].as_u64(), d["replaced_version"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(d["deactivated"].as_u64(), Some(1), "{d}");
     assert_eq!(
         invoke(&node, None, "apps/counter-rs", "get", "k", json!({})).await,
@@ -374,15 +468,30 @@ async fn typescript_and_rust_guests_and_the_cli_deploy_commands() {
         .collect();
     assert_eq!(names, ["counter-rs", "counter-ts"], "{listed}");
     let one = super::stdout_json(&node.cli(&[
-        "deployments", "-n", "apps", "-t", "counter-rs", "--output", "json",
+        "deployments",
+        "-n",
+        "apps",
+        "-t",
+        "counter-rs",
+        "--output",
+        "json",
     ]));
     assert_eq!(one["deployments"][0]["version"], 2);
     // Undeploy: gone (404 through HTTP, exit code 4 through the CLI).
     let out = node.cli(&["undeploy", "counter-rs", "-n", "apps", "--output", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, _) = invoke(&node, None, "apps/counter-rs", "get", "k", json!({})).await;
     assert_eq!(status, 404);
-    assert_eq!(node.cli(&["undeploy", "counter-rs", "-n", "apps"]).status.code(), Some(4));
+    assert_eq!(
+        node.cli(&["undeploy", "counter-rs", "-n", "apps"])
+            .status
+            .code(),
+        Some(4)
+    );
     assert_eq!(
         get(&node, None, "/api/v1/deploy/apps/counter-rs").await.0,
         404
@@ -397,14 +506,29 @@ async fn bad_uploads_are_refused_with_a_reason_and_the_node_keeps_serving() {
     let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
     let empty_component = wat::parse_str("(component)").unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("garbage", b"this is not webassembly".to_vec(), 400, "not a WebAssembly binary"),
+        (
+            "garbage",
+            b"this is not webassembly".to_vec(),
+            400,
+            "not a WebAssembly binary",
+        ),
         ("core", core, 400, "core WebAssembly module"),
-        ("exports", empty_component, 400, "does not implement plexspaces:actor/actor"),
-        ("huge", {
-            let mut v = b"\0asm\x0d\0\x01\0".to_vec();
-            v.resize(300_000, 0);
-            v
-        }, 413, "larger than"),
+        (
+            "exports",
+            empty_component,
+            400,
+            "does not implement plexspaces:actor/actor",
+        ),
+        (
+            "huge",
+            {
+                let mut v = b"\0asm\x0d\0\x01\0".to_vec();
+                v.resize(300_000, 0);
+                v
+            },
+            413,
+            "larger than",
+        ),
     ];
     for (actor_type, wasm, want, reason) in cases {
         let (status, body) = deploy(&node, None, "default", actor_type, &wasm).await;
@@ -418,7 +542,10 @@ async fn bad_uploads_are_refused_with_a_reason_and_the_node_keeps_serving() {
     let client = reqwest::Client::new();
     for (content_type, body) in [
         ("application/json", b"{}".to_vec()),
-        ("multipart/form-data; boundary=x", b"--x\r\nnope\r\n\r\n--x--".to_vec()),
+        (
+            "multipart/form-data; boundary=x",
+            b"--x\r\nnope\r\n\r\n--x--".to_vec(),
+        ),
         ("multipart/form-data; boundary=x", b"--x--\r\n".to_vec()),
     ] {
         let resp = client
@@ -436,10 +563,25 @@ async fn bad_uploads_are_refused_with_a_reason_and_the_node_keeps_serving() {
     assert_eq!(status, 400, "{body}");
     // Still serving: the built-in counter and a good deploy.
     assert_eq!(
-        invoke(&node, None, "default/counter", "increment", "k", json!({"amount": 5})).await,
+        invoke(
+            &node,
+            None,
+            "default/counter",
+            "increment",
+            "k",
+            json!({"amount": 5})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
-    let (status, body) = deploy(&node, None, "default", "good", &plexspaces_test_util::rust_guest()).await;
+    let (status, body) = deploy(
+        &node,
+        None,
+        "default",
+        "good",
+        &plexspaces_test_util::rust_guest(),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -454,11 +596,35 @@ async fn a_durable_python_actor_survives_kill_9_with_its_state() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["durable"], true, "{body}");
     let path = "bank/account";
-    let (s, v) = invoke(&node, None, path, "deposit", "alice", json!({"amount": 10000})).await;
+    let (s, v) = invoke(
+        &node,
+        None,
+        path,
+        "deposit",
+        "alice",
+        json!({"amount": 10000}),
+    )
+    .await;
     assert_eq!((s, v["balance"].clone()), (200, json!(10000)));
-    let (s, v) = invoke(&node, None, path, "withdraw", "alice", json!({"amount": 2500})).await;
+    let (s, v) = invoke(
+        &node,
+        None,
+        path,
+        "withdraw",
+        "alice",
+        json!({"amount": 2500}),
+    )
+    .await;
     assert_eq!((s, v["balance"].clone()), (200, json!(7500)));
-    let (s, v) = invoke(&node, None, path, "withdraw", "alice", json!({"amount": 999999})).await;
+    let (s, v) = invoke(
+        &node,
+        None,
+        path,
+        "withdraw",
+        "alice",
+        json!({"amount": 999999}),
+    )
+    .await;
     assert!((400..500).contains(&s), "{s} {v}");
     let (_, before) = invoke(&node, None, path, "statement", "alice", json!({})).await;
 
@@ -471,8 +637,19 @@ async fn a_durable_python_actor_survives_kill_9_with_its_state() {
         invoke(&node, None, path, "balance", "alice", json!({})).await,
         (200, json!({"balance": 7500, "transactions": 2}))
     );
-    assert_eq!(invoke(&node, None, path, "statement", "alice", json!({})).await, (200, before));
-    let (s, v) = invoke(&node, None, path, "withdraw", "alice", json!({"amount": 500})).await;
+    assert_eq!(
+        invoke(&node, None, path, "statement", "alice", json!({})).await,
+        (200, before)
+    );
+    let (s, v) = invoke(
+        &node,
+        None,
+        path,
+        "withdraw",
+        "alice",
+        json!({"amount": 500}),
+    )
+    .await;
     assert_eq!((s, v["balance"].clone()), (200, json!(7000)));
 }
 
@@ -481,7 +658,14 @@ async fn deployments_are_tenant_scoped_and_need_a_token_when_auth_is_on() {
     let node = Node::start(&[("PLEXSPACES_JWT_SECRET", "wasm-secret")]).await;
     let token = |tenant: &str| {
         let out = Command::new(BIN)
-            .args(["token", "create", "--tenant", tenant, "--secret", "wasm-secret"])
+            .args([
+                "token",
+                "create",
+                "--tenant",
+                tenant,
+                "--secret",
+                "wasm-secret",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success());
@@ -495,11 +679,27 @@ async fn deployments_are_tenant_scoped_and_need_a_token_when_auth_is_on() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["tenant"], "acme");
     assert_eq!(
-        invoke(&node, Some(&acme), "default/counter-rs", "increment", "k", json!({"amount": 5})).await,
+        invoke(
+            &node,
+            Some(&acme),
+            "default/counter-rs",
+            "increment",
+            "k",
+            json!({"amount": 5})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
     // Another tenant neither sees nor reaches it.
-    let (status, _) = invoke(&node, Some(&globex), "default/counter-rs", "get", "k", json!({})).await;
+    let (status, _) = invoke(
+        &node,
+        Some(&globex),
+        "default/counter-rs",
+        "get",
+        "k",
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 404);
     let (_, listed) = get(&node, Some(&globex), "/api/v1/deploy").await;
     assert_eq!(listed, json!({"deployments": []}));
@@ -514,7 +714,15 @@ async fn deployments_are_tenant_scoped_and_need_a_token_when_auth_is_on() {
     assert_eq!(resp.status().as_u16(), 404);
     // The owner still has it.
     assert_eq!(
-        invoke(&node, Some(&acme), "default/counter-rs", "get", "k", json!({})).await,
+        invoke(
+            &node,
+            Some(&acme),
+            "default/counter-rs",
+            "get",
+            "k",
+            json!({})
+        )
+        .await,
         (200, json!({"count": 5}))
     );
     // The CLI with the token.

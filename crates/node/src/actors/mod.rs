@@ -184,8 +184,7 @@ impl Actors {
         invocation: Invocation,
     ) -> Result<Option<Envelope>> {
         use crate::virtual_actors::Route;
-        let virtual_type =
-            self.registry.type_of(key)?.kind() == crate::registry::TypeKind::Virtual;
+        let virtual_type = self.registry.type_of(key)?.kind() == crate::registry::TypeKind::Virtual;
         let mut attempt = 0;
         loop {
             attempt += 1;

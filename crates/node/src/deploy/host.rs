@@ -132,7 +132,8 @@ impl NodeRouter {
             tenant: from.tenant.clone(),
             operator: false,
         };
-        self.actors.address(&caller, &from.namespace, actor_type, key)
+        self.actors
+            .address(&caller, &from.namespace, actor_type, key)
     }
 
     async fn invoke(

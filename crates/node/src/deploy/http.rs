@@ -41,7 +41,11 @@ struct ListQuery {
     namespace: Option<String>,
 }
 
-async fn list(State(s): State<NodeServices>, caller: Caller, query: QueryOf<ListQuery>) -> Response {
+async fn list(
+    State(s): State<NodeServices>,
+    caller: Caller,
+    query: QueryOf<ListQuery>,
+) -> Response {
     respond((|| -> crate::Result<Response> {
         let q = query_of(query)?;
         let deployments = s.deployments.list(&caller, q.namespace.as_deref());
@@ -158,7 +162,9 @@ fn request_of(parts: &[Part]) -> crate::Result<DeployRequest> {
         }
     }
     if request.actor_type.is_empty() {
-        return Err(Error::BadRequest("form field \"actor_type\" is required".into()));
+        return Err(Error::BadRequest(
+            "form field \"actor_type\" is required".into(),
+        ));
     }
     if !wasm {
         return Err(Error::BadRequest(

@@ -217,7 +217,11 @@ fn namespace_or_default(namespace: &str) -> &str {
 type Scoped = (String, String, String);
 
 fn scoped(tenant: &str, namespace: &str, actor_type: &str) -> Scoped {
-    (tenant.to_owned(), namespace.to_owned(), actor_type.to_owned())
+    (
+        tenant.to_owned(),
+        namespace.to_owned(),
+        actor_type.to_owned(),
+    )
 }
 
 struct Inner {
@@ -347,7 +351,11 @@ impl Deployments {
         else {
             return Err(Error::NotFound("the module vanished".into()));
         };
-        let module = self.inner.host.load(&wasm, d.max_memory_bytes, d.call_timeout_ms).await?;
+        let module = self
+            .inner
+            .host
+            .load(&wasm, d.max_memory_bytes, d.call_timeout_ms)
+            .await?;
         let ty = self.inner.host.actor_type(&d, module)?;
         self.inner
             .registry
@@ -382,7 +390,16 @@ impl Deployments {
             return Err(Error::PayloadTooLarge(config.max_module_bytes));
         }
         let init = request.config.unwrap_or_else(|| serde_json::json!({}));
-        self.deploy_checked(caller, namespace, request.actor_type, request.wasm, init, request.max_memory_bytes, request.call_timeout_ms).await
+        self.deploy_checked(
+            caller,
+            namespace,
+            request.actor_type,
+            request.wasm,
+            init,
+            request.max_memory_bytes,
+            request.call_timeout_ms,
+        )
+        .await
     }
 
     #[cfg(not(feature = "wasm"))]
@@ -460,10 +477,7 @@ impl Deployments {
         self.inner
             .registry
             .register_scoped(&caller.tenant, &namespace, ty);
-        self.inner
-            .current
-            .write()
-            .insert(key, deployment.clone());
+        self.inner.current.write().insert(key, deployment.clone());
         // Live activations (of the older version, or of a built-in type this one now
         // shadows) end after their in-flight messages; the next message runs this version.
         let deactivated = self
@@ -504,7 +518,12 @@ impl Deployments {
     }
 
     /// The caller's deployment of `actor_type` in `namespace`, or `not_found`.
-    pub fn describe(&self, caller: &Caller, namespace: &str, actor_type: &str) -> Result<Deployment> {
+    pub fn describe(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        actor_type: &str,
+    ) -> Result<Deployment> {
         let namespace = namespace_or_default(namespace);
         self.inner
             .current
@@ -557,6 +576,7 @@ fn unsupported() -> Error {
     ))
 }
 
+#[cfg(feature = "wasm")]
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -95,7 +95,8 @@ pub fn parse(boundary: &str, body: &Bytes) -> Result<Vec<Part>> {
     let mut pos = if body.starts_with(dash.as_bytes()) {
         dash.len()
     } else {
-        find(body, delimiter.as_bytes(), 0).ok_or_else(|| bad("no boundary line"))? + delimiter.len()
+        find(body, delimiter.as_bytes(), 0).ok_or_else(|| bad("no boundary line"))?
+            + delimiter.len()
     };
     let mut parts = Vec::new();
     loop {
@@ -105,7 +106,10 @@ pub fn parse(boundary: &str, body: &Bytes) -> Result<Vec<Part>> {
         }
         // Transport padding, then CRLF.
         let line_end = find(body, b"\r\n", pos).ok_or_else(|| bad("truncated after a boundary"))?;
-        if body[pos..line_end].iter().any(|b| *b != b' ' && *b != b'\t') {
+        if body[pos..line_end]
+            .iter()
+            .any(|b| *b != b' ' && *b != b'\t')
+        {
             return Err(bad("junk after a boundary"));
         }
         let headers_start = line_end + 2;

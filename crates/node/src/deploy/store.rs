@@ -82,7 +82,8 @@ impl FsModuleStore {
         use std::io::Write as _;
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| io("cannot write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| io("cannot write", &tmp, e))?;
         f.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| io("cannot rename", &tmp, e))?;
         if let Some(dir) = path.parent() {
@@ -109,7 +110,11 @@ impl FsModuleStore {
 #[async_trait]
 impl ModuleStore for FsModuleStore {
     async fn put(&self, deployment: &Deployment, wasm: &[u8]) -> Result<()> {
-        let dir = self.dir(&deployment.tenant, &deployment.namespace, &deployment.actor_type);
+        let dir = self.dir(
+            &deployment.tenant,
+            &deployment.namespace,
+            &deployment.actor_type,
+        );
         let record = serde_json::to_vec_pretty(deployment)
             .map_err(|e| Error::Io(format!("module store: {e}")))?;
         let wasm = wasm.to_vec();
@@ -229,7 +234,11 @@ mod tests {
         assert_eq!(all[1].tenant, "b/../x");
         assert!(store.remove("a", "default", "counter").await.unwrap());
         assert!(!store.remove("a", "default", "counter").await.unwrap());
-        assert!(store.get("a", "default", "counter").await.unwrap().is_none());
+        assert!(store
+            .get("a", "default", "counter")
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(store.list().await.unwrap().len(), 1);
     }
 }
