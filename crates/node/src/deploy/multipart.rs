@@ -239,9 +239,9 @@ mod tests {
         let wasm = b"\0asm\r\n--not-the-boundary\r\n\x01\x00";
         let raw = body(
             &[
-                ("namespace", None, b"default"),
-                ("actor_type", None, b"counter"),
-                ("wasm", Some("counter.wasm"), wasm),
+                ("namespace", None, &b"default"[..]),
+                ("actor_type", None, &b"counter"[..]),
+                ("wasm", Some("counter.wasm"), &wasm[..]),
             ],
             b,
         );
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn an_empty_part_and_a_quoted_boundary() {
-        let raw = body(&[("config", None, b"")], "xyz");
+        let raw = body(&[("config", None, &b""[..])], "xyz");
         let parts = parse(
             &boundary(Some("multipart/form-data; boundary=\"xyz\"")).unwrap(),
             &raw,
