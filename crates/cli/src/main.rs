@@ -8,6 +8,7 @@
 //! still running, an update not answered in time); 8 overloaded.
 
 mod cluster;
+mod deploy;
 mod space;
 mod storage;
 mod telemetry;
@@ -102,6 +103,12 @@ enum Command {
     /// Your tenant's queues and topics: publish, receive, ack, nack, dead letters.
     #[command(subcommand)]
     Channel(storage::ChannelCommand),
+    /// Deploys a WASM actor type (a WebAssembly component) to your tenant, or redeploys it.
+    Deploy(deploy::DeployArgs),
+    /// Your tenant's deployed WASM actor types (or one of them, with --actor-type).
+    Deployments(deploy::ListArgs),
+    /// Removes a deployed WASM actor type (its live activations are deactivated).
+    Undeploy(deploy::UndeployArgs),
 }
 
 #[derive(Args, Debug)]
@@ -360,6 +367,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Channel(cmd) => {
             storage::channel_cmd(&cli.endpoint, cli.token.as_deref(), cli.output, cmd).await
+        }
+        Command::Deploy(args) => {
+            deploy::deploy(&cli.endpoint, cli.token.as_deref(), cli.output, args).await
+        }
+        Command::Deployments(args) => {
+            deploy::list(&cli.endpoint, cli.token.as_deref(), cli.output, args).await
+        }
+        Command::Undeploy(args) => {
+            deploy::undeploy(&cli.endpoint, cli.token.as_deref(), cli.output, args).await
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub channels: ChannelsConfig,
     /// The reminder scheduler.
     pub reminders: RemindersConfig,
+    /// WASM actors deployed with `POST /api/v1/deploy` (docs/wasm.md).
+    pub wasm: crate::deploy::WasmConfig,
 }
 
 /// `[cluster]`: joining other nodes over the network (docs/cluster.md). With `name` unset
@@ -542,6 +544,7 @@ impl Default for NodeConfig {
             blobs: BlobsConfig::default(),
             channels: ChannelsConfig::default(),
             reminders: RemindersConfig::default(),
+            wasm: Default::default(),
         }
     }
 }
@@ -662,6 +665,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("PLEXSPACES_OTLP_ENDPOINT", "otlp.endpoint", Kind::Str),
     ("PLEXSPACES_KV_BACKEND", "kv.backend", Kind::Str),
+    (
+        "PLEXSPACES_WASM_DURABILITY",
+        "wasm.durability_enabled",
+        Kind::Bool,
+    ),
     ("PLEXSPACES_KV_URL", "kv.url", Kind::Str),
     ("PLEXSPACES_BLOBS_BACKEND", "blobs.backend", Kind::Str),
     ("PLEXSPACES_BLOBS_ROOT", "blobs.root", Kind::Str),
@@ -839,6 +847,7 @@ impl NodeConfig {
             ));
         }
         self.workflows.validate()?;
+        self.wasm.validate()?;
         self.virtual_actors.spec(self)?;
         self.cluster.plan()?;
         self.validate_storage()?;

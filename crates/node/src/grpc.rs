@@ -176,6 +176,11 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
     health_reporter
         .set_serving::<ChannelServiceServer<ChannelApi>>()
         .await;
+    health_reporter
+        .set_serving::<plexspaces_proto::v1::deploy_service_server::DeployServiceServer<
+            crate::deploy::grpc::DeployApi,
+        >>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(plexspaces_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -191,5 +196,6 @@ pub async fn routes(services: NodeServices) -> crate::Result<tonic::service::Rou
         .add_service(KeyValueApi(services.clone()).into_server())
         .add_service(BlobApi(services.clone()).into_server())
         .add_service(ChannelApi(services.clone()).into_server())
+        .add_service(crate::deploy::grpc::DeployApi(services.clone()).into_server())
         .add_service(TupleSpaceApi(services).into_server()))
 }

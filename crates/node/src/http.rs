@@ -111,6 +111,9 @@ pub fn router(services: NodeServices) -> Router {
         .merge(crate::kv::http::routes())
         .merge(crate::blobs::http::routes())
         .merge(crate::channels::http::routes())
+        .merge(crate::deploy::http::routes(
+            services.deployments.config().max_upload_bytes(),
+        ))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/ready", get(ready))

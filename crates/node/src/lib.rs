@@ -57,6 +57,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
+pub mod deploy;
 pub mod error;
 pub mod facets;
 pub mod grpc;

@@ -122,6 +122,10 @@ pub(crate) fn escape(part: &str) -> String {
     out
 }
 
+fn scoped_key(tenant: &str, namespace: &str, name: &str) -> (String, String, String) {
+    (tenant.to_owned(), namespace.to_owned(), name.to_owned())
+}
+
 /// The longest tenant, namespace or key, in bytes.
 pub const MAX_KEY_PART: usize = 256;
 
@@ -517,6 +521,9 @@ struct Inner {
     node: Node,
     options: RegistryOptions,
     types: RwLock<HashMap<String, Arc<ActorType>>>,
+    /// Types of one tenant and namespace (deployed WASM modules), keyed by
+    /// `(tenant, namespace, name)`: they take precedence over `types` there.
+    scoped: RwLock<HashMap<(String, String, String), Arc<ActorType>>>,
     slots: DashMap<ActivationKey, Arc<Slot>>,
     live: AtomicUsize,
     directory: OnceLock<DirectoryBinding>,
@@ -548,6 +555,7 @@ impl Registry {
                 node,
                 options,
                 types: RwLock::new(HashMap::new()),
+                scoped: RwLock::new(HashMap::new()),
                 slots: DashMap::new(),
                 live: AtomicUsize::new(0),
                 directory: OnceLock::new(),
@@ -624,6 +632,72 @@ impl Registry {
             .insert(actor_type.name.clone(), Arc::new(actor_type));
     }
 
+    /// Registers (or replaces) a type for one tenant and namespace only (a deployed WASM
+    /// module). There it takes precedence over a node-wide type of the same name; other
+    /// tenants and namespaces do not see it.
+    pub fn register_scoped(&self, tenant: &str, namespace: &str, actor_type: ActorType) {
+        tracing::info!(
+            tenant,
+            namespace,
+            actor_type = %actor_type.name,
+            "scoped actor type registered"
+        );
+        let key = scoped_key(tenant, namespace, &actor_type.name);
+        self.inner.scoped.write().insert(key, Arc::new(actor_type));
+    }
+
+    /// Removes a type registered with [`Registry::register_scoped`]; whether there was one.
+    /// Live activations are not touched (see [`Registry::deactivate_type`]).
+    pub fn unregister_scoped(&self, tenant: &str, namespace: &str, name: &str) -> bool {
+        self.inner
+            .scoped
+            .write()
+            .remove(&scoped_key(tenant, namespace, name))
+            .is_some()
+    }
+
+    /// The type `name` means in `(tenant, namespace)`: a scoped type there, else the
+    /// node-wide one.
+    pub fn type_in(&self, tenant: &str, namespace: &str, name: &str) -> Result<Arc<ActorType>> {
+        let scoped = self
+            .inner
+            .scoped
+            .read()
+            .get(&scoped_key(tenant, namespace, name))
+            .cloned();
+        match scoped {
+            Some(ty) => Ok(ty),
+            None => self.actor_type(name),
+        }
+    }
+
+    /// The type of the activation at `key` ([`Registry::type_in`]).
+    pub fn type_of(&self, key: &ActivationKey) -> Result<Arc<ActorType>> {
+        self.type_in(&key.tenant, &key.namespace, &key.actor_type)
+    }
+
+    /// Deactivates every live activation of `name` in `(tenant, namespace)`, each after
+    /// its in-flight requests (its facets save a final snapshot). Returns how many.
+    pub async fn deactivate_type(&self, tenant: &str, namespace: &str, name: &str) -> usize {
+        let keys: Vec<ActivationKey> = self
+            .inner
+            .slots
+            .iter()
+            .filter(|e| {
+                let k = e.key();
+                k.tenant == tenant && k.namespace == namespace && k.actor_type == name
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        let mut n = 0;
+        for key in keys {
+            if self.deactivate(&key).await {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The registered type names, sorted.
     pub fn type_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.types.read().keys().cloned().collect();
@@ -653,7 +727,13 @@ impl Registry {
         for (what, part) in [("tenant", tenant), ("namespace", namespace), ("key", key)] {
             check_part(what, part)?;
         }
-        let ty = self.actor_type(actor_type)?;
+        let tenant_or_default = if tenant.is_empty() { "default" } else { tenant };
+        let namespace_or_default = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        let ty = self.type_in(tenant_or_default, namespace_or_default, actor_type)?;
         let key = match ty.kind {
             TypeKind::Virtual => key,
             TypeKind::WorkerPool { .. } => "",
@@ -663,7 +743,7 @@ impl Registry {
 
     /// The activation for `key`, created if needed, claimed for one request.
     pub async fn lease(&self, key: &ActivationKey) -> Result<Lease> {
-        let ty = self.actor_type(&key.actor_type)?;
+        let ty = self.type_of(key)?;
         loop {
             let slot = self
                 .inner

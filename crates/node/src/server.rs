@@ -295,7 +295,21 @@ impl NodeServer {
             }
             crate::cluster::forward::start_gateway(&node, actors.clone())?;
         }
+        let deployments = crate::deploy::Deployments::start(crate::deploy::DeploymentsOptions {
+            config: config.wasm.clone(),
+            data_dir: config.data_dir.clone(),
+            store: None,
+            actors: actors.clone(),
+            durability: durability.clone(),
+            node_facets: node_facets.clone(),
+            kv: kv.kv.clone(),
+            spaces: spaces.clone(),
+            ask_timeout: config.request_timeout(),
+        })?;
+        // Before serving: invocations of a deployed type find it at once after a restart.
+        deployments.restore().await?;
         let services = NodeServices {
+            deployments,
             cluster: crate::cluster::NodeCluster::new(node.name(), cluster.clone()),
             actors,
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),

@@ -195,6 +195,8 @@ pub struct NodeServices {
     pub max_body_bytes: usize,
     /// The cluster membership view (a node alone lists only itself).
     pub cluster: crate::cluster::NodeCluster,
+    /// Deployed WASM actor types.
+    pub deployments: crate::deploy::Deployments,
 }
 
 impl std::fmt::Debug for NodeServices {

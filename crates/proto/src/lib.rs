@@ -6,7 +6,8 @@
 //!
 //! With the `grpc` feature it also holds the tonic clients and servers of the services in
 //! `proto/plexspaces/v1/` (`ActorService`, `NodeService`, `TupleSpaceService`,
-//! `WorkflowService`, `ClusterService`, `KeyValueService`, `BlobService`, `ChannelService`) and [`FILE_DESCRIPTOR_SET`] for gRPC reflection. Without it, it pulls in no gRPC code.
+//! `WorkflowService`, `ClusterService`, `KeyValueService`, `BlobService`, `ChannelService`,
+//! `DeployService`) and [`FILE_DESCRIPTOR_SET`] for gRPC reflection. Without it, it pulls in no gRPC code.
 
 /// `plexspaces.v1`: envelopes, node-to-node frames, and the node's gRPC services.
 #[allow(clippy::all, missing_docs)]

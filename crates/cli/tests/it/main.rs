@@ -16,6 +16,7 @@ mod output_gate;
 mod space;
 mod storage;
 mod vactors;
+mod wasm;
 mod workflow;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plexspaces");

@@ -184,8 +184,7 @@ impl Actors {
         invocation: Invocation,
     ) -> Result<Option<Envelope>> {
         use crate::virtual_actors::Route;
-        let virtual_type =
-            self.registry.actor_type(&key.actor_type)?.kind() == crate::registry::TypeKind::Virtual;
+        let virtual_type = self.registry.type_of(key)?.kind() == crate::registry::TypeKind::Virtual;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -292,7 +291,7 @@ impl Actors {
         }
         let virtual_type = self
             .registry
-            .actor_type(&key.actor_type)
+            .type_of(key)
             .is_ok_and(|t| t.kind() == crate::registry::TypeKind::Virtual);
         if virtual_type {
             let name = key.virtual_actor_name();

@@ -134,3 +134,52 @@ async fn a_busy_slot_still_reads_as_active_and_deactivation_waits_for_the_lease(
     assert!(registry.get(&a).is_none());
     assert_eq!(registry.live_count(), 0);
 }
+
+#[tokio::test]
+async fn a_scoped_type_takes_precedence_in_its_tenant_and_namespace_only() {
+    use plexspaces_node::builtin::Echo;
+    let reg = registry(10, 0..0).await;
+    let echo = std::any::type_name::<Echo>();
+    reg.register_scoped("acme", "apps", ActorType::virtual_actor("flaky", |_| Echo));
+    assert_eq!(
+        reg.type_in("acme", "apps", "flaky").unwrap().rust_type(),
+        echo
+    );
+    assert_ne!(
+        reg.type_in("acme", "default", "flaky").unwrap().rust_type(),
+        echo
+    );
+    assert_ne!(
+        reg.type_in("globex", "apps", "flaky").unwrap().rust_type(),
+        echo
+    );
+
+    reg.register_scoped(
+        "acme",
+        "apps",
+        ActorType::virtual_actor("only-here", |_| Echo),
+    );
+    let k = reg.resolve("acme", "apps", "only-here", "k").unwrap();
+    assert_eq!(
+        reg.resolve("globex", "apps", "only-here", "k")
+            .unwrap_err()
+            .kind(),
+        "unknown_actor_type"
+    );
+    drop(reg.lease(&k).await.unwrap());
+    assert!(reg.get(&k).is_some());
+    assert_eq!(reg.deactivate_type("acme", "apps", "only-here").await, 1);
+    assert!(reg.get(&k).is_none());
+    assert!(reg.unregister_scoped("acme", "apps", "only-here"));
+    assert!(!reg.unregister_scoped("acme", "apps", "only-here"));
+    assert_eq!(
+        reg.type_in("acme", "apps", "only-here").unwrap_err().kind(),
+        "unknown_actor_type"
+    );
+    // The node-wide type is back where the scoped one is removed.
+    assert!(reg.unregister_scoped("acme", "apps", "flaky"));
+    assert_ne!(
+        reg.type_in("acme", "apps", "flaky").unwrap().rust_type(),
+        echo
+    );
+}
