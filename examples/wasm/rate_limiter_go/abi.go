@@ -11,7 +11,10 @@
 
 package main
 
-import "unsafe"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Error codes: the cases of `enum error-code` in wit/actor.wit, in order.
 const (
@@ -155,6 +158,14 @@ func exportHandle(tptr, tlen, pptr, plen uint32) uint32 {
 	msgType := string(copied(tptr, tlen))
 	payload := copied(pptr, plen)
 	done()
+	// A panic goes on (the call traps, the supervisor restarts the activation), but first
+	// its message goes to the node's log: the adapter discards the guest's stderr.
+	defer func() {
+		if r := recover(); r != nil {
+			logError(fmt.Sprintf("panic in handler %q: %v", msgType, r))
+			panic(r)
+		}
+	}()
 	reply, err := handle(msgType, payload)
 	return writeResult(reply, true, err)
 }
@@ -195,6 +206,16 @@ func nowMs() (uint64, *actorError) {
 	msg := string(copied(get32(area+12), get32(area+16)))
 	done()
 	return 0, &actorError{code: code, message: msg}
+}
+
+// log: func(level: level, message: string); level 4 is `error`.
+//
+//go:wasmimport plexspaces:actor/logging@0.1.0 log
+func importLog(level, ptr, n uint32)
+
+func logError(message string) {
+	b := []byte(message)
+	importLog(4, ptrOf(b), uint32(len(b)))
 }
 
 // descriptor is `record descriptor { facets: list<string>, handlers: list<string> }`.
