@@ -387,7 +387,7 @@ fn child(args: &[String]) -> Result<()> {
         .first()
         .and_then(|a| Kind::from_arg(a))
         .context("wasm-rss-child wants native, rust, python or typescript")?;
-    let path = args.get(1).context("wasm-rss-child wants a path")?;
+    let path = args.get(1).context("wasm-rss-child wants a path")?.clone();
     let count: usize = args
         .get(2)
         .context("wasm-rss-child wants a count")?
@@ -402,7 +402,7 @@ fn child(args: &[String]) -> Result<()> {
             let (wasm_rt, module) = if kind == Kind::Native {
                 (None, None)
             } else {
-                let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+                let bytes = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
                 let max = u32::try_from(count + 8).unwrap_or(u32::MAX);
                 let wasm_rt = runtime(None, max)?;
                 let module = load(&wasm_rt, &bytes).await?;
