@@ -295,7 +295,7 @@ struct Figures {
     idle_n: usize,
 }
 
-async fn measure(kind: Kind, bytes: Option<&[u8]>, work: Work) -> Result<Figures> {
+async fn measure(bytes: Option<&[u8]>, work: Work) -> Result<Figures> {
     let mut f = Figures::default();
     let node = Node::builder("wasm-bench").build().await?;
     let module = match bytes {
@@ -519,7 +519,7 @@ fn main() -> Result<()> {
         };
         eprintln!("measuring the {}", kind.name());
         let figures = runtime.block_on(async {
-            tokio::spawn(async move { measure(kind, bytes.as_deref(), work).await })
+            tokio::spawn(async move { measure(bytes.as_deref(), work).await })
                 .await
                 .context("bench driver panicked")?
         })?;
