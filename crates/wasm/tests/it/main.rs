@@ -467,7 +467,10 @@ async fn the_go_rate_limiter_runs_and_is_restarted_after_a_panic() {
         decisions.push(ask(&first, "check", json!({})).await.unwrap());
     }
     assert_eq!(
-        decisions.iter().map(|d| d["allowed"].clone()).collect::<Vec<_>>(),
+        decisions
+            .iter()
+            .map(|d| d["allowed"].clone())
+            .collect::<Vec<_>>(),
         [json!(true), json!(true), json!(false)]
     );
     let denied = &decisions[2];
@@ -499,6 +502,9 @@ async fn the_go_rate_limiter_runs_and_is_restarted_after_a_panic() {
     let second = child().await.typed::<WasmActor>().expect("a wasm actor");
     let fresh = ask(&second, "check", json!({})).await.unwrap();
     assert_eq!(fresh["allowed"], json!(true));
-    assert_eq!(fresh["limit"], 10, "a fresh instance has the default window");
+    assert_eq!(
+        fresh["limit"], 10,
+        "a fresh instance has the default window"
+    );
     node.shutdown().await;
 }
