@@ -103,6 +103,16 @@ def build_rust(crate: Path) -> Path:
     return _cached(name, [crate / "src", crate / "Cargo.toml", WIT], run)
 
 
+def build_go(module: Path) -> Path:
+    """scripts/build-go-guest of a Go guest module (go:wasmexport core module + sdk/go-adapter)."""
+
+    def run(out: Path) -> None:
+        subprocess.run([str(REPO / "scripts" / "build-go-guest"), str(module), str(out)], check=True, stdout=subprocess.DEVNULL)
+
+    inputs = [module, REPO / "sdk" / "go-adapter", REPO / "scripts" / "componentize-core.mjs", WIT]
+    return _cached(module.name, inputs, run)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -96,21 +96,26 @@ def test_batch_predictor_is_a_virtual_actor_per_model(node):
     assert bad_row.status == 400, bad_row
 
 
-def test_rate_limiter_sliding_window_per_client(node):
-    wasm = harness.build_rust(HERE / "rate_limiter")
-    assert node.deploy("edge", "rate-limiter", wasm).status in (200, 201)
-    node.ok("edge", "rate-limiter", "configure", {"limit": 3, "window_ms": 60000}, key="client-1")
-    node.ok("edge", "rate-limiter", "configure", {"limit": 1, "window_ms": 60000}, key="client-2")
-    decisions = [node.ok("edge", "rate-limiter", "check", key="client-1")["allowed"] for _ in range(5)]
+@pytest.mark.parametrize(
+    "language,build,source",
+    [("rust", harness.build_rust, HERE / "rate_limiter"), ("go", harness.build_go, HERE / "rate_limiter_go")],
+)
+def test_rate_limiter_sliding_window_per_client(node, language, build, source):
+    wasm = build(source)
+    actor_type = f"rate-limiter-{language}"  # one type per guest: the node is shared
+    assert node.deploy("edge", actor_type, wasm).status in (200, 201)
+    node.ok("edge", actor_type, "configure", {"limit": 3, "window_ms": 60000}, key="client-1")
+    node.ok("edge", actor_type, "configure", {"limit": 1, "window_ms": 60000}, key="client-2")
+    decisions = [node.ok("edge", actor_type, "check", key="client-1")["allowed"] for _ in range(5)]
     assert decisions == [True, True, True, False, False]
-    denied = node.ok("edge", "rate-limiter", "check", key="client-1")
+    denied = node.ok("edge", actor_type, "check", key="client-1")
     assert denied["remaining"] == 0 and 0 < denied["retry_after_ms"] <= 60000 and denied["denied"] == 3
-    assert node.ok("edge", "rate-limiter", "check", key="client-2")["allowed"] is True
-    assert node.ok("edge", "rate-limiter", "check", key="client-2")["allowed"] is False
+    assert node.ok("edge", actor_type, "check", key="client-2")["allowed"] is True
+    assert node.ok("edge", actor_type, "check", key="client-2")["allowed"] is False
     # Let it crash: the trap fails that call, the supervisor restarts the activation (fresh
     # state: this type is not durable), and the client is served again.
-    crashed = node.invoke("edge", "rate-limiter", "crash", key="client-1")
+    crashed = node.invoke("edge", actor_type, "crash", key="client-1")
     assert crashed.status >= 500, crashed
-    after = harness.eventually(lambda: node.invoke("edge", "rate-limiter", "check", key="client-1"))
+    after = harness.eventually(lambda: node.invoke("edge", actor_type, "check", key="client-1"))
     assert after.json()["allowed"] is True and after.json()["limit"] == 10
-    assert node.ok("edge", "rate-limiter", "status", key="client-2")["allowed"] is False
+    assert node.ok("edge", actor_type, "status", key="client-2")["allowed"] is False

@@ -145,10 +145,35 @@ def test_batch_predictor_guest():
     assert out[2] == {"ok": {"model": "model-a", "predictions": [3.5, 4.5], "batch": 1}}
 
 
-def test_rate_limiter_guest():
-    _, out = run(
-        harness.build_rust(HERE / "rate_limiter"),
-        [["configure", {"limit": 2, "window_ms": 1000}], ["check", {}], ["check", {}], ["check", {}], ["crash", {}]],
+@pytest.mark.parametrize(
+    "build,source",
+    [(harness.build_rust, HERE / "rate_limiter"), (harness.build_go, HERE / "rate_limiter_go")],
+    ids=["rust", "go"],
+)
+def test_rate_limiter_guest(build, source):
+    desc, out = run(
+        build(source),
+        [
+            ["configure", {"limit": 2, "window_ms": 1000}],
+            ["check", {}],
+            ["check", {}],
+            ["check", {}],
+            ["configure", {"limit": "x"}],
+            ["nope", {}],
+            ["@snapshot"],
+            ["@init"],
+            ["status", {}],
+            ["@restore"],
+            ["status", {}],
+            ["crash", {}],
+        ],
     )
+    assert desc["handlers"] == ["configure", "check", "status", "crash"]
     assert [o["ok"]["allowed"] for o in out[1:4]] == [True, True, False]
-    assert "trap" in out[4]
+    assert out[3]["ok"]["denied"] == 1 and out[3]["ok"]["remaining"] == 0
+    assert out[4]["err"]["code"] == "bad-request", out[4]
+    assert out[5]["err"]["code"] == "not-found", out[5]
+    assert out[6]["ok"]["limit"] == 2 and len(out[6]["ok"]["allowed"]) == 2
+    assert out[8]["ok"]["limit"] == 10  # init: the default window
+    assert out[10]["ok"]["limit"] == 2 and out[10]["ok"]["allowed"] is False  # restored
+    assert "trap" in out[11]

@@ -8,7 +8,8 @@
 //!   `postgres_database` (feature `postgres`) creates the database if it is missing.
 //! - [`TestCluster`]: N real cluster-member processes on 127.0.0.1, each with its own ports,
 //!   that a test can kill -9, SIGTERM, restart and partition.
-//! - [`rust_guest`]: the Rust WASM guest component (`sdk/rust-counter`), built once.
+//! - [`rust_guest`]: the Rust WASM guest component (`sdk/rust-counter`), built once;
+//!   [`go_guest`]: the Go rate-limiter guest (`examples/wasm/rate_limiter_go`).
 //! - [`EffectStub`] (feature `effect-stub`): an idempotency-honouring HTTP service that logs
 //!   each request with its key and applies each key once.
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 mod cluster;
 pub use cluster::{free_tcp_udp_port, free_udp_port, TestCluster, TestNode};
 mod wasm_guest;
-pub use wasm_guest::{repo_root, rust_guest};
+pub use wasm_guest::{go_guest, repo_root, rust_guest};
 
 #[cfg(feature = "effect-stub")]
 pub mod effect_stub;

@@ -50,3 +50,38 @@ pub fn rust_guest() -> Vec<u8> {
     });
     std::fs::read(path).expect("the built guest is readable")
 }
+
+/// The bytes of the Go rate-limiter guest component (`examples/wasm/rate_limiter_go`), built
+/// once per test process by `scripts/build-go-guest` (Go >= 1.24 and jco: `scripts/ci-deps`
+/// installs both). Panics (failing the test) with the script's output when the build fails.
+pub fn go_guest() -> Vec<u8> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let root = repo_root();
+            let target = match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(t) => PathBuf::from(t),
+                None => root.join("target"),
+            };
+            // One file per process: nextest runs tests in parallel processes.
+            let wasm = target.join(format!(
+                "wasm-guests/go/rate_limiter_go-{}.wasm",
+                std::process::id()
+            ));
+            let out = std::process::Command::new(root.join("scripts/build-go-guest"))
+                .arg(root.join("examples/wasm/rate_limiter_go"))
+                .arg(&wasm)
+                .output()
+                .expect("scripts/build-go-guest runs");
+            assert!(
+                out.status.success(),
+                "building examples/wasm/rate_limiter_go failed (scripts/ci-deps installs Go and jco):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let bytes = std::fs::read(&wasm).expect("the built guest is readable");
+            let _ = std::fs::remove_file(&wasm);
+            bytes
+        })
+        .clone()
+}

@@ -418,3 +418,93 @@ async fn imports_act_in_the_guests_own_tenant() {
     assert_eq!(e.kind(), "decode", "{e}");
     node.shutdown().await;
 }
+
+/// The Go guest (examples/wasm/rate_limiter_go): a `GOOS=wasip1` core module with
+/// `//go:wasmexport`, adapted to a component by scripts/build-go-guest, hosted like any other
+/// guest: its handlers, typed errors, the host's clock import, and a panic (a trap) restarted
+/// by the supervisor with a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_rate_limiter_runs_and_is_restarted_after_a_panic() {
+    let rt = runtime();
+    let module = rt
+        .load(&plexspaces_test_util::go_guest(), Limits::default())
+        .await
+        .expect("the Go component loads");
+    assert_eq!(
+        module.descriptor().handlers,
+        ["configure", "check", "status", "crash"]
+    );
+    assert!(!module.wants_durability());
+    let node = Node::builder("wgo").build().await.expect("node");
+    let m = module.clone();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(5, Duration::from_secs(10))
+        .child(ChildSpec::worker("limiter", move || {
+            WasmActor::new(
+                m.clone(),
+                scope("default", "client-1"),
+                HostEnv::detached(),
+                Vec::new(),
+            )
+        }));
+    let sup = node
+        .start(Supervisor::new(spec), SpawnOptions::default())
+        .await
+        .expect("supervisor");
+    let child = || async {
+        sup.which_children().await.expect("children")[0]
+            .pid
+            .clone()
+            .expect("running")
+    };
+    let first = child().await.typed::<WasmActor>().expect("a wasm actor");
+    let configured = ask(&first, "configure", json!({"limit": 2, "window_ms": 60000}))
+        .await
+        .unwrap();
+    assert_eq!(configured["limit"], 2);
+    let mut decisions = Vec::new();
+    for _ in 0..3 {
+        decisions.push(ask(&first, "check", json!({})).await.unwrap());
+    }
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| d["allowed"].clone())
+            .collect::<Vec<_>>(),
+        [json!(true), json!(true), json!(false)]
+    );
+    let denied = &decisions[2];
+    assert_eq!(denied["denied"], 1);
+    let retry = denied["retry_after_ms"].as_u64().expect("a number");
+    assert!(retry > 0 && retry <= 60_000, "{denied}");
+    // typed guest errors; the activation keeps its window
+    let bad = ask(&first, "configure", json!({"limit": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind(), "decode", "{bad}");
+    let unknown = ask(&first, "nope", json!({})).await.unwrap_err();
+    assert_eq!(unknown.kind(), "not_found", "{unknown}");
+    assert_eq!(
+        ask(&first, "status", json!({})).await.unwrap()["allowed"],
+        json!(false)
+    );
+    // a Go panic is a trap: the call fails, the supervisor starts a fresh activation
+    let e = ask(&first, "crash", json!({})).await.unwrap_err();
+    assert_eq!(e.kind(), "actor_failed", "{e}");
+    let restarted = plexspaces_test_util::eventually(Duration::from_secs(30), || async {
+        sup.which_children().await.expect("children")[0]
+            .pid
+            .as_ref()
+            .is_some_and(|p| p.id() != first.id() && p.is_alive())
+    })
+    .await;
+    assert!(restarted, "the supervisor restarted the Go guest");
+    let second = child().await.typed::<WasmActor>().expect("a wasm actor");
+    let fresh = ask(&second, "check", json!({})).await.unwrap();
+    assert_eq!(fresh["allowed"], json!(true));
+    assert_eq!(
+        fresh["limit"], 10,
+        "a fresh instance has the default window"
+    );
+    node.shutdown().await;
+}

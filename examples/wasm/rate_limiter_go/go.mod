@@ -1,0 +1,3 @@
+module plexspaces.example/ratelimiter
+
+go 1.24
