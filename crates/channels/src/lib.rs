@@ -51,6 +51,8 @@ mod error;
 mod facet;
 pub mod factory;
 pub mod inbox;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
@@ -68,6 +70,8 @@ pub use error::{Error, Result};
 pub use facet::{EventEmitter, EventEmitterFacet};
 pub use factory::{BackendKind, ChannelsConfig};
 pub use inbox::{ChannelInbox, InboxHandle, InboxOptions, InboxStats};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaBackend, KafkaOptions};
 pub use memory::MemoryBackend;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBackend, NatsOptions};
