@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rskafka::chrono::Utc;
+use rskafka::chrono::DateTime;
 use rskafka::client::error::{Error as KError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
@@ -169,7 +169,7 @@ fn record(key: Option<Vec<u8>>, value: Vec<u8>, headers: BTreeMap<String, Vec<u8
         key,
         value: Some(value),
         headers,
-        timestamp: Utc::now(),
+        timestamp: DateTime::from_timestamp_millis(now_ms()).unwrap_or_default(),
     }
 }
 

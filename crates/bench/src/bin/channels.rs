@@ -341,7 +341,12 @@ async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<
         key: None,
         value: Some(payload.clone()),
         headers: Default::default(),
-        timestamp: rskafka::chrono::Utc::now(),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        )
+        .unwrap_or_default(),
     };
     let p = timed(async {
         for _ in 0..n {
