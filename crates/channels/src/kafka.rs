@@ -160,7 +160,11 @@ fn topic_name(prefix: &str, name: String) -> String {
     if name.len() <= MAX_TOPIC {
         name
     } else {
-        format!("{prefix}.h{:016x}{:016x}", fnv(0, &name), fnv(0x9e37, &name))
+        format!(
+            "{prefix}.h{:016x}{:016x}",
+            fnv(0, &name),
+            fnv(0x9e37, &name)
+        )
     }
 }
 
@@ -219,12 +223,30 @@ struct GroupState {
 /// One state record.
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Start { at: i64 },
-    Lease { off: i64, n: u32, ts: i64, until: i64 },
-    Ack { off: i64 },
-    Nack { off: i64, due: i64 },
-    Bury { off: i64, ts: i64, until: i64 },
-    Buried { off: i64 },
+    Start {
+        at: i64,
+    },
+    Lease {
+        off: i64,
+        n: u32,
+        ts: i64,
+        until: i64,
+    },
+    Ack {
+        off: i64,
+    },
+    Nack {
+        off: i64,
+        due: i64,
+    },
+    Bury {
+        off: i64,
+        ts: i64,
+        until: i64,
+    },
+    Buried {
+        off: i64,
+    },
 }
 
 impl Op {
@@ -587,7 +609,11 @@ impl KafkaBackend {
                     ts: now,
                     until,
                 },
-                Claim::Bury(off, _) => Op::Bury { off, ts: now, until },
+                Claim::Bury(off, _) => Op::Bury {
+                    off,
+                    ts: now,
+                    until,
+                },
             })
             .collect();
         let at = st.append(&ops).await?;

@@ -305,7 +305,13 @@ async fn kafka_broker() -> Result<(String, Option<tokio::process::Child>)> {
         .port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = tokio::process::Command::new(bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .current_dir(std::env::temp_dir())
         .stdin(std::process::Stdio::null())
@@ -350,7 +356,8 @@ async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<
     };
     let p = timed(async {
         for _ in 0..n {
-            pc.produce(vec![record()], Compression::NoCompression).await?;
+            pc.produce(vec![record()], Compression::NoCompression)
+                .await?;
         }
         Ok(())
     })
@@ -373,7 +380,9 @@ async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<
     let mut s = Vec::new();
     for _ in 0..trips {
         let t = Instant::now();
-        let at = pc.produce(vec![record()], Compression::NoCompression).await?;
+        let at = pc
+            .produce(vec![record()], Compression::NoCompression)
+            .await?;
         let off = *at.first().context("no offset")?;
         let (records, _) = pc.fetch_records(off, 1..100 * 180, 1_000).await?;
         anyhow::ensure!(
@@ -383,7 +392,11 @@ async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<
         s.push(t.elapsed());
     }
     s.sort();
-    client.controller_client()?.delete_topic(&topic, 10_000).await.ok();
+    client
+        .controller_client()?
+        .delete_topic(&topic, 10_000)
+        .await
+        .ok();
     Ok((rate(n, p), rate(n, c), s))
 }
 
