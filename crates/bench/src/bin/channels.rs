@@ -395,7 +395,7 @@ async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<
     // best effort: the broker is this run's own
     let _ = client
         .controller_client()?
-        .delete_topic(&topic, 10_000)
+        .delete_topic(topic, 10_000)
         .await;
     Ok((rate(n, p), rate(n, c), s))
 }
