@@ -20,7 +20,7 @@ pub enum Error {
     #[error("unknown receipt {0}")]
     UnknownReceipt(String),
     /// The backend or operation is not built (a cargo feature is off), or the backend
-    /// cannot offer it (UDP has no queues or dead letters; Kafka is not built at all).
+    /// cannot offer it (UDP has no queues or dead letters).
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// No backend is configured.

@@ -12,14 +12,10 @@ use std::sync::Arc;
 
 use crate::{Channels, DeliveryOptions, Error, MemoryBackend, Result};
 
-/// Why there is no Kafka backend (see docs/channels.md).
-pub const KAFKA_UNSUPPORTED: &str = "the Kafka backend is not built: no Kafka-protocol \
-     broker that runs here builds in reasonable time (see docs/channels.md)";
-
 /// A backend kind, to override the priority order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// Kafka (not built: always [`Error::Unsupported`])
+    /// Kafka (feature `kafka`)
     Kafka,
     /// NATS JetStream
     Nats,
@@ -33,12 +29,14 @@ pub enum BackendKind {
     Memory,
 }
 
-/// A Kafka cluster (not built; configuring it makes [`open`] answer
+/// A Kafka-protocol cluster (feature `kafka`; without it [`open`] answers
 /// [`Error::Unsupported`] instead of silently picking another backend).
 #[derive(Debug, Clone, Default)]
 pub struct KafkaConfig {
     /// bootstrap brokers, `host:port`
     pub brokers: Vec<String>,
+    /// topic prefix (`[A-Za-z0-9._-]`; empty: `plex`)
+    pub prefix: String,
 }
 
 /// A NATS server with JetStream.
@@ -132,6 +130,7 @@ impl ChannelsConfig {
 }
 
 #[cfg(not(all(
+    feature = "kafka",
     feature = "nats",
     feature = "redis",
     feature = "sqlite",
@@ -148,7 +147,25 @@ pub async fn open(config: &ChannelsConfig) -> Result<Channels> {
     let delivery = config.delivery;
     let missing = || Error::NotConfigured;
     match config.pick()? {
-        BackendKind::Kafka => Err(Error::Unsupported(KAFKA_UNSUPPORTED.into())),
+        BackendKind::Kafka => {
+            let c = config.kafka.as_ref().ok_or_else(missing)?;
+            #[cfg(feature = "kafka")]
+            {
+                let mut o = crate::KafkaOptions::new(c.brokers.clone());
+                if !c.prefix.is_empty() {
+                    o.prefix = c.prefix.clone();
+                }
+                o.delivery = delivery;
+                Ok(Channels::new(Arc::new(
+                    crate::KafkaBackend::connect(o).await?,
+                )))
+            }
+            #[cfg(not(feature = "kafka"))]
+            {
+                let _ = c;
+                Err(not_built("kafka"))
+            }
+        }
         BackendKind::Nats => {
             let c = config.nats.as_ref().ok_or_else(missing)?;
             #[cfg(feature = "nats")]

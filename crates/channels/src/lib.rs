@@ -7,13 +7,12 @@
 //! not acked within the visibility timeout is delivered again, and a message delivered
 //! [`DeliveryOptions::max_deliveries`] times without an ack goes to the group's dead
 //! letters. Backends: [`MemoryBackend`] (default), SQLite (`sqlite`), Redis streams
-//! (`redis`), NATS JetStream (`nats`), and best-effort UDP multicast (`udp`, a documented
-//! subset). [`factory::open`] picks one from [`ChannelsConfig`]. [`EventEmitterFacet`]
+//! (`redis`), NATS JetStream (`nats`), Kafka (`kafka`, any Kafka-protocol broker), and
+//! best-effort UDP multicast (`udp`, a documented subset). [`factory::open`] picks one from [`ChannelsConfig`]. [`EventEmitterFacet`]
 //! gives an actor topics of its own tenant. [`conformance`] (feature `conformance`) is the
 //! suite every backend passes; docs/channels.md has the per-backend table.
 //!
-//! What it is not: no Kafka backend (configuring one answers [`Error::Unsupported`]; the
-//! reason is in docs/channels.md), no exactly-once delivery. The node serves channels over
+//! What it is not: no exactly-once delivery, and no SQS or process-group channels. The node serves channels over
 //! HTTP and gRPC (`plexspaces-node`); [`ChannelInbox`] feeds an actor from a queue, so its
 //! inbox is durable.
 //!
@@ -22,7 +21,8 @@
 //!   letters after `max_deliveries`); a consumer that dies mid-message loses nothing, the
 //!   message comes back after the visibility timeout (UDP excepted: best effort).
 //! - One claimant at a time: within a group a delivery is claimed atomically (one SQL
-//!   `UPDATE .. RETURNING`, a Redis consumer group, a JetStream pull consumer), so two
+//!   `UPDATE .. RETURNING`, a Redis consumer group, a JetStream pull consumer, the first
+//!   counting `lease` record in a Kafka group's state topic), so two
 //!   consumers never hold the same message inside its visibility timeout.
 //! - Channels are scoped by tenant and namespace ([`ChannelId`]); no name crosses scopes.
 //!
@@ -51,6 +51,8 @@ mod error;
 mod facet;
 pub mod factory;
 pub mod inbox;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
@@ -68,6 +70,8 @@ pub use error::{Error, Result};
 pub use facet::{EventEmitter, EventEmitterFacet};
 pub use factory::{BackendKind, ChannelsConfig};
 pub use inbox::{ChannelInbox, InboxHandle, InboxOptions, InboxStats};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaBackend, KafkaOptions};
 pub use memory::MemoryBackend;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBackend, NatsOptions};

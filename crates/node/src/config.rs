@@ -396,7 +396,8 @@ impl Default for BlobsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelsBackend {
-    /// Kafka (not built: the node refuses to start).
+    /// Kafka at `channels.kafka_brokers` (the node's cargo feature `kafka`; without it the
+    /// node refuses to start).
     Kafka,
     /// NATS JetStream at `channels.nats_url`.
     Nats,
@@ -422,10 +423,11 @@ pub struct ChannelsConfig {
     /// A Redis server, `redis://127.0.0.1:6379/`. Never printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<Secret>,
-    /// Kafka bootstrap brokers (not built: configuring them makes the node refuse to start).
+    /// Kafka bootstrap brokers, `host:port` (the node's cargo feature `kafka`; without it,
+    /// configuring them makes the node refuse to start).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kafka_brokers: Vec<String>,
-    /// NATS subject and stream prefix, and Redis key prefix.
+    /// NATS subject and stream prefix, Redis key prefix and Kafka topic prefix.
     pub prefix: String,
     /// A delivery not acked within this long is delivered again.
     pub visibility_timeout_ms: u64,

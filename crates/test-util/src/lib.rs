@@ -10,6 +10,8 @@
 //!   that a test can kill -9, SIGTERM, restart and partition.
 //! - [`rust_guest`]: the Rust WASM guest component (`sdk/rust-counter`), built once;
 //!   [`go_guest`]: the Go rate-limiter guest (`examples/wasm/rate_limiter_go`).
+//! - [`KafkaBroker`]: a Kafka-protocol broker (tansu, memory storage) as a child process on
+//!   a free port, one per test.
 //! - [`EffectStub`] (feature `effect-stub`): an idempotency-honouring HTTP service that logs
 //!   each request with its key and applies each key once.
 
@@ -19,6 +21,8 @@ use std::time::Duration;
 
 mod cluster;
 pub use cluster::{free_tcp_udp_port, free_udp_port, TestCluster, TestNode};
+mod kafka;
+pub use kafka::{tansu_bin, KafkaBroker, TANSU_VERSION};
 mod wasm_guest;
 pub use wasm_guest::{go_guest, repo_root, rust_guest};
 

@@ -3,13 +3,16 @@
 //!
 //! It reports; it never asserts a target. Needs the test servers on 127.0.0.1 (PostgreSQL
 //! 5432, Redis 6379, NATS 4222); a backend whose server is down is skipped with a note.
+//! Kafka: the broker at `PLEXSPACES_BENCH_KAFKA` (`host:port`), else a `tansu` broker (memory
+//! storage) it starts itself from `PLEXSPACES_TANSU` or where scripts/ci-deps installs it.
 //!
 //! Rows per channel backend: publish throughput (sequential publishes, each awaited),
 //! consume throughput (batches of 100, each delivery acked) and round-trip latency (publish
 //! one, receive it, ack it; p50 and p99). Raw side: the same through the driver directly
 //! (memory: a tokio mpsc channel; SQLite: insert, then `DELETE .. RETURNING` in batches;
 //! Redis: `XADD`, then `XREADGROUP` + `XACK`; NATS: JetStream publish, then pull + ack;
-//! UDP: a multicast socket pair on loopback). Rows per key-value backend: sequential `put`
+//! UDP: a multicast socket pair on loopback; Kafka: rskafka produce, then fetch in batches,
+//! with no per-message ack since Kafka has none). Rows per key-value backend: sequential `put`
 //! and `get` throughput against the driver's plain upsert / select (memory: a locked
 //! `HashMap`).
 //!
@@ -278,6 +281,122 @@ async fn raw_redis(n: usize, trips: usize) -> Result<(f64, f64, Vec<Duration>)> 
     }
     s.sort();
     let _: u64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+    Ok((rate(n, p), rate(n, c), s))
+}
+
+/// A Kafka-protocol broker for the Kafka rows: (address, the broker process if started here).
+async fn kafka_broker() -> Result<(String, Option<tokio::process::Child>)> {
+    if let Ok(addr) = std::env::var("PLEXSPACES_BENCH_KAFKA") {
+        return Ok((addr, None));
+    }
+    let bin = std::env::var_os("PLEXSPACES_TANSU")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".local/share/plexspaces/tansu-0.6.0/bin/tansu")
+        });
+    anyhow::ensure!(
+        bin.exists(),
+        "no tansu at {} (scripts/ci-deps installs it; or set PLEXSPACES_BENCH_KAFKA)",
+        bin.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = tokio::process::Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .current_dir(std::env::temp_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "tansu did not listen on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((addr, Some(child)))
+}
+
+async fn raw_kafka(addr: &str, n: usize, trips: usize) -> Result<(f64, f64, Vec<Duration>)> {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::record::Record;
+    let client = rskafka::client::ClientBuilder::new(vec![addr.to_owned()])
+        .build()
+        .await?;
+    let topic = unique("benchraw");
+    client
+        .controller_client()?
+        .create_topic(&topic, 1, 1, 10_000)
+        .await?;
+    let pc = client
+        .partition_client(&topic, 0, UnknownTopicHandling::Retry)
+        .await?;
+    let payload = vec![7u8; 100];
+    let record = || Record {
+        key: None,
+        value: Some(payload.clone()),
+        headers: Default::default(),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        )
+        .unwrap_or_default(),
+    };
+    let p = timed(async {
+        for _ in 0..n {
+            pc.produce(vec![record()], Compression::NoCompression)
+                .await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let mut next = 0i64;
+    let c = timed(async {
+        let mut got = 0;
+        while got < n {
+            // about 100 records per fetch, like the channel's batches of 100
+            let (records, _) = pc.fetch_records(next, 1..100 * 180, 1_000).await?;
+            anyhow::ensure!(!records.is_empty(), "raw kafka starved at {got}/{n}");
+            for r in &records {
+                next = next.max(r.offset + 1);
+            }
+            got += records.len();
+        }
+        Ok(())
+    })
+    .await?;
+    let mut s = Vec::new();
+    for _ in 0..trips {
+        let t = Instant::now();
+        let at = pc
+            .produce(vec![record()], Compression::NoCompression)
+            .await?;
+        let off = *at.first().context("no offset")?;
+        let (records, _) = pc.fetch_records(off, 1..100 * 180, 1_000).await?;
+        anyhow::ensure!(
+            records.iter().any(|r| r.offset == off),
+            "raw kafka lost a message"
+        );
+        s.push(t.elapsed());
+    }
+    s.sort();
+    // best effort: the broker is this run's own
+    let _ = client
+        .controller_client()?
+        .delete_topic(topic, 10_000)
+        .await;
     Ok((rate(n, p), rate(n, c), s))
 }
 
@@ -688,6 +807,25 @@ async fn run(work: Work, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             }
         }
         Err(e) => notes.push(format!("nats channel skipped: {e}")),
+    }
+
+    eprintln!("channel kafka...");
+    match kafka_broker().await {
+        Ok((addr, broker)) => {
+            let mut o = plexspaces_channels::KafkaOptions::new(vec![addr.clone()]);
+            o.prefix = unique("benchch");
+            o.delivery = quick_delivery;
+            let b = plexspaces_channels::KafkaBackend::connect(o).await?;
+            let plex = plex_channel(Arc::new(b), work.messages, work.round_trips).await?;
+            channel_rows(
+                &mut rows,
+                "kafka (tansu, memory storage)",
+                plex,
+                raw_kafka(&addr, work.messages, work.round_trips).await?,
+            );
+            drop(broker);
+        }
+        Err(e) => notes.push(format!("kafka channel skipped: {e}")),
     }
 
     eprintln!("channel udp multicast (loopback, TTL 0)...");

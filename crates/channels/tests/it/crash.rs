@@ -35,6 +35,8 @@ async fn factory(kind: &str, target: &str) -> Box<dyn Factory> {
         "nats" => Box::new(crate::nats::NatsFactory {
             prefix: target.to_owned(),
         }),
+        #[cfg(feature = "kafka")]
+        "kafka" => Box::new(crate::kafka::KafkaFactory::parse(target)),
         other => panic!("no backend {other} in this build"),
     }
 }
@@ -147,4 +149,12 @@ async fn nats_consumer_killed_mid_message() {
     let prefix = crate::nats::prefix();
     killed_mid_message("nats", &prefix).await;
     crate::nats::cleanup(&prefix).await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_consumer_killed_mid_message() {
+    let broker = crate::kafka::broker().await;
+    let prefix = plexspaces_test_util::unique_name("chcrash");
+    killed_mid_message("kafka", &format!("{}/{prefix}", broker.addr())).await;
 }

@@ -32,11 +32,14 @@ fn priority_order_among_configured_backends() {
     );
 }
 
+/// Without the `kafka` feature a Kafka config is refused, not replaced by another backend.
+#[cfg(not(feature = "kafka"))]
 #[tokio::test]
 async fn kafka_is_refused_not_replaced() {
     let c = ChannelsConfig {
         kafka: Some(KafkaConfig {
             brokers: vec!["127.0.0.1:9092".into()],
+            prefix: String::new(),
         }),
         ..Default::default()
     };
@@ -44,6 +47,52 @@ async fn kafka_is_refused_not_replaced() {
         factory::open(&c).await,
         Err(Error::Unsupported(_))
     ));
+}
+
+/// With it, the factory opens Kafka ahead of the other configured backends, and the
+/// channels work end to end on the broker.
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_opens_kafka_first() {
+    use plexspaces_channels::{ChannelId, Outgoing};
+    use std::time::Duration;
+    let broker = crate::kafka::broker().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = ChannelsConfig {
+        kafka: Some(KafkaConfig {
+            brokers: vec![broker.addr().to_owned()],
+            prefix: plexspaces_test_util::unique_name("fac"),
+        }),
+        sqlite: Some(SqliteConfig {
+            path: dir.path().join("c.db"),
+        }),
+        ..Default::default()
+    };
+    let ch = factory::open(&c).await.expect("open");
+    assert_eq!(ch.backend_name(), "kafka");
+    let q = ch.queue(ChannelId::new("t", "n", "jobs").expect("id"));
+    let w = q.consumer("w").await.expect("consumer");
+    q.publish(Outgoing::new("hello")).await.expect("publish");
+    let d = w
+        .receive_one(Duration::from_secs(10))
+        .await
+        .expect("receive")
+        .expect("delivered");
+    assert_eq!(d.message.payload, "hello");
+    w.ack(&d).await.expect("ack");
+}
+
+/// An unreachable broker is `Unavailable` (retryable), within the connect timeout.
+#[cfg(feature = "kafka")]
+#[tokio::test]
+async fn an_unreachable_kafka_broker_is_unavailable() {
+    let port = plexspaces_test_util::free_port().expect("port");
+    let mut o = plexspaces_channels::KafkaOptions::new(vec![format!("127.0.0.1:{port}")]);
+    o.timeout = std::time::Duration::from_secs(2);
+    let e = plexspaces_channels::KafkaBackend::connect(o)
+        .await
+        .expect_err("nothing listens");
+    assert!(e.is_retryable(), "{e}");
 }
 
 #[tokio::test]

@@ -206,6 +206,115 @@ pub mod nats {
     }
 }
 
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    use super::*;
+    use plexspaces_channels::{KafkaBackend, KafkaOptions};
+    use plexspaces_test_util::KafkaBroker;
+
+    /// `target` is `host:port/prefix` (so a child process can reach the same broker).
+    pub struct KafkaFactory {
+        pub broker: String,
+        pub prefix: String,
+    }
+
+    impl KafkaFactory {
+        pub fn parse(target: &str) -> Self {
+            let (broker, prefix) = target.split_once('/').expect("host:port/prefix");
+            KafkaFactory {
+                broker: broker.to_owned(),
+                prefix: prefix.to_owned(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Factory for KafkaFactory {
+        async fn open(&self, delivery: DeliveryOptions) -> Result<Arc<dyn Backend>> {
+            let mut o = KafkaOptions::new(vec![self.broker.clone()]);
+            o.prefix = self.prefix.clone();
+            o.delivery = delivery;
+            Ok(Arc::new(KafkaBackend::connect(o).await?))
+        }
+    }
+
+    pub async fn broker() -> KafkaBroker {
+        KafkaBroker::start()
+            .await
+            .unwrap_or_else(|e| panic!("Kafka-protocol broker: {e}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_conformance() {
+        let b = broker().await;
+        let f = KafkaFactory {
+            broker: b.addr().to_owned(),
+            prefix: plexspaces_test_util::unique_name("chit"),
+        };
+        conformance::run_all(&f).await;
+    }
+
+    /// Several instances claim from one queue at once: every message is handed out once
+    /// while held, none is lost (the state log arbitrates between instances).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_instances_race_for_claims_without_double_delivery() {
+        use plexspaces_channels::{ChannelId, Channels, Outgoing};
+        use std::collections::BTreeSet;
+        use std::time::Duration;
+        let b = broker().await;
+        let f = KafkaFactory {
+            broker: b.addr().to_owned(),
+            prefix: plexspaces_test_util::unique_name("race"),
+        };
+        let delivery = DeliveryOptions {
+            visibility_timeout: Duration::from_secs(60),
+            max_deliveries: 5,
+        };
+        let id = ChannelId::new("race", "ns", "work").expect("id");
+        let publisher = Channels::new(f.open(delivery).await.expect("open"));
+        const N: usize = 60;
+        for i in 0..N {
+            publisher
+                .queue(id.clone())
+                .publish(Outgoing::new(format!("{i}")))
+                .await
+                .expect("publish");
+        }
+        let mut workers = Vec::new();
+        for w in 0..4 {
+            let ch = Channels::new(f.open(delivery).await.expect("open"));
+            let c = ch
+                .queue(id.clone())
+                .consumer(&format!("w{w}"))
+                .await
+                .expect("consumer");
+            workers.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let ds = c
+                        .receive(4, Duration::from_millis(800))
+                        .await
+                        .expect("receive");
+                    if ds.is_empty() {
+                        return got;
+                    }
+                    for d in ds {
+                        got.push(d.message.payload.clone());
+                        c.ack(&d).await.expect("ack");
+                    }
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.expect("worker"));
+        }
+        let distinct: BTreeSet<_> = all.iter().cloned().collect();
+        assert_eq!(all.len(), N, "no message handed out twice");
+        assert_eq!(distinct.len(), N, "every message handed out");
+    }
+}
+
 #[cfg(feature = "udp")]
 mod udp {
     use super::*;

@@ -44,6 +44,7 @@ pub fn factory_config(config: &NodeConfig) -> factory::ChannelsConfig {
     factory::ChannelsConfig {
         kafka: (!c.kafka_brokers.is_empty()).then(|| factory::KafkaConfig {
             brokers: c.kafka_brokers.clone(),
+            prefix: c.prefix.clone(),
         }),
         nats: c.nats_url.as_ref().map(|u| NatsConfig {
             url: u.expose().to_owned(),
