@@ -8,6 +8,7 @@
 //! still running, an update not answered in time); 8 overloaded.
 
 mod cluster;
+mod faults;
 mod space;
 mod storage;
 mod telemetry;
@@ -409,6 +410,10 @@ async fn run_node(config: NodeConfig) -> Result<(), Failure> {
             code: if e.kind() == "config" { 6 } else { 1 },
             message: e.to_string(),
         })?;
+    if let Err(message) = faults::start(&handle) {
+        handle.shutdown().await;
+        return Err(Failure { code: 6, message });
+    }
     handle
         .run_until_signal()
         .await
