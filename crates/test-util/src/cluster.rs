@@ -443,8 +443,10 @@ impl TestCluster {
         if !plexspaces {
             return Ok(());
         }
-        let acked = crate::eventually(READY_LIMIT, || async {
-            self.nodes[i].log().matches(ack.as_str()).count() > acked_before
+        let node = &self.nodes[i];
+        let ack = ack.as_str();
+        let acked = crate::eventually(READY_LIMIT, || async move {
+            node.log().matches(ack).count() > acked_before
         })
         .await;
         if acked {

@@ -439,6 +439,34 @@ mod partition {
 
     const FAULTS: (&str, &str) = ("PLEXSPACES_FAULT_INJECTION", "1");
 
+    /// The switch is refused where it cannot be served: a node outside a cluster exits
+    /// with code 6 before serving; a member started without the variable has no switch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fault_switch_is_refused_outside_a_cluster_and_absent_without_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new(BIN)
+            .args(["start", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("PLEXSPACES_DISABLE_AUTH", "1")
+            .env(FAULTS.0, FAULTS.1)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(6));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("needs a node in a cluster"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cluster = TestCluster::start_nodes(BIN, &unique_name("vnosw"), 1, GOSSIP, &[])
+            .await
+            .expect("one node starts");
+        let refused = cluster.partition(0, "node1", true).await;
+        assert!(refused.is_err(), "a member without the variable has no switch");
+    }
+
     async fn three_nodes_with_fault_switch(schema: &str) -> TestCluster {
         let url = postgres_database();
         let cluster = TestCluster::start_nodes(
