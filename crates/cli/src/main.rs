@@ -385,7 +385,8 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     }
     let config = NodeConfig::load(ConfigSources {
         file: args.config,
-        env: std::env::vars().collect(),
+        // The fault switch's variable is the cli's, not a config key (see faults.rs).
+        env: std::env::vars().filter(|(k, _)| k != faults::ENV).collect(),
         overrides,
     })
     .map_err(|e| Failure {
