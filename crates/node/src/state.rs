@@ -101,8 +101,11 @@ impl NodeJournal {
     /// A facet factory for [`crate::ActorType::facets`]: a [`DurabilityFacet`] per
     /// activation, on the activation's stream ([`stream_id`]).
     pub fn facets(&self) -> impl Fn(&ActivationKey) -> Vec<Arc<dyn Facet>> + Send + Sync + 'static {
-        let (journal, options, binder) =
-            (self.journal.clone(), self.options.clone(), self.binder.clone());
+        let (journal, options, binder) = (
+            self.journal.clone(),
+            self.options.clone(),
+            self.binder.clone(),
+        );
         move |key: &ActivationKey| {
             let journal: Arc<dyn Journal> = match &binder {
                 Some(binder) => Arc::new(BoundJournal {
@@ -231,7 +234,11 @@ impl Journal for BoundJournal {
         self.inner.latest_snapshot(stream).await
     }
 
-    async fn truncate_before(&self, stream: &StreamId, seq: Seq) -> plexspaces_journal::Result<u64> {
+    async fn truncate_before(
+        &self,
+        stream: &StreamId,
+        seq: Seq,
+    ) -> plexspaces_journal::Result<u64> {
         self.inner.truncate_before(stream, seq).await
     }
 

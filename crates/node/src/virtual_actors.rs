@@ -281,7 +281,10 @@ pub async fn reclaim_on_membership(
 async fn retire_stale(registry: &crate::registry::Registry) {
     match registry.retire_stale().await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(activations = n, "retired activations reclaimed by the cluster"),
+        Ok(n) => tracing::info!(
+            activations = n,
+            "retired activations reclaimed by the cluster"
+        ),
         Err(e) => tracing::warn!(error = %e, "cannot check this node's directory claims"),
     }
 }

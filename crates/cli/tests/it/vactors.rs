@@ -344,7 +344,9 @@ async fn a_new_node_takes_its_share_of_new_activations_and_live_ones_stay() {
         assert!(ok, "node{i} sees 4 alive members");
     }
     let four = http_addrs(&cluster);
-    let candidates: Vec<Candidate> = (0..4).map(|i| Candidate::new(&format!("node{i}"), 1)).collect();
+    let candidates: Vec<Candidate> = (0..4)
+        .map(|i| Candidate::new(&format!("node{i}"), 1))
+        .collect();
     let mut share = std::collections::BTreeMap::<String, usize>::new();
     for n in 0..40 {
         let key = format!("new-{n}");
@@ -361,7 +363,10 @@ async fn a_new_node_takes_its_share_of_new_activations_and_live_ones_stay() {
         *share.entry(owner).or_default() += 1;
     }
     println!("40 new keys over 4 nodes: {share:?}");
-    assert!(share.get("node3").copied().unwrap_or(0) > 0, "the new node took a share: {share:?}");
+    assert!(
+        share.get("node3").copied().unwrap_or(0) > 0,
+        "the new node took a share: {share:?}"
+    );
     for (key, owner) in old.iter().zip(&before) {
         assert_eq!(
             directory_owner(&schema, key).await.as_ref(),
@@ -445,7 +450,13 @@ mod partition {
     async fn the_fault_switch_is_refused_outside_a_cluster_and_absent_without_the_variable() {
         let dir = tempfile::tempdir().unwrap();
         let out = tokio::process::Command::new(BIN)
-            .args(["start", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .args([
+                "start",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .env("PLEXSPACES_DISABLE_AUTH", "1")
@@ -464,7 +475,10 @@ mod partition {
             .await
             .expect("one node starts");
         let refused = cluster.partition(0, "node1", true).await;
-        assert!(refused.is_err(), "a member without the variable has no switch");
+        assert!(
+            refused.is_err(),
+            "a member without the variable has no switch"
+        );
     }
 
     async fn three_nodes_with_fault_switch(schema: &str) -> TestCluster {
@@ -558,7 +572,12 @@ mod partition {
         row.map(|r| r.0)
     }
 
-    async fn sees_dead(client: &reqwest::Client, cluster: &TestCluster, i: usize, peer: usize) -> bool {
+    async fn sees_dead(
+        client: &reqwest::Client,
+        cluster: &TestCluster,
+        i: usize,
+        peer: usize,
+    ) -> bool {
         let Some(http) = cluster.nodes()[i].http else {
             return false;
         };
@@ -708,7 +727,11 @@ mod partition {
             hosts(&client, &nodes, key).await.len() == 1
         })
         .await;
-        assert!(one, "one activation after the heal: {:?}", hosts(&client, &nodes, key).await);
+        assert!(
+            one,
+            "one activation after the heal: {:?}",
+            hosts(&client, &nodes, key).await
+        );
         assert!(!hosts(&client, &nodes, key).await.contains(&owner));
         // Every node serves the counter again, the formerly isolated one included.
         for n in 0..9 {

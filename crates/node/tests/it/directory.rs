@@ -153,13 +153,19 @@ async fn placement_from_code_pins_a_type_and_the_config_overrides_it() {
 
     for k in 0..8 {
         let url = format!("/api/v1/actors/default/counter/invoke?msg_type=increment&key=p{k}");
-        assert_eq!(send(a.client.post(a.url(&url))).await, (200, json!({"count": 1})));
+        assert_eq!(
+            send(a.client.post(a.url(&url))).await,
+            (200, json!({"count": 1}))
+        );
         let key = a
             .handle
             .registry()
             .resolve("default", "default", "counter", &format!("p{k}"))
             .unwrap();
-        assert!(b.handle.registry().get(&key).is_some(), "p{k} active on beta");
+        assert!(
+            b.handle.registry().get(&key).is_some(),
+            "p{k} active on beta"
+        );
         assert!(a.handle.registry().get(&key).is_none(), "p{k} not on alpha");
         let owner = a
             .handle
@@ -172,7 +178,10 @@ async fn placement_from_code_pins_a_type_and_the_config_overrides_it() {
             .unwrap()
             .expect("owned");
         assert_eq!(owner.node, "beta");
-        assert!(owner.journal_epoch.is_some(), "journal epoch bound to the claim");
+        assert!(
+            owner.journal_epoch.is_some(),
+            "journal epoch bound to the claim"
+        );
     }
     a.handle.shutdown().await;
     b.handle.shutdown().await;
