@@ -9,6 +9,7 @@
 
 mod cluster;
 mod deploy;
+mod faults;
 mod space;
 mod storage;
 mod telemetry;
@@ -400,7 +401,8 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     }
     let config = NodeConfig::load(ConfigSources {
         file: args.config,
-        env: std::env::vars().collect(),
+        // The fault switch's variable is the cli's, not a config key (see faults.rs).
+        env: std::env::vars().filter(|(k, _)| k != faults::ENV).collect(),
         overrides,
     })
     .map_err(|e| Failure {
@@ -425,6 +427,10 @@ async fn run_node(config: NodeConfig) -> Result<(), Failure> {
             code: if e.kind() == "config" { 6 } else { 1 },
             message: e.to_string(),
         })?;
+    if let Err(message) = faults::start(&handle) {
+        handle.shutdown().await;
+        return Err(Failure { code: 6, message });
+    }
     handle
         .run_until_signal()
         .await

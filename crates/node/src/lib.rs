@@ -77,7 +77,8 @@ pub mod workflows;
 pub use config::{ConfigSources, NodeConfig, OtlpConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 pub use error::{status_of, Error, Result};
 pub use registry::{
-    ActivationKey, ActorType, DirectoryBinding, FacetFactory, Registry, RegistryOptions, TypeKind,
+    ActivationKey, ActorType, ClaimBinder, DirectoryBinding, FacetFactory, Registry,
+    RegistryOptions, TypeKind,
 };
 pub use secret::{mask_secrets, Secret};
 pub use server::{NodeServer, NodeServerBuilder, ServerHandle};

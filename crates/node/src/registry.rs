@@ -367,6 +367,58 @@ impl fmt::Debug for DirectoryBinding {
     }
 }
 
+/// Binds the journal epoch an activation acquired to the directory epoch of its claim
+/// ([`plexspaces_cluster::Directory::bind_journal_epoch`]): the durability facet's journal
+/// calls [`ClaimBinder::bind`] right after it took a new epoch for the activation's stream
+/// (`crate::state`), before the activation recovers or writes anything.
+///
+/// Architecture invariant: a virtual activation of a clustered node writes to its journal
+/// stream only after the directory accepted its journal epoch for the current ownership
+/// period. A claimer whose entry was reclaimed (and maybe claimed by another node) meanwhile
+/// is refused here and its activation fails; the journal's own epoch fencing then refuses
+/// whichever activation of the key acquired its journal epoch first.
+#[derive(Clone)]
+pub struct ClaimBinder(Weak<Inner>);
+
+impl fmt::Debug for ClaimBinder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimBinder").finish_non_exhaustive()
+    }
+}
+
+impl ClaimBinder {
+    /// Records `journal_epoch` as the journal epoch of this node's claim on `key`. Ok
+    /// without a directory, for a worker pool, or once the registry is gone; an error when
+    /// the key is virtual and this node holds no claim on it, or the directory refuses
+    /// (the claim is no longer current: [`plexspaces_cluster::Error::Fenced`]).
+    pub async fn bind(&self, key: &ActivationKey, journal_epoch: u64) -> Result<()> {
+        let Some(inner) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let registry = Registry { inner };
+        let Some(d) = registry.directory() else {
+            return Ok(());
+        };
+        let is_virtual = registry
+            .actor_type(&key.actor_type)
+            .is_ok_and(|t| t.kind == TypeKind::Virtual);
+        if !is_virtual {
+            return Ok(());
+        }
+        let epoch = registry.claimed_epoch(key).ok_or_else(|| {
+            Error::Directory(format!(
+                "{key}: fenced: this node holds no directory claim on it"
+            ))
+        })?;
+        d.directory
+            .bind_journal_epoch(&key.directory_key(), &d.node, epoch, journal_epoch)
+            .await
+            .map_err(|e| Error::Directory(e.to_string()))?;
+        tracing::debug!(%key, epoch, journal_epoch, "journal epoch bound to the directory claim");
+        Ok(())
+    }
+}
+
 /// One live activation: a virtual actor, or a pool's workers.
 pub struct Activation {
     key: ActivationKey,
@@ -527,6 +579,9 @@ struct Inner {
     slots: DashMap<ActivationKey, Arc<Slot>>,
     live: AtomicUsize,
     directory: OnceLock<DirectoryBinding>,
+    /// The directory epoch this node holds for each virtual key it claimed, until it
+    /// releases the key ([`ClaimBinder`] binds journal epochs to them).
+    claims: DashMap<ActivationKey, u64>,
     /// Set by [`Registry::drain`]: no new activation.
     closing: AtomicBool,
 }
@@ -559,6 +614,7 @@ impl Registry {
                 slots: DashMap::new(),
                 live: AtomicUsize::new(0),
                 directory: OnceLock::new(),
+                claims: DashMap::new(),
                 closing: AtomicBool::new(false),
             }),
         };
@@ -599,7 +655,10 @@ impl Registry {
             .await
             .map_err(|e| Error::Directory(e.to_string()))?;
         match claim {
-            Claim::Granted(owner) => Ok(Some(owner.epoch)),
+            Claim::Granted(owner) => {
+                self.inner.claims.insert(key.clone(), owner.epoch);
+                Ok(Some(owner.epoch))
+            }
             Claim::Held(owner) => Err(Error::Moved {
                 key: key.to_string(),
                 owner: owner.node,
@@ -607,11 +666,24 @@ impl Registry {
         }
     }
 
+    /// The directory epoch this node holds for `key`, if it claimed it and has not released
+    /// it (it may have been reclaimed by other nodes since: the directory decides).
+    pub fn claimed_epoch(&self, key: &ActivationKey) -> Option<u64> {
+        self.inner.claims.get(key).map(|e| *e)
+    }
+
+    /// A handle that binds activations' journal epochs to this registry's directory claims
+    /// (see [`ClaimBinder`]). It does not keep the registry alive.
+    pub fn claim_binder(&self) -> ClaimBinder {
+        ClaimBinder(Arc::downgrade(&self.inner))
+    }
+
     /// Gives up this node's directory entry for `key` in period `epoch`.
     async fn release_claim(&self, key: &ActivationKey, epoch: Option<u64>) {
         let (Some(d), Some(epoch)) = (self.directory(), epoch) else {
             return;
         };
+        self.inner.claims.remove_if(key, |_, held| *held == epoch);
         match d
             .directory
             .release(&key.directory_key(), &d.node, epoch)
@@ -993,6 +1065,42 @@ impl Registry {
         }
         tracing::info!(activations = n, "drained");
         n
+    }
+
+    /// Retires every virtual activation of this node whose directory claim is no longer
+    /// current (the key was reclaimed while this node was cut off, and maybe claimed by
+    /// another node), after its in-flight requests. Such an activation could not write
+    /// anyway (its journal epoch is fenced); retiring it keeps the node's activation list
+    /// true and frees its slot. Returns how many were retired.
+    pub async fn retire_stale(&self) -> Result<usize> {
+        let Some(d) = self.directory() else {
+            return Ok(0);
+        };
+        let owned: std::collections::HashSet<(ActorKey, u64)> = d
+            .directory
+            .entries(Some(&d.node))
+            .await
+            .map_err(|e| Error::Directory(e.to_string()))?
+            .into_iter()
+            .filter(|(_, o)| o.incarnation == d.incarnation)
+            .map(|(k, o)| (k, o.epoch))
+            .collect();
+        let stale: Vec<ActivationKey> = self
+            .activations(None)
+            .into_iter()
+            .filter_map(|a| {
+                let epoch = a.directory_epoch()?;
+                (!owned.contains(&(a.key.directory_key(), epoch))).then(|| a.key.clone())
+            })
+            .collect();
+        let mut n = 0;
+        for key in stale {
+            tracing::warn!(%key, "retiring an activation whose directory claim was reclaimed");
+            if self.deactivate(&key).await {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Deactivates every idle activation past its timeout. Returns how many.

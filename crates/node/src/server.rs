@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use plexspaces_cluster::placement::{Placement, PlacementTable};
 use plexspaces_core::{MailboxConfig, MetricsFacet, Node, TracingFacet};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,9 +41,19 @@ pub struct NodeServerBuilder {
     config: NodeConfig,
     actor_types: Vec<ActorType>,
     workflow_types: Vec<WorkflowType>,
+    placement: PlacementTable,
 }
 
 impl NodeServerBuilder {
+    /// Places the first activation of `actor_type`'s keys with `placement` in a cluster
+    /// with an activation directory (see [`plexspaces_cluster::placement`]). The node's
+    /// config (`[virtual_actors.placement.<type>]`) wins over code for the same type, so
+    /// an operator can change a placement without a rebuild.
+    pub fn placement(mut self, actor_type: &str, placement: Placement) -> Self {
+        self.placement.set(actor_type, placement);
+        self
+    }
+
     /// Adds an actor type.
     pub fn actor_type(mut self, actor_type: ActorType) -> Self {
         self.actor_types.push(actor_type);
@@ -70,7 +81,13 @@ impl NodeServerBuilder {
 
     /// Starts the node (see [`NodeServer::start`]).
     pub async fn start(self) -> Result<ServerHandle> {
-        NodeServer::start_with(self.config, self.actor_types, self.workflow_types).await
+        NodeServer::start_with(
+            self.config,
+            self.actor_types,
+            self.workflow_types,
+            self.placement,
+        )
+        .await
     }
 }
 
@@ -91,6 +108,7 @@ struct HandleInner {
     journal: NodeJournal,
     workflows: NodeWorkflows,
     cluster: Option<plexspaces_cluster::ClusterHandle>,
+    placement: PlacementTable,
     reminders: tokio::sync::Mutex<Option<plexspaces_journal::ReminderSchedulerHandle>>,
 }
 
@@ -111,7 +129,7 @@ impl NodeServer {
     /// configured addresses (port 0 picks a free one). Types marked
     /// [`ActorType::durable`] get a durability facet per activation.
     pub async fn start(config: NodeConfig, types: Vec<ActorType>) -> Result<ServerHandle> {
-        Self::start_with(config, types, Vec::new()).await
+        Self::start_with(config, types, Vec::new(), PlacementTable::default()).await
     }
 
     /// A node to start with more actor and workflow types, registered before it serves:
@@ -139,6 +157,7 @@ impl NodeServer {
             config,
             actor_types: Vec::new(),
             workflow_types: Vec::new(),
+            placement: PlacementTable::default(),
         }
     }
 
@@ -146,8 +165,14 @@ impl NodeServer {
         config: NodeConfig,
         types: Vec<ActorType>,
         workflow_types: Vec<WorkflowType>,
+        code_placement: PlacementTable,
     ) -> Result<ServerHandle> {
         config.validate()?;
+        // Placement per type: from code, then the config's entries over it.
+        let mut placement = code_placement;
+        for (actor_type, p) in &config.virtual_actors.placement.types {
+            placement.set(actor_type, p.clone());
+        }
         let mut config = config;
         let http_addr = config.http_addr()?;
         let grpc_addr = config.grpc_addr()?;
@@ -176,7 +201,7 @@ impl NodeServer {
                 config.data_dir.display()
             ))
         })?;
-        let journal = NodeJournal::open(&config).await?;
+        let mut journal = NodeJournal::open(&config).await?;
         tracing::info!(backend = journal.backend, path = %journal.location, "journal initialized");
 
         let prometheus = prometheus::Registry::new();
@@ -248,6 +273,9 @@ impl NodeServer {
                 node: config.node_id.clone(),
                 incarnation,
             });
+            // The second line of fencing, tied to the first: each activation's journal
+            // epoch is recorded under its directory claim before it writes.
+            journal.bind_claims(registry.claim_binder());
         }
         let reminder_store = crate::reminders::open_store(&config).await?;
         let node_facets = node_facets(reminder_store.clone(), &kv, &blobs, &channels);
@@ -283,14 +311,14 @@ impl NodeServer {
         );
         if let Some(cluster) = &cluster {
             actors = actors.with_cluster(cluster.clone());
-            if let Some(binding) = registry.directory() {
+            if registry.directory().is_some() {
                 actors = actors.with_placer(crate::virtual_actors::Placer::new(
                     &config.node_id,
-                    config.virtual_actors.placement.clone(),
+                    placement.clone(),
                 ));
                 tokio::spawn(crate::virtual_actors::reclaim_on_membership(
                     cluster.clone(),
-                    binding.directory.clone(),
+                    registry.clone(),
                 ));
             }
             crate::cluster::forward::start_gateway(&node, actors.clone())?;
@@ -387,6 +415,7 @@ impl NodeServer {
                 journal,
                 workflows,
                 cluster,
+                placement,
                 reminders: tokio::sync::Mutex::new(Some(reminders)),
             }),
         })
@@ -418,6 +447,12 @@ impl ServerHandle {
     /// The cluster membership, when the node runs in a cluster (`[cluster]`).
     pub fn cluster(&self) -> Option<&plexspaces_cluster::ClusterHandle> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The placement of `actor_type`'s first activations in a cluster (from code, see
+    /// [`NodeServerBuilder::placement`], or from the config, which wins).
+    pub fn placement(&self, actor_type: &str) -> Placement {
+        self.inner.placement.get(actor_type)
     }
 
     /// The bound HTTP address.

@@ -11,15 +11,16 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use plexspaces_core::Facet;
 use plexspaces_journal::{
-    CheckpointPolicy, DurabilityFacet, DurableOptions, Journal, PostgresJournal, PostgresOptions,
-    SqliteJournal, SqliteOptions, StreamId,
+    CheckpointPolicy, Committing, DurabilityFacet, DurableOptions, Entry, Epoch, Journal,
+    PostgresJournal, PostgresOptions, Seq, Snapshot, SqliteJournal, SqliteOptions, StreamId,
 };
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::registry::ActivationKey;
+use crate::registry::{ActivationKey, ClaimBinder};
 
 /// The node's journal and how to describe it in logs.
 #[derive(Clone)]
@@ -32,6 +33,9 @@ pub struct NodeJournal {
     pub location: String,
     /// Options of each activation's durable execution.
     pub options: DurableOptions,
+    /// In a cluster with an activation directory: binds each activation's journal epoch to
+    /// its directory claim ([`NodeJournal::bind_claims`]).
+    binder: Option<ClaimBinder>,
 }
 
 impl std::fmt::Debug for NodeJournal {
@@ -65,6 +69,7 @@ impl NodeJournal {
                 backend: "PostgreSQL",
                 location: format!("{location} schema={}", config.journal.schema),
                 options,
+                binder: None,
             });
         }
         let path = config.journal_path();
@@ -81,13 +86,37 @@ impl NodeJournal {
             backend: "SQLite",
             location: path.display().to_string(),
             options,
+            binder: None,
         })
+    }
+
+    /// From now on, the facets made by [`NodeJournal::facets`] bind each activation's
+    /// journal epoch to its directory claim through `binder` as soon as they acquire it
+    /// (see [`ClaimBinder`]): an activation whose claim is no longer current fails before
+    /// it recovers or writes.
+    pub fn bind_claims(&mut self, binder: ClaimBinder) {
+        self.binder = Some(binder);
     }
 
     /// A facet factory for [`crate::ActorType::facets`]: a [`DurabilityFacet`] per
     /// activation, on the activation's stream ([`stream_id`]).
     pub fn facets(&self) -> impl Fn(&ActivationKey) -> Vec<Arc<dyn Facet>> + Send + Sync + 'static {
-        durability_facets(self.journal.clone(), self.options.clone())
+        let (journal, options, binder) = (
+            self.journal.clone(),
+            self.options.clone(),
+            self.binder.clone(),
+        );
+        move |key: &ActivationKey| {
+            let journal: Arc<dyn Journal> = match &binder {
+                Some(binder) => Arc::new(BoundJournal {
+                    inner: journal.clone(),
+                    key: key.clone(),
+                    binder: binder.clone(),
+                }),
+                None => journal.clone(),
+            };
+            vec![DurabilityFacet::new(journal, stream_id(key), options.clone()) as Arc<dyn Facet>]
+        }
     }
 }
 
@@ -130,6 +159,100 @@ pub fn durability_facets(
             DurabilityFacet::new(journal.clone(), stream_id(key), options.clone())
                 as Arc<dyn Facet>,
         ]
+    }
+}
+
+/// One activation's view of the node journal that binds every epoch it acquires to the
+/// activation's directory claim before handing it out; everything else passes through.
+struct BoundJournal {
+    inner: Arc<dyn Journal>,
+    key: ActivationKey,
+    binder: ClaimBinder,
+}
+
+#[async_trait]
+impl Journal for BoundJournal {
+    async fn acquire_epoch(&self, stream: &StreamId) -> plexspaces_journal::Result<Epoch> {
+        let epoch = self.inner.acquire_epoch(stream).await?;
+        // Refused: this node's claim was reclaimed (a partition, a missed heartbeat). The
+        // epoch just taken fences whichever activation held the stream; its owner's next
+        // activation takes a newer one.
+        self.binder.bind(&self.key, epoch.0).await.map_err(|e| {
+            plexspaces_journal::Error::InvalidState(format!(
+                "activation {} is fenced by the activation directory: {e}",
+                self.key
+            ))
+        })?;
+        Ok(epoch)
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        entries: Vec<Entry>,
+    ) -> plexspaces_journal::Result<()> {
+        self.inner.append(stream, epoch, entries).await
+    }
+
+    async fn start_append(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        entries: Vec<Entry>,
+    ) -> plexspaces_journal::Result<Committing> {
+        self.inner.start_append(stream, epoch, entries).await
+    }
+
+    async fn read(
+        &self,
+        stream: &StreamId,
+        from_seq: Seq,
+        to_seq: Seq,
+    ) -> plexspaces_journal::Result<Vec<Entry>> {
+        self.inner.read(stream, from_seq, to_seq).await
+    }
+
+    async fn next_seq(&self, stream: &StreamId) -> plexspaces_journal::Result<Seq> {
+        self.inner.next_seq(stream).await
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        seq: Seq,
+        data: Vec<u8>,
+    ) -> plexspaces_journal::Result<()> {
+        self.inner.save_snapshot(stream, epoch, seq, data).await
+    }
+
+    async fn latest_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> plexspaces_journal::Result<Option<Snapshot>> {
+        self.inner.latest_snapshot(stream).await
+    }
+
+    async fn truncate_before(
+        &self,
+        stream: &StreamId,
+        seq: Seq,
+    ) -> plexspaces_journal::Result<u64> {
+        self.inner.truncate_before(stream, seq).await
+    }
+
+    async fn truncate_from(
+        &self,
+        stream: &StreamId,
+        epoch: Epoch,
+        seq: Seq,
+    ) -> plexspaces_journal::Result<u64> {
+        self.inner.truncate_from(stream, epoch, seq).await
+    }
+
+    async fn history_len(&self, stream: &StreamId) -> plexspaces_journal::Result<u64> {
+        self.inner.history_len(stream).await
     }
 }
 

@@ -242,26 +242,50 @@ pub async fn reclaim_lost(
     Ok(n)
 }
 
-/// Reclaims the directory entries of every node membership reports gone (dead,
-/// partitioned away or left), while this side is a majority; ends with the membership.
+/// Follows the membership while it runs: reclaims the directory entries of every node it
+/// reports gone (dead, partitioned away or left) while this side is a majority, and when a
+/// node joins or comes back (a partition healed) retires this node's activations whose
+/// claims were reclaimed meanwhile ([`crate::registry::Registry::retire_stale`]).
 pub async fn reclaim_on_membership(
     cluster: plexspaces_cluster::ClusterHandle,
-    directory: SharedDirectory,
+    registry: crate::registry::Registry,
 ) {
+    let Some(directory) = registry.directory().map(|d| d.directory.clone()) else {
+        return;
+    };
     let mut events = cluster.subscribe();
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            // Missed events: check this node's claims, as after a heal.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                retire_stale(&registry).await;
+                continue;
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        if let plexspaces_cluster::MembershipEvent::Left(node) = event {
-            let members = cluster.members();
-            let alive = Candidate::alive(&members).len();
-            if let Err(e) = reclaim_lost(&directory, &node, alive, members.len()).await {
-                tracing::warn!(node, error = %e, "cannot reclaim a lost node's activations");
+        match event {
+            plexspaces_cluster::MembershipEvent::Left(node) => {
+                let members = cluster.members();
+                let alive = Candidate::alive(&members).len();
+                if let Err(e) = reclaim_lost(&directory, &node, alive, members.len()).await {
+                    tracing::warn!(node, error = %e, "cannot reclaim a lost node's activations");
+                }
             }
+            plexspaces_cluster::MembershipEvent::Joined(_) => retire_stale(&registry).await,
+            plexspaces_cluster::MembershipEvent::Leaving(_) => {}
         }
+    }
+}
+
+async fn retire_stale(registry: &crate::registry::Registry) {
+    match registry.retire_stale().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            activations = n,
+            "retired activations reclaimed by the cluster"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot check this node's directory claims"),
     }
 }
 

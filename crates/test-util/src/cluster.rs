@@ -10,8 +10,11 @@
 //! binary, `CARGO_BIN_EXE_plexspaces` in the cli's tests): each with its own cluster port
 //! (TCP transport and UDP gossip on one port), HTTP and gRPC ports and data dir, seeded from
 //! the others, ready once it logs `node ready`. Extra settings go in as `PLEXSPACES_*`
-//! environment variables ([`TestCluster::set_env`]). Such members have no fault switch:
-//! [`TestCluster::partition`] is for `cluster-test-node` members only.
+//! environment variables ([`TestCluster::set_env`]). Their fault switch is the node
+//! binary's test-only one: with `PLEXSPACES_FAULT_INJECTION=1` in the env (and a binary
+//! built with the cli's `fault-injection` feature) a member reads `partition <peer> on|off`
+//! on stdin and acknowledges each command on its log, and [`TestCluster::partition`] waits
+//! for that acknowledgement.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -294,6 +297,7 @@ impl TestCluster {
             .filter(|(j, _)| *j != i)
             .map(|(_, n)| n.gossip.to_string())
             .collect();
+        let fault_switch = self.has_fault_switch(i);
         let node = &mut self.nodes[i];
         let missing = || std::io::Error::other("not a plexspaces member");
         let mut cmd = Command::new(&self.binary);
@@ -325,11 +329,16 @@ impl TestCluster {
             .env("NO_COLOR", "1")
             .envs(self.env.iter().cloned())
             .envs(node.env.iter().cloned())
-            .stdin(Stdio::null())
+            .stdin(if fault_switch {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
+        node.stdin = child.stdin.take();
         let stderr = child
             .stderr
             .take()
@@ -401,20 +410,51 @@ impl TestCluster {
         self.spawn(i).await
     }
 
+    /// Whether member `i` is a `plexspaces start` member with its fault switch on
+    /// (`PLEXSPACES_FAULT_INJECTION=1` in the cluster's or its own env).
+    fn has_fault_switch(&self, i: usize) -> bool {
+        self.env
+            .iter()
+            .chain(self.nodes[i].env.iter())
+            .any(|(k, v)| k == "PLEXSPACES_FAULT_INJECTION" && v == "1")
+    }
+
     /// Cuts member `i` off from the node named `peer`, or heals the cut (the member's
-    /// transport and gossip drop that peer; needs the binary's fault switch).
+    /// transport and gossip drop that peer; needs the binary's fault switch). One way: cut
+    /// both members for a symmetric partition. For a `plexspaces start` member, returns once
+    /// the member acknowledged the command on its log.
     pub async fn partition(&mut self, i: usize, peer: &str, on: bool) -> std::io::Result<()> {
-        if self.kind == Kind::Plexspaces {
+        let plexspaces = self.kind == Kind::Plexspaces;
+        if plexspaces && !self.has_fault_switch(i) {
             return Err(std::io::Error::other(
-                "plexspaces members have no fault switch; partition cluster-test-node members",
+                "this member has no fault switch: start it with PLEXSPACES_FAULT_INJECTION=1 \
+                 (and a binary built with the cli's `fault-injection` feature)",
             ));
         }
+        let command = format!("partition {peer} {}", if on { "on" } else { "off" });
+        let ack = format!("fault injection applied: {command}");
+        let acked_before = self.nodes[i].log().matches(ack.as_str()).count();
         let stdin = self.nodes[i]
             .stdin
             .as_mut()
             .ok_or_else(|| std::io::Error::other("member is not running"))?;
-        let line = format!("partition {peer} {}\n", if on { "on" } else { "off" });
-        stdin.write_all(line.as_bytes()).await?;
-        stdin.flush().await
+        stdin.write_all(format!("{command}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        if !plexspaces {
+            return Ok(());
+        }
+        let node = &self.nodes[i];
+        let ack = ack.as_str();
+        let acked = crate::eventually(READY_LIMIT, || async move {
+            node.log().matches(ack).count() > acked_before
+        })
+        .await;
+        if acked {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "node{i} did not acknowledge `{command}`"
+            )))
+        }
     }
 }

@@ -75,7 +75,7 @@ async fn increment(
     let mut node = i;
     loop {
         {
-            let http = nodes[node % 3];
+            let http = nodes[node % nodes.len()];
             let resp = client
                 .post(format!(
                     "http://{http}/api/v1/actors/default/counter/invoke?msg_type=increment&key={key}"
@@ -87,7 +87,7 @@ async fn increment(
                 .await;
             if let Ok(r) = resp {
                 if r.status().as_u16() == 200 {
-                    return node % 3;
+                    return node % nodes.len();
                 }
             }
         }
@@ -314,6 +314,68 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_increment() {
     assert_eq!(count(&client, &nodes, 0, key).await, Some(acked));
 }
 
+/// Rebalancing: a fourth node that joins takes its share of *new* activations (each new
+/// key lands where rendezvous hashing over the four alive nodes puts it, the same answer on
+/// every node); activations that are live stay where they are (moving them is not built).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_takes_its_share_of_new_activations_and_live_ones_stay() {
+    use plexspaces_cluster::placement::{place, Candidate, Placement};
+
+    let schema = unique_name("vbal");
+    let mut cluster = three_nodes(&schema).await;
+    let client = reqwest::Client::new();
+    let three = http_addrs(&cluster);
+    let old: Vec<String> = (0..24).map(|n| format!("old-{n}")).collect();
+    for (n, key) in old.iter().enumerate() {
+        increment(&client, &three, n, key, &format!("o-{n}")).await;
+    }
+    let mut before = Vec::new();
+    for key in &old {
+        before.push(directory_owner(&schema, key).await.expect("owned"));
+    }
+
+    let added = cluster.add_node(&[]).await.expect("a fourth node starts");
+    assert_eq!(added, 3);
+    for i in 0..4 {
+        let ok = eventually(LIMIT, || async {
+            alive_seen(&client, &cluster, i).await == 4
+        })
+        .await;
+        assert!(ok, "node{i} sees 4 alive members");
+    }
+    let four = http_addrs(&cluster);
+    let candidates: Vec<Candidate> = (0..4)
+        .map(|i| Candidate::new(&format!("node{i}"), 1))
+        .collect();
+    let mut share = std::collections::BTreeMap::<String, usize>::new();
+    for n in 0..40 {
+        let key = format!("new-{n}");
+        increment(&client, &four, n, &key, &format!("n-{n}")).await;
+        let owner = directory_owner(&schema, &key).await.expect("owned");
+        let expected = place(
+            &Placement::ConsistentHash,
+            &format!("default/default/counter/{key}"),
+            "node0",
+            &candidates,
+        )
+        .expect("placed");
+        assert_eq!(owner, expected, "{key} lands where the placement puts it");
+        *share.entry(owner).or_default() += 1;
+    }
+    println!("40 new keys over 4 nodes: {share:?}");
+    assert!(
+        share.get("node3").copied().unwrap_or(0) > 0,
+        "the new node took a share: {share:?}"
+    );
+    for (key, owner) in old.iter().zip(&before) {
+        assert_eq!(
+            directory_owner(&schema, key).await.as_ref(),
+            Some(owner),
+            "live activation {key} did not move"
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -369,5 +431,316 @@ async fn latency_report_owner_vs_non_owner_and_cold_vs_warm_activation() {
     ));
     for (label, p50, p99) in &report {
         println!("| {label} | {p50:?} | {p99:?} |");
+    }
+}
+
+/// Partitions of real `plexspaces start` processes through their test-only fault switch
+/// (`PLEXSPACES_FAULT_INJECTION=1`, cli feature `fault-injection`): node-to-node traffic
+/// (transport and gossip) is cut, the shared PostgreSQL directory and journal and the HTTP
+/// listeners stay reachable.
+#[cfg(feature = "fault-injection")]
+mod partition {
+    use super::*;
+
+    const FAULTS: (&str, &str) = ("PLEXSPACES_FAULT_INJECTION", "1");
+
+    /// The switch is refused where it cannot be served: a node outside a cluster exits
+    /// with code 6 before serving; a member started without the variable has no switch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fault_switch_is_refused_outside_a_cluster_and_absent_without_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new(BIN)
+            .args([
+                "start",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("PLEXSPACES_DISABLE_AUTH", "1")
+            .env(FAULTS.0, FAULTS.1)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(6));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("needs a node in a cluster"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cluster = TestCluster::start_nodes(BIN, &unique_name("vnosw"), 1, GOSSIP, &[])
+            .await
+            .expect("one node starts");
+        let refused = cluster.partition(0, "node1", true).await;
+        assert!(
+            refused.is_err(),
+            "a member without the variable has no switch"
+        );
+    }
+
+    async fn three_nodes_with_fault_switch(schema: &str) -> TestCluster {
+        let url = postgres_database();
+        let cluster = TestCluster::start_nodes(
+            BIN,
+            &unique_name("vpart"),
+            3,
+            GOSSIP,
+            &[
+                ("PLEXSPACES_JOURNAL_URL", url.as_str()),
+                ("PLEXSPACES_JOURNAL_SCHEMA", schema),
+                ("PLEXSPACES_DIRECTORY", "journal"),
+                FAULTS,
+            ],
+        )
+        .await
+        .expect("three nodes start");
+        let client = reqwest::Client::new();
+        for i in 0..3 {
+            let ok = eventually(LIMIT, || async {
+                alive_seen(&client, &cluster, i).await == 3
+            })
+            .await;
+            assert!(ok, "node{i} sees 3 alive members");
+        }
+        cluster
+    }
+
+    /// Cuts (or heals) every link between member `isolated` and the others, both ways.
+    async fn isolate(cluster: &mut TestCluster, isolated: usize, on: bool) {
+        for other in (0..3).filter(|o| *o != isolated) {
+            cluster
+                .partition(isolated, &format!("node{other}"), on)
+                .await
+                .expect("fault switch");
+            cluster
+                .partition(other, &format!("node{isolated}"), on)
+                .await
+                .expect("fault switch");
+        }
+    }
+
+    /// One increment to node `i` only, no retry: (status, body).
+    async fn increment_once(
+        client: &reqwest::Client,
+        http: SocketAddr,
+        key: &str,
+        idem: &str,
+    ) -> (u16, Value) {
+        let resp = client
+            .post(format!(
+                "http://{http}/api/v1/actors/default/counter/invoke?msg_type=increment&key={key}"
+            ))
+            .header("Idempotency-Key", idem)
+            .body(r#"{"amount": 1}"#)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the node answers over HTTP");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The directory row of counter `key`: (owner, epoch, journal epoch).
+    async fn directory_row(schema: &str, key: &str) -> Option<(Option<String>, i64, Option<i64>)> {
+        let pool = sqlx::PgPool::connect(&postgres_database()).await.ok()?;
+        let row = sqlx::query_as(&format!(
+            "SELECT owner, epoch, journal_epoch FROM {schema}.directory
+             WHERE actor_type = 'counter' AND key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&pool)
+        .await
+        .ok()?;
+        pool.close().await;
+        row
+    }
+
+    /// The journal epoch the PostgreSQL journal holds for counter `key`'s stream.
+    async fn journal_epoch(schema: &str, key: &str) -> Option<i64> {
+        let pool = sqlx::PgPool::connect(&postgres_database()).await.ok()?;
+        let row: Option<(i64,)> = sqlx::query_as(&format!(
+            "SELECT epoch FROM {schema}.journal_streams WHERE actor_id = $1"
+        ))
+        .bind(format!("counter/{key}"))
+        .fetch_optional(&pool)
+        .await
+        .ok()?;
+        pool.close().await;
+        row.map(|r| r.0)
+    }
+
+    async fn sees_dead(
+        client: &reqwest::Client,
+        cluster: &TestCluster,
+        i: usize,
+        peer: usize,
+    ) -> bool {
+        let Some(http) = cluster.nodes()[i].http else {
+            return false;
+        };
+        let Ok(resp) = client
+            .get(format!("http://{http}/api/v1/cluster/members"))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        body["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["node"] == format!("node{peer}") && m["state"] != "alive")
+    }
+
+    /// Isolates the owner of a durable counter; the majority reclaims and reactivates it
+    /// with every acknowledged increment; the isolated owner still holds its activation,
+    /// and its write is refused by the journal epoch the new owner's activation took (bound
+    /// to the new directory claim): nothing is applied twice, and the refused request,
+    /// retried with its key on the majority, is applied once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_partitioned_owner_is_fenced_and_the_majority_reactivates_the_counter() {
+        let schema = unique_name("vfence");
+        let mut cluster = three_nodes_with_fault_switch(&schema).await;
+        let nodes = http_addrs(&cluster);
+        let client = reqwest::Client::new();
+        let key = "isolated";
+        for n in 0..20 {
+            increment(&client, &nodes, n % 3, key, &format!("a-{n}")).await;
+        }
+        let owner = hosts(&client, &nodes, key).await;
+        assert_eq!(owner.len(), 1, "{owner:?}");
+        let owner = owner[0];
+        let majority: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+        let (_, old_epoch, old_journal) = directory_row(&schema, key).await.expect("row");
+        assert!(
+            old_journal.is_some(),
+            "the activation bound its journal epoch to its directory claim"
+        );
+        assert_eq!(
+            old_journal,
+            journal_epoch(&schema, key).await,
+            "the bound journal epoch is the stream's"
+        );
+
+        isolate(&mut cluster, owner, true).await;
+        for m in &majority {
+            let cut = eventually(LIMIT, || sees_dead(&client, &cluster, *m, owner)).await;
+            assert!(cut, "node{m} sees node{owner} gone");
+        }
+        // The majority reclaims and reactivates; increments go on, each retried with its
+        // key until acknowledged, only through the majority.
+        let majority_nodes: Vec<SocketAddr> = majority.iter().map(|m| nodes[*m]).collect();
+        for n in 0..20 {
+            increment(&client, &majority_nodes, n % 2, key, &format!("b-{n}")).await;
+        }
+        let (new_owner, new_epoch, new_journal) = directory_row(&schema, key).await.expect("row");
+        let new_owner = new_owner.expect("owned");
+        assert!(
+            majority.iter().any(|m| new_owner == format!("node{m}")),
+            "reactivated on the majority: {new_owner}"
+        );
+        assert!(new_epoch > old_epoch, "a new ownership period");
+        assert!(
+            new_journal > old_journal,
+            "the new activation took (and bound) a newer journal epoch"
+        );
+        assert!(
+            hosts(&client, &nodes, key).await.contains(&owner),
+            "the isolated owner still holds its old activation"
+        );
+
+        // The isolated owner serves its activation without the directory: its write is
+        // refused by the journal (fenced), and it is not applied.
+        let (status, body) = increment_once(&client, nodes[owner], key, "c-0").await;
+        assert!(
+            status >= 400,
+            "the isolated owner acknowledged a write: {status} {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("fenced")),
+            "refused by the journal's fencing: {status} {body}"
+        );
+        // Its activation stopped; it cannot activate the key again (the directory names
+        // the new owner, which it cannot reach).
+        let (status, body) = increment_once(&client, nodes[owner], key, "c-0").await;
+        assert!(status >= 500 && body["code"] == "moved", "{status} {body}");
+        assert!(!hosts(&client, &nodes, key).await.contains(&owner));
+
+        assert_eq!(count(&client, &nodes, majority[0], key).await, Some(40));
+        // The refused request, retried with its key on the majority, counts once.
+        for _ in 0..2 {
+            increment(&client, &majority_nodes, 0, key, "c-0").await;
+        }
+        assert_eq!(count(&client, &nodes, majority[1], key).await, Some(41));
+        assert_eq!(hosts(&client, &nodes, key).await.len(), 1);
+    }
+
+    /// A partition of real node processes heals without a restart: the isolated node
+    /// rejoins, retires the activation the majority took over while it was away, and every
+    /// node serves the counter again from one activation with the exact count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_partition_heals_without_a_restart() {
+        let schema = unique_name("vheal");
+        let mut cluster = three_nodes_with_fault_switch(&schema).await;
+        let nodes = http_addrs(&cluster);
+        let client = reqwest::Client::new();
+        let key = "healing";
+        for n in 0..10 {
+            increment(&client, &nodes, n % 3, key, &format!("a-{n}")).await;
+        }
+        let owner = hosts(&client, &nodes, key).await[0];
+        let majority: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+        let pids: Vec<Option<u32>> = cluster.nodes().iter().map(|n| n.pid()).collect();
+
+        isolate(&mut cluster, owner, true).await;
+        for m in &majority {
+            let cut = eventually(LIMIT, || sees_dead(&client, &cluster, *m, owner)).await;
+            assert!(cut, "node{m} sees node{owner} gone");
+        }
+        let cut = eventually(LIMIT, || async {
+            sees_dead(&client, &cluster, owner, majority[0]).await
+                && sees_dead(&client, &cluster, owner, majority[1]).await
+        })
+        .await;
+        assert!(cut, "node{owner} sees the others gone");
+        let majority_nodes = [nodes[majority[0]], nodes[majority[1]]];
+        for n in 0..10 {
+            increment(&client, &majority_nodes, n % 2, key, &format!("b-{n}")).await;
+        }
+
+        isolate(&mut cluster, owner, false).await;
+        for i in 0..3 {
+            let ok = eventually(LIMIT, || async {
+                alive_seen(&client, &cluster, i).await == 3
+            })
+            .await;
+            assert!(ok, "node{i} sees 3 alive members again");
+        }
+        // Back in the cluster, the formerly isolated node retires the activation it lost.
+        let one = eventually(LIMIT, || async {
+            hosts(&client, &nodes, key).await.len() == 1
+        })
+        .await;
+        assert!(
+            one,
+            "one activation after the heal: {:?}",
+            hosts(&client, &nodes, key).await
+        );
+        assert!(!hosts(&client, &nodes, key).await.contains(&owner));
+        // Every node serves the counter again, the formerly isolated one included.
+        for n in 0..9 {
+            increment(&client, &nodes, n % 3, key, &format!("c-{n}")).await;
+        }
+        for i in 0..3 {
+            assert_eq!(count(&client, &nodes, i, key).await, Some(29), "node{i}");
+        }
+        let still: Vec<Option<u32>> = cluster.nodes().iter().map(|n| n.pid()).collect();
+        assert_eq!(pids, still, "no node was restarted");
     }
 }

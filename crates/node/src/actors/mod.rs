@@ -100,7 +100,10 @@ impl Actors {
     /// Routes virtual actor calls by the activation directory (the registry's, see
     /// [`Registry::set_directory`]) and `placer` instead of by the cluster-wide names: with
     /// a cluster and a directory, a call goes to the key's owner, or, when nobody owns it,
-    /// to the node its placement picks; worker pool calls go round robin over the nodes.
+    /// to the node its placement picks; worker pool calls go round robin over the nodes. A
+    /// key active on this node is served here without reading the directory (the journal
+    /// epoch bound to its claim fences it if it was reclaimed, see
+    /// [`crate::registry::ClaimBinder`]).
     pub fn with_placer(mut self, placer: crate::virtual_actors::Placer) -> Self {
         self.placer = Some(placer);
         self
@@ -188,11 +191,19 @@ impl Actors {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let members = cluster.members();
-            let alive = plexspaces_cluster::placement::Candidate::alive(&members);
-            let route = placer
-                .route(binding, key, virtual_type, &alive, members.len())
-                .await?;
+            // An activation here serves without a directory read: if a majority reclaimed
+            // its key meanwhile (this node was partitioned away), its next journal write
+            // is refused by the epoch the new owner's activation took, the activation
+            // stops, and the call after that routes by the directory again.
+            let route = if virtual_type && self.registry.get(key).is_some() {
+                Route::Here
+            } else {
+                let members = cluster.members();
+                let alive = plexspaces_cluster::placement::Candidate::alive(&members);
+                placer
+                    .route(binding, key, virtual_type, &alive, members.len())
+                    .await?
+            };
             let outcome = match route {
                 Route::Here => self.invoke_here(key, invocation.clone()).await,
                 Route::Remote(node) => self.invoke_on(&node, key, invocation.clone()).await,

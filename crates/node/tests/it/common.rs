@@ -84,6 +84,10 @@ pub struct Setup {
     pub cluster: Option<(String, plexspaces_node::config::ClusterConfig)>,
     /// The longest ask wait (default 5 s).
     pub request_timeout_ms: Option<u64>,
+    /// Placement per actor type from code ([`plexspaces_node::NodeServerBuilder::placement`]).
+    pub placement: Vec<(String, plexspaces_cluster::placement::Placement)>,
+    /// Placement per actor type in the config (`[virtual_actors.placement]`).
+    pub config_placement: Vec<(String, plexspaces_cluster::placement::Placement)>,
 }
 
 pub fn fixture(name: &str) -> std::path::PathBuf {
@@ -149,9 +153,14 @@ impl TestNode {
             .mailbox(MailboxConfig::Bounded(1));
         let g = gate.clone();
         let pool = ActorType::worker_pool("pool", 3, move |_| Probe { gate: g.clone() });
-        let handle = NodeServer::start(config, vec![probe, pool])
-            .await
-            .expect("node starts");
+        for (actor_type, p) in &setup.config_placement {
+            config.virtual_actors.placement.set(actor_type, p.clone());
+        }
+        let mut builder = NodeServer::builder(config).actor_types(vec![probe, pool]);
+        for (actor_type, p) in &setup.placement {
+            builder = builder.placement(actor_type, p.clone());
+        }
+        let handle = builder.start().await.expect("node starts");
         let http = format!("http://{}", handle.http_addr());
         TestNode {
             handle,

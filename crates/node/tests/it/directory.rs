@@ -94,3 +94,95 @@ async fn a_bad_directory_setting_is_a_config_error() {
     let e = config.validate().unwrap_err();
     assert!(e.to_string().contains("virtual_actors.directory"), "{e}");
 }
+
+/// Placement per type from code (`NodeServerBuilder::placement`): two clustered nodes on a
+/// shared directory pin `counter` to beta in code; a first call through alpha activates it
+/// on beta, and the directory names beta. The config's placement wins over code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_from_code_pins_a_type_and_the_config_overrides_it() {
+    use plexspaces_cluster::placement::Placement;
+    use plexspaces_node::config::ClusterConfig;
+    use plexspaces_test_util::free_tcp_udp_port;
+
+    let dir = tempfile::tempdir().unwrap();
+    let directory = format!("sqlite:{}", dir.path().join("directory.db").display());
+    let schema = unique_name("vplace");
+    let name = unique_name("place");
+    let (pa, pb) = (free_tcp_udp_port().unwrap(), free_tcp_udp_port().unwrap());
+    let pinned = Placement::Pinned {
+        node: "beta".into(),
+    };
+    let start = |node_id: &str, port: u16, peer: u16| {
+        let cluster = ClusterConfig {
+            name: Some(name.clone()),
+            addr: format!("127.0.0.1:{port}"),
+            seeds: vec![format!("127.0.0.1:{peer}")],
+            gossip_interval_ms: 50,
+            ..ClusterConfig::default()
+        };
+        TestNode::start(Setup {
+            cluster: Some((node_id.to_owned(), cluster)),
+            directory: Some(directory.clone()),
+            postgres: Some((postgres_database(), schema.clone())),
+            request_timeout_ms: Some(30_000),
+            placement: vec![
+                ("counter".into(), pinned.clone()),
+                ("probe".into(), pinned.clone()),
+            ],
+            config_placement: vec![("probe".into(), Placement::PreferLocal)],
+            ..Setup::default()
+        })
+    };
+    let a = start("alpha", pa, pb).await;
+    let b = start("beta", pb, pa).await;
+    for n in [&a, &b] {
+        let cluster = n.handle.cluster().expect("clustered");
+        assert!(
+            crate::common::eventually(|| async { cluster.alive() == ["alpha", "beta"] }).await,
+            "{:?}",
+            cluster.members()
+        );
+        assert_eq!(n.handle.placement("counter"), pinned, "from code");
+        assert_eq!(
+            n.handle.placement("probe"),
+            Placement::PreferLocal,
+            "the config wins over code"
+        );
+        assert_eq!(n.handle.placement("echo"), Placement::ConsistentHash);
+    }
+
+    for k in 0..8 {
+        let url = format!("/api/v1/actors/default/counter/invoke?msg_type=increment&key=p{k}");
+        assert_eq!(
+            send(a.client.post(a.url(&url))).await,
+            (200, json!({"count": 1}))
+        );
+        let key = a
+            .handle
+            .registry()
+            .resolve("default", "default", "counter", &format!("p{k}"))
+            .unwrap();
+        assert!(
+            b.handle.registry().get(&key).is_some(),
+            "p{k} active on beta"
+        );
+        assert!(a.handle.registry().get(&key).is_none(), "p{k} not on alpha");
+        let owner = a
+            .handle
+            .registry()
+            .directory()
+            .unwrap()
+            .directory
+            .lookup(&key.directory_key())
+            .await
+            .unwrap()
+            .expect("owned");
+        assert_eq!(owner.node, "beta");
+        assert!(
+            owner.journal_epoch.is_some(),
+            "journal epoch bound to the claim"
+        );
+    }
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
