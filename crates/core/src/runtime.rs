@@ -132,12 +132,12 @@ fn task<A: Actor>(
                 if guard.started.is_some() {
                     unlink_parent(&ctx);
                 }
-                guard.reason = Some(ExitReason::error(format!("facet attach failed: {e}")));
+                guard.exited(ExitReason::error(format!("facet attach failed: {e}")));
                 return;
             }
         }
         let reason = run(&mut actor, &mut ctx, &guard.cell, &mut guard.started).await;
-        guard.reason = Some(reason);
+        guard.exited(reason);
     }
 }
 
@@ -783,6 +783,13 @@ struct ExitGuard<A: Actor> {
     reason: Option<ExitReason>,
     /// Who waits for the start, while the start has not succeeded.
     started: Option<oneshot::Sender<Result<()>>>,
+}
+
+impl<A: Actor> ExitGuard<A> {
+    /// Records why the actor ended (read when the guard drops).
+    fn exited(&mut self, reason: ExitReason) {
+        self.reason = Some(reason);
+    }
 }
 
 impl<A: Actor> Drop for ExitGuard<A> {
