@@ -215,9 +215,11 @@ mod tests {
     use super::*;
 
     fn registered(registration: &Registration) -> bool {
-        registration.place.is_some_and(|(shard, index, generation)| {
-            TABLE[shard].lock().get_mut(index, generation).is_some()
-        })
+        registration
+            .place
+            .is_some_and(|(shard, index, generation)| {
+                TABLE[shard].lock().get_mut(index, generation).is_some()
+            })
     }
 
     #[tokio::test(start_paused = true)]

@@ -421,7 +421,10 @@ mod tests {
         assert_eq!(batch.capacity(), 0);
         // One message at a time never allocates a buffer.
         mb.try_send(41).map_err(|_| "open").expect("unbounded");
-        assert!(matches!(mb.recv_batch(&mut batch, 7).await, Received::Mail(41)));
+        assert!(matches!(
+            mb.recv_batch(&mut batch, 7).await,
+            Received::Mail(41)
+        ));
         assert_eq!(mb.inner.lock().mail.rest.capacity(), 0);
         assert_eq!(batch.capacity(), 0);
     }

@@ -118,8 +118,10 @@ pub(crate) fn spawn<A: Actor>(
     Ok(ActorRef::from_cell(cell))
 }
 
-/// The actor's task. Everything it owns is captured once and used in place (a `let x = x`
-/// inside would store it twice): an idle actor's memory is mostly this future.
+/// The actor's task. Everything it owns is captured once and used in place: an idle actor's
+/// memory is mostly this future. Not an `async fn`, whose parameters are moved into locals
+/// and so stored twice (728 B against 920 B for a small actor in a debug build).
+#[allow(clippy::manual_async_fn)]
 fn task<A: Actor>(
     mut actor: A,
     mut ctx: Context<A>,
