@@ -50,6 +50,7 @@
 pub mod actor;
 pub mod clock;
 pub mod context;
+mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod event;

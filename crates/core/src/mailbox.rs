@@ -6,6 +6,12 @@
 //! channels we tried) plus two allocations per actor. Here a wait stores one waker, a send
 //! to a waiting actor wakes it, and an empty mailbox allocates nothing, so an idle actor
 //! costs only this struct.
+//!
+//! The oldest queued message sits inline in the struct ([`Queue`]); a buffer is allocated
+//! only when a second message waits behind it, and freed when the actor drains it and goes
+//! idle. An actor that gets one message at a time (an ask, a ping-pong hop) never
+//! allocates, and an idle actor holds no buffer whatever it received before (the buffer
+//! was 128 B per actor for good after its first message: issue 17's memory row).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -41,11 +47,18 @@ pub(crate) struct Mailbox<M> {
 }
 
 struct Inner<M> {
-    mail: VecDeque<M>,
-    signals: VecDeque<Signal>,
+    mail: Queue<M>,
     closed: bool,
     /// The actor, when it waits for something to arrive.
     receiver: Option<Waker>,
+    /// Signals and blocked senders: rare, so allocated on first use and freed when the
+    /// actor goes idle without either.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
+    signals: VecDeque<Signal>,
     /// Senders waiting for space in a full bounded mailbox.
     senders: Vec<Waker>,
 }
@@ -60,11 +73,10 @@ impl<M> Mailbox<M> {
             capacity,
             signals_pending: AtomicBool::new(false),
             inner: Mutex::new(Inner {
-                mail: VecDeque::new(),
-                signals: VecDeque::new(),
+                mail: Queue::new(),
                 closed: false,
                 receiver: None,
-                senders: Vec::new(),
+                rare: None,
             }),
         }
     }
@@ -102,8 +114,9 @@ impl<M> Mailbox<M> {
             }
             if inner.mail.len() >= self.capacity {
                 msg = Some(value);
-                if !inner.senders.iter().any(|w| w.will_wake(cx.waker())) {
-                    inner.senders.push(cx.waker().clone());
+                let senders = &mut inner.rare().senders;
+                if !senders.iter().any(|w| w.will_wake(cx.waker())) {
+                    senders.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -124,7 +137,7 @@ impl<M> Mailbox<M> {
         if inner.closed {
             return;
         }
-        inner.signals.push_back(signal);
+        inner.rare().signals.push_back(signal);
         self.signals_pending.store(true, Ordering::Release);
         let receiver = inner.receiver.take();
         drop(inner);
@@ -134,17 +147,19 @@ impl<M> Mailbox<M> {
     }
 
     fn take(&self, inner: &mut Inner<M>) -> (Option<Received<M>>, Vec<Waker>) {
-        if let Some(signal) = inner.signals.pop_front() {
-            if inner.signals.is_empty() {
-                self.signals_pending.store(false, Ordering::Release);
+        if let Some(rare) = inner.rare.as_mut() {
+            if let Some(signal) = rare.signals.pop_front() {
+                if rare.signals.is_empty() {
+                    self.signals_pending.store(false, Ordering::Release);
+                }
+                return (Some(Received::Signal(Box::new(signal))), Vec::new());
             }
-            return (Some(Received::Signal(Box::new(signal))), Vec::new());
         }
         let was_full = inner.mail.len() >= self.capacity;
         match inner.mail.pop_front() {
             Some(mail) => {
                 let senders = if was_full {
-                    std::mem::take(&mut inner.senders)
+                    inner.take_senders()
                 } else {
                     Vec::new()
                 };
@@ -178,6 +193,11 @@ impl<M> Mailbox<M> {
             let mut inner = self.inner.lock();
             let (received, mut senders) = self.take(&mut inner);
             let Some(received) = received else {
+                // Going idle: empty buffers are not worth keeping (see the module doc).
+                inner.release();
+                if batch.capacity() > 0 {
+                    *batch = VecDeque::new();
+                }
                 match &mut inner.receiver {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     slot => *slot = Some(cx.waker().clone()),
@@ -186,10 +206,9 @@ impl<M> Mailbox<M> {
             };
             if matches!(received, Received::Mail(_)) {
                 let was_full = inner.mail.len() >= self.capacity;
-                let n = more.min(inner.mail.len());
-                batch.extend(inner.mail.drain(..n));
+                let n = inner.mail.drain_into(batch, more);
                 if was_full && n > 0 && senders.is_empty() {
-                    senders = std::mem::take(&mut inner.senders);
+                    senders = inner.take_senders();
                 }
             }
             drop(inner);
@@ -215,6 +234,7 @@ impl<M> Mailbox<M> {
                     Poll::Ready(received)
                 }
                 None => {
+                    inner.release();
                     match &mut inner.receiver {
                         Some(waker) if waker.will_wake(cx.waker()) => {}
                         slot => *slot = Some(cx.waker().clone()),
@@ -231,10 +251,10 @@ impl<M> Mailbox<M> {
     pub(crate) fn close(&self) -> VecDeque<M> {
         let mut inner = self.inner.lock();
         inner.closed = true;
-        inner.signals.clear();
         inner.receiver = None;
-        let senders = std::mem::take(&mut inner.senders);
-        let rest = std::mem::take(&mut inner.mail);
+        let senders = inner.take_senders();
+        inner.rare = None;
+        let rest = std::mem::replace(&mut inner.mail, Queue::new()).into_deque();
         drop(inner);
         for waker in senders {
             waker.wake();
@@ -245,6 +265,96 @@ impl<M> Mailbox<M> {
     /// Queued user mail.
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().mail.len()
+    }
+}
+
+impl<M> Inner<M> {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn take_senders(&mut self) -> Vec<Waker> {
+        self.rare
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.senders))
+            .unwrap_or_default()
+    }
+
+    /// Frees the buffers of an empty mailbox.
+    fn release(&mut self) {
+        self.mail.release();
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|rare| rare.signals.is_empty() && rare.senders.is_empty())
+        {
+            self.rare = None;
+        }
+    }
+}
+
+/// FIFO mail: the oldest message inline, the rest in a buffer allocated only while more
+/// than one message waits.
+struct Queue<M> {
+    head: Option<M>,
+    rest: VecDeque<M>,
+}
+
+impl<M> Queue<M> {
+    const fn new() -> Self {
+        Queue {
+            head: None,
+            rest: VecDeque::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, msg: M) {
+        if self.head.is_none() {
+            // `rest` is empty whenever `head` is: `pop_front` refills `head` from it.
+            self.head = Some(msg);
+        } else {
+            self.rest.push_back(msg);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<M> {
+        let head = self.head.take()?;
+        self.head = self.rest.pop_front();
+        Some(head)
+    }
+
+    /// Moves up to `max` messages, oldest first, to the end of `into`; returns how many.
+    fn drain_into(&mut self, into: &mut VecDeque<M>, max: usize) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let Some(head) = self.head.take() else {
+            return 0;
+        };
+        into.push_back(head);
+        let n = (max - 1).min(self.rest.len());
+        into.extend(self.rest.drain(..n));
+        self.head = self.rest.pop_front();
+        n + 1
+    }
+
+    /// Frees the buffer if it is empty.
+    fn release(&mut self) {
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+    }
+
+    fn into_deque(self) -> VecDeque<M> {
+        let mut all = self.rest;
+        if let Some(head) = self.head {
+            all.push_front(head);
+        }
+        all
     }
 }
 
@@ -278,6 +388,45 @@ mod tests {
         let rest = mb.close();
         assert_eq!(rest.into_iter().collect::<Vec<_>>(), vec![2]);
         assert!(matches!(mb.try_send(4), Err(Refused::Closed(4))));
+    }
+
+    #[tokio::test]
+    async fn mail_keeps_its_order_across_the_inline_slot_and_an_idle_box_holds_no_buffer() {
+        let mb = Mailbox::new(MailboxConfig::Unbounded);
+        for n in 0..40u32 {
+            mb.try_send(n).map_err(|_| "open").expect("unbounded");
+        }
+        assert_eq!(mb.len(), 40);
+        let mut batch = VecDeque::new();
+        let mut seen = Vec::new();
+        while seen.len() < 40 {
+            match mb.recv_batch(&mut batch, 7).await {
+                Received::Mail(first) => seen.push(first),
+                Received::Signal(_) => panic!("no signal was sent"),
+            }
+            seen.extend(batch.drain(..));
+            // Mail sent between batches goes behind what is queued.
+            if seen.len() == 8 {
+                mb.try_send(40).map_err(|_| "open").expect("unbounded");
+            }
+        }
+        assert!(matches!(mb.try_recv(), Some(Received::Mail(40))));
+        seen.push(40);
+        assert_eq!(seen, (0..=40).collect::<Vec<_>>());
+        assert!(mb.inner.lock().mail.rest.capacity() > 0);
+        // Going idle frees the buffers of the box and of the batch.
+        let waiting = futures::FutureExt::now_or_never(mb.recv_batch(&mut batch, 7));
+        assert!(waiting.is_none());
+        assert_eq!(mb.inner.lock().mail.rest.capacity(), 0);
+        assert_eq!(batch.capacity(), 0);
+        // One message at a time never allocates a buffer.
+        mb.try_send(41).map_err(|_| "open").expect("unbounded");
+        assert!(matches!(
+            mb.recv_batch(&mut batch, 7).await,
+            Received::Mail(41)
+        ));
+        assert_eq!(mb.inner.lock().mail.rest.capacity(), 0);
+        assert_eq!(batch.capacity(), 0);
     }
 
     #[tokio::test]

@@ -212,14 +212,18 @@ impl Node {
         &self.inner.config
     }
 
-    /// Keeps a timer due within [`TIMER_HEARTBEAT`] at all times while the node lives.
+    /// Ticks every [`TIMER_HEARTBEAT`] while the node lives, for two reasons.
     ///
-    /// Why: every `ask` registers a timeout (5 s by default). When no timer is due sooner,
-    /// tokio's parked timer driver sleeps without a deadline, and each new timeout is earlier
-    /// than that, so registering it must wake a parked worker (a syscall): on an idle
-    /// machine that tripled the cost of an ask (see BENCHMARKS.md). With a tick always due
-    /// within 100 ms, an ask's deadline is later than the driver's next wake-up and
-    /// registering it wakes nobody. The tick costs ten wake-ups a second per node.
+    /// It sweeps the ask deadlines (see `crate::deadline`): a local `ask` with a timeout of
+    /// a second or more has no tokio timer of its own, and this tick is what wakes it when
+    /// its deadline passes. It keeps sweeping while the node shuts down, so asks to actors
+    /// that have not stopped yet stay bounded.
+    ///
+    /// It also keeps a timer due within 100 ms: when no timer is due sooner, tokio's parked
+    /// timer driver sleeps without a deadline, and a new timer earlier than that (a short
+    /// ask timeout, `send_after`) must wake a parked worker (a syscall); on an idle machine
+    /// that tripled the cost of an ask (see BENCHMARKS.md). The tick costs ten wake-ups a
+    /// second per node.
     fn start_timer_heartbeat(&self) {
         let node = self.downgrade();
         self.inner.runtime.spawn(async move {
@@ -227,9 +231,9 @@ impl Node {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match node.upgrade() {
-                    Some(node) if !node.is_shutting_down() => {}
-                    _ => break,
+                crate::deadline::sweep();
+                if node.upgrade().is_none() {
+                    break;
                 }
             }
         });

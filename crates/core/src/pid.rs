@@ -116,7 +116,6 @@ pub(crate) struct CellState {
 /// The untyped part of an actor's cell, shared by every handle to it.
 pub(crate) struct CellCore {
     pub id: ActorId,
-    pub actor_type: &'static str,
     pub seq: u64,
     lifecycle: AtomicU8,
     pub state: Mutex<CellState>,
@@ -124,10 +123,9 @@ pub(crate) struct CellCore {
 }
 
 impl CellCore {
-    pub(crate) fn new(id: ActorId, actor_type: &'static str, seq: u64) -> Self {
+    pub(crate) fn new(id: ActorId, seq: u64) -> Self {
         CellCore {
             id,
-            actor_type,
             seq,
             lifecycle: AtomicU8::new(Lifecycle::Creating as u8),
             state: Mutex::new(CellState::default()),
@@ -201,6 +199,8 @@ impl CellCore {
 /// A local actor's cell, seen without its message type.
 pub(crate) trait DynCell: Send + Sync + 'static {
     fn core(&self) -> &CellCore;
+    /// The actor's Rust type name (from the cell's type, so no cell stores it).
+    fn actor_type(&self) -> &'static str;
     /// Queues a system signal ahead of user mail; dropped if the actor is gone.
     fn signal(&self, signal: Signal);
     /// Kills at once: aborts the task (or, before it is known, asks it to stop as killed).
@@ -224,6 +224,10 @@ pub(crate) struct ActorCell<A: Actor> {
 impl<A: Actor> DynCell for ActorCell<A> {
     fn core(&self) -> &CellCore {
         &self.core
+    }
+
+    fn actor_type(&self) -> &'static str {
+        std::any::type_name::<A>()
     }
 
     fn signal(&self, signal: Signal) {
@@ -337,7 +341,7 @@ impl Pid {
     /// The actor's Rust type name (`"remote"` for a remote actor).
     pub fn actor_type(&self) -> &'static str {
         match &self.0 {
-            PidInner::Local(cell) => cell.core().actor_type,
+            PidInner::Local(cell) => cell.actor_type(),
             PidInner::Remote(_) => "remote",
         }
     }
@@ -449,9 +453,7 @@ impl Pid {
                     .await?;
                     rx.await.unwrap_or_else(|_| Err(cell.core().gone_error()))
                 };
-                tokio::time::timeout(timeout, work)
-                    .await
-                    .unwrap_or(Err(Error::Timeout(timeout)))
+                crate::deadline::within(timeout, work).await
             }
             PidInner::Remote(remote) => {
                 tokio::time::timeout(timeout, crate::gate::before_send())
@@ -473,10 +475,8 @@ impl Pid {
                     env,
                     reply: Some(tx),
                 }))?;
-                tokio::time::timeout(timeout, rx)
-                    .await
-                    .unwrap_or(Ok(Err(Error::Timeout(timeout))))
-                    .unwrap_or_else(|_| Err(cell.core().gone_error()))
+                let reply = async { rx.await.unwrap_or_else(|_| Err(cell.core().gone_error())) };
+                crate::deadline::within(timeout, reply).await
             }
             PidInner::Remote(remote) => remote.router.ask(&remote.id, env, timeout).await,
         }
@@ -674,9 +674,7 @@ impl<A: Actor> ActorRef<A> {
                     }
                     rx.await.unwrap_or_else(|_| Err(cell.core.gone_error()))
                 };
-                tokio::time::timeout(timeout, work)
-                    .await
-                    .unwrap_or(Err(Error::Timeout(timeout)))
+                crate::deadline::within(timeout, work).await
             }
             RefInner::Remote(remote) => {
                 let env = A::encode(&msg)?;
