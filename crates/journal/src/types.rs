@@ -70,6 +70,13 @@ pub enum EntryKind {
     Reply,
     /// The handler failed; the message's effects on state are rolled back on replay.
     Aborted,
+    /// One attempt of the open message failed (payload: failure time in ms and the error);
+    /// the message stays open and is retried on the next activation (see
+    /// [`crate::RetryPolicy`]).
+    Failed,
+    /// An operator resumed a paused message (payload: time in ms): its failed attempts
+    /// start counting again.
+    Resumed,
     /// A kind code this version does not know (always fails verification).
     Unknown(u8),
 }
@@ -85,6 +92,8 @@ impl EntryKind {
             EntryKind::Event => 5,
             EntryKind::Reply => 6,
             EntryKind::Aborted => 7,
+            EntryKind::Failed => 8,
+            EntryKind::Resumed => 9,
             EntryKind::Unknown(c) => c,
         }
     }
@@ -99,6 +108,8 @@ impl EntryKind {
             5 => EntryKind::Event,
             6 => EntryKind::Reply,
             7 => EntryKind::Aborted,
+            8 => EntryKind::Failed,
+            9 => EntryKind::Resumed,
             c => EntryKind::Unknown(c),
         }
     }
@@ -113,6 +124,8 @@ impl EntryKind {
             EntryKind::Event => "event",
             EntryKind::Reply => "reply",
             EntryKind::Aborted => "aborted",
+            EntryKind::Failed => "failed attempt",
+            EntryKind::Resumed => "resumed",
             EntryKind::Unknown(_) => "unknown",
         }
     }

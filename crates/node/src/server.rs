@@ -280,7 +280,8 @@ impl NodeServer {
             config.request_timeout(),
             config.actors.mailbox_capacity,
             actor_metrics.clone(),
-        );
+        )
+        .with_journal(journal.clone());
         if let Some(cluster) = &cluster {
             actors = actors.with_cluster(cluster.clone());
             if let Some(binding) = registry.directory() {

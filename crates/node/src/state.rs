@@ -14,7 +14,7 @@ use std::sync::Arc;
 use plexspaces_core::Facet;
 use plexspaces_journal::{
     CheckpointPolicy, DurabilityFacet, DurableOptions, Journal, PostgresJournal, PostgresOptions,
-    SqliteJournal, SqliteOptions, StreamId,
+    RetryPolicy, SqliteJournal, SqliteOptions, StreamId,
 };
 
 use crate::config::NodeConfig;
@@ -102,6 +102,13 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             truncate: every > 0,
         },
         output_gate: config.journal.output_gate,
+        retry: RetryPolicy {
+            max_attempts: config.journal.retry_max_attempts,
+            backoff: std::time::Duration::from_millis(config.journal.retry_backoff_ms),
+            max_backoff: std::time::Duration::from_millis(
+                config.journal.retry_max_backoff_ms.max(config.journal.retry_backoff_ms),
+            ),
+        },
         ..DurableOptions::default()
     }
 }

@@ -2,6 +2,11 @@
 //! - `GET|POST|PUT|DELETE /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}`
 //! - `POST /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}/invoke?msg_type=NAME`
 //!
+//! - `GET /api/v1/durable/{namespace}/{actor_type}/{key}`: a durable actor's retry state
+//!   (`ok`, `retrying`, `paused`) with its failed message and last error;
+//!   `POST .../resume` retries a paused message, `POST .../abandon` (optional body
+//!   `{"reason": "..."}`) drops it. In the caller's tenant.
+//!
 //! Query parameters `msg_type`, `key`, `fire_and_forget` and `timeout_ms` steer the call;
 //! on GET the other query parameters become the JSON payload. An `Idempotency-Key` header
 //! becomes the envelope header [`plexspaces_journal::IDEMPOTENCY_KEY_HEADER`]: a durable
@@ -39,6 +44,79 @@ pub fn routes() -> Router<NodeServices> {
         .route("/api/v1/actors/{p1}/{p2}/{p3}", plain)
         .route("/api/v1/actors/{p1}/{p2}/invoke", post(call))
         .route("/api/v1/actors/{p1}/{p2}/{p3}/invoke", post(call))
+        .route("/api/v1/durable/{p1}/{p2}/{p3}", get(durable_status))
+        .route("/api/v1/durable/{p1}/{p2}/{p3}/resume", post(durable_resume))
+        .route("/api/v1/durable/{p1}/{p2}/{p3}/abandon", post(durable_abandon))
+}
+
+/// The body of `POST .../abandon` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbandonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn durable_status(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+) -> Response {
+    respond(
+        async {
+            let Scoped { caller, path } = scoped;
+            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+            let status = s.actors.durable_status(&key).await?;
+            Ok(Json(status).into_response())
+        }
+        .await,
+    )
+}
+
+async fn durable_resume(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+) -> Response {
+    respond(
+        async {
+            s.gate.check_open()?;
+            let Scoped { caller, path } = scoped;
+            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+            let before = s
+                .actors
+                .resolve_failed(&key, plexspaces_journal::Resolution::Resume)
+                .await?;
+            Ok(Json(json!({ "resumed": true, "before": before })).into_response())
+        }
+        .await,
+    )
+}
+
+async fn durable_abandon(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+    body: Body,
+) -> Response {
+    respond(
+        async {
+            s.gate.check_open()?;
+            let Scoped { caller, path } = scoped;
+            let body = body_of(&s, body)?;
+            let AbandonBody { reason } =
+                crate::http::json_body(&body, Some(AbandonBody::default()))?;
+            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+            let reason = format!(
+                "abandoned by an operator of tenant {}: {}",
+                caller.tenant,
+                reason.as_deref().unwrap_or("no reason given")
+            );
+            let before = s
+                .actors
+                .resolve_failed(&key, plexspaces_journal::Resolution::Abandon { reason })
+                .await?;
+            Ok(Json(json!({ "abandoned": true, "before": before })).into_response())
+        }
+        .await,
+    )
 }
 
 /// `[{tenant_id}/]{namespace}/{actor_type}`: the tenant is named only in the long form.
