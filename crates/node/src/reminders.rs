@@ -217,6 +217,7 @@ fn unescape(part: &str) -> Option<String> {
 pub struct RegistrySink {
     registry: Registry,
     timeout: Duration,
+    lateness: crate::lateness::LatenessMetrics,
 }
 
 #[async_trait]
@@ -254,6 +255,11 @@ impl ReminderSink for RegistrySink {
             .map_err(|e| failed(e.to_string()))?;
         let outcome = lease.pid().try_ask_envelope(env, self.timeout).await;
         lease.record(outcome.is_ok());
+        if outcome.is_ok() {
+            let now = plexspaces_journal::Clock::now_ms(&plexspaces_journal::SystemClock);
+            self.lateness
+                .reminder_delivered(fired.reminder.due_at_ms, now);
+        }
         outcome.map(drop).map_err(|e| failed(e.to_string()))
     }
 }
@@ -263,6 +269,7 @@ impl ReminderSink for RegistrySink {
 pub fn start(
     store: Arc<dyn ReminderStore>,
     registry: Registry,
+    lateness: crate::lateness::LatenessMetrics,
     timeout: Duration,
     poll_interval: Duration,
 ) -> ReminderSchedulerHandle {
@@ -273,7 +280,11 @@ pub fn start(
             ..ReminderSchedulerOptions::default()
         },
     );
-    scheduler.start(Arc::new(RegistrySink { registry, timeout }))
+    scheduler.start(Arc::new(RegistrySink {
+        registry,
+        timeout,
+        lateness,
+    }))
 }
 
 #[cfg(test)]

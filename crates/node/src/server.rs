@@ -260,7 +260,9 @@ impl NodeServer {
                     .attach_node_facets(node_facets.clone()),
             );
         }
-        let workflows = crate::workflows::open(&node, &journal, &config, workflow_types).await?;
+        let lateness = crate::lateness::LatenessMetrics::new(&prometheus)?;
+        let workflows =
+            crate::workflows::open(&node, &journal, &config, workflow_types, &lateness).await?;
         let http_metrics = HttpMetrics::new(&prometheus)?;
         let draining = Arc::new(AtomicBool::new(false));
 
@@ -329,6 +331,7 @@ impl NodeServer {
         let reminders = crate::reminders::start(
             reminder_store,
             registry.clone(),
+            lateness.clone(),
             config.request_timeout(),
             std::time::Duration::from_millis(config.reminders.poll_interval_ms),
         );
