@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 mod cluster;
+mod deactivation;
 mod durable_retries;
 mod fencing;
 #[cfg(feature = "otlp")]
