@@ -100,7 +100,8 @@ pub use reminders::{
     ReminderSink, ReminderStore, TickReport,
 };
 pub use types::{
-    crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, StreamId, SystemClock,
+    crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, SteadyClock, StreamId,
+    SystemClock,
 };
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -280,6 +280,48 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock read once, then advanced by the monotonic clock: a running process is
+/// immune to wall-clock jumps (an NTP step, an operator setting the date); only a new
+/// process re-reads the wall clock. [`SteadyClock::shared`] is one anchor for the whole
+/// process, so every user of it agrees on the time.
+#[derive(Debug, Clone, Copy)]
+pub struct SteadyClock {
+    base_ms: u64,
+    base: std::time::Instant,
+}
+
+impl SteadyClock {
+    /// A clock anchored at the wall clock now.
+    pub fn new() -> Self {
+        SteadyClock {
+            base_ms: SystemClock.now_ms(),
+            base: std::time::Instant::now(),
+        }
+    }
+
+    /// The process-wide clock (anchored at its first use).
+    pub fn shared() -> std::sync::Arc<SteadyClock> {
+        static SHARED: std::sync::OnceLock<std::sync::Arc<SteadyClock>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| std::sync::Arc::new(SteadyClock::new()))
+            .clone()
+    }
+}
+
+impl Default for SteadyClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms
+            .saturating_add(u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 /// A clock that only moves when told to (for tests).
 #[derive(Debug, Default)]
 pub struct ManualClock {

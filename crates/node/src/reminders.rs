@@ -25,7 +25,7 @@ use plexspaces_core::{Actor, Context, Envelope, Facet};
 use plexspaces_journal::{
     Clock, FiredReminder, PostgresOptions, PostgresReminderStore, Reminder, ReminderFired,
     ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions, ReminderSink,
-    ReminderStore, SqliteOptions, SqliteReminderStore, StreamId, SystemClock,
+    ReminderStore, SqliteOptions, SqliteReminderStore, SteadyClock, StreamId,
     IDEMPOTENCY_KEY_HEADER, REMINDER_MSG_TYPE,
 };
 
@@ -166,7 +166,8 @@ impl ReminderFacet {
             reminders: Arc::new(Reminders {
                 store,
                 owner: crate::state::stream_id(key),
-                clock: Arc::new(SystemClock),
+                // Immune to wall-clock jumps while the node runs (see `SteadyClock`).
+                clock: SteadyClock::shared(),
             }),
         })
     }
@@ -256,7 +257,7 @@ impl ReminderSink for RegistrySink {
         let outcome = lease.pid().try_ask_envelope(env, self.timeout).await;
         lease.record(outcome.is_ok());
         if outcome.is_ok() {
-            let now = plexspaces_journal::Clock::now_ms(&plexspaces_journal::SystemClock);
+            let now = plexspaces_journal::Clock::now_ms(&*SteadyClock::shared());
             self.lateness
                 .reminder_delivered(fired.reminder.due_at_ms, now);
         }
@@ -277,6 +278,7 @@ pub fn start(
         store,
         ReminderSchedulerOptions {
             poll_interval,
+            clock: SteadyClock::shared(),
             ..ReminderSchedulerOptions::default()
         },
     );

@@ -102,6 +102,8 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             truncate: every > 0,
         },
         output_gate: config.journal.output_gate,
+        // journaled `now()` and retry backoffs: immune to wall-clock jumps while the node runs
+        clock: plexspaces_journal::SteadyClock::shared(),
         retry: RetryPolicy {
             max_attempts: config.journal.retry_max_attempts,
             backoff: std::time::Duration::from_millis(config.journal.retry_backoff_ms),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod clock_jump;
 mod cluster;
 mod deactivation;
 mod durable_retries;
