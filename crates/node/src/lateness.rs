@@ -57,7 +57,8 @@ impl LatenessMetrics {
     /// The workflow engine's timer hook: observes each fire's lateness.
     pub fn timer_hook(&self) -> plexspaces_workflow::TimerHook {
         let timers = self.timers.clone();
-        Arc::new(move |_key, fire_at_ms, fired_at_ms| {
+        Arc::new(
+            move |_key: &plexspaces_workflow::WorkflowKey, fire_at_ms: u64, fired_at_ms: u64| {
             timers.observe(fired_at_ms.saturating_sub(fire_at_ms) as f64 / 1000.0);
         })
     }

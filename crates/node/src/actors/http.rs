@@ -61,34 +61,24 @@ async fn durable_status(
     State(s): State<NodeServices>,
     scoped: Scoped<(String, String, String)>,
 ) -> Response {
-    respond(
-        async {
-            let Scoped { caller, path } = scoped;
-            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
-            let status = s.actors.durable_status(&key).await?;
-            Ok(Json(status).into_response())
-        }
-        .await,
-    )
+    respond(status_of_durable(&s, scoped).await)
+}
+
+async fn status_of_durable(
+    s: &NodeServices,
+    scoped: Scoped<(String, String, String)>,
+) -> crate::Result<Response> {
+    let Scoped { caller, path } = scoped;
+    let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+    let status = s.actors.durable_status(&key).await?;
+    Ok(Json(status).into_response())
 }
 
 async fn durable_resume(
     State(s): State<NodeServices>,
     scoped: Scoped<(String, String, String)>,
 ) -> Response {
-    respond(
-        async {
-            s.gate.check_open()?;
-            let Scoped { caller, path } = scoped;
-            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
-            let before = s
-                .actors
-                .resolve_failed(&key, plexspaces_journal::Resolution::Resume)
-                .await?;
-            Ok(Json(json!({ "resumed": true, "before": before })).into_response())
-        }
-        .await,
-    )
+    respond(resolve_durable(&s, scoped, None).await)
 }
 
 async fn durable_abandon(
@@ -96,27 +86,39 @@ async fn durable_abandon(
     scoped: Scoped<(String, String, String)>,
     body: Body,
 ) -> Response {
-    respond(
-        async {
-            s.gate.check_open()?;
-            let Scoped { caller, path } = scoped;
-            let body = body_of(&s, body)?;
+    respond(resolve_durable(&s, scoped, Some(body)).await)
+}
+
+/// Resume (`abandon: None`) or abandon (with the request body) a failed message.
+async fn resolve_durable(
+    s: &NodeServices,
+    scoped: Scoped<(String, String, String)>,
+    abandon: Option<Body>,
+) -> crate::Result<Response> {
+    s.gate.check_open()?;
+    let Scoped { caller, path } = scoped;
+    let resolution = match abandon {
+        None => plexspaces_journal::Resolution::Resume,
+        Some(body) => {
+            let body = body_of(s, body)?;
             let AbandonBody { reason } =
                 crate::http::json_body(&body, Some(AbandonBody::default()))?;
-            let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
-            let reason = format!(
-                "abandoned by an operator of tenant {}: {}",
-                caller.tenant,
-                reason.as_deref().unwrap_or("no reason given")
-            );
-            let before = s
-                .actors
-                .resolve_failed(&key, plexspaces_journal::Resolution::Abandon { reason })
-                .await?;
-            Ok(Json(json!({ "abandoned": true, "before": before })).into_response())
+            plexspaces_journal::Resolution::Abandon {
+                reason: format!(
+                    "abandoned by an operator of tenant {}: {}",
+                    caller.tenant,
+                    reason.as_deref().unwrap_or("no reason given")
+                ),
+            }
         }
-        .await,
-    )
+    };
+    let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+    let verb = match resolution {
+        plexspaces_journal::Resolution::Resume => "resumed",
+        plexspaces_journal::Resolution::Abandon { .. } => "abandoned",
+    };
+    let before = s.actors.resolve_failed(&key, resolution).await?;
+    Ok(Json(json!({ verb: true, "before": before })).into_response())
 }
 
 /// `[{tenant_id}/]{namespace}/{actor_type}`: the tenant is named only in the long form.
