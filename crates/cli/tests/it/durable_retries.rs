@@ -171,12 +171,13 @@ impl Running {
     /// Calls `get` until the actor is paused (each call past the backoff retries the failed
     /// message); returns the 409 body. Every answer on the way is a typed refusal.
     async fn call_until_paused(&self, key: &str) -> Value {
-        let mut last = Value::Null;
+        let last = std::sync::Mutex::new(Value::Null);
         let paused = plexspaces_test_util::eventually(Duration::from_secs(30), || async {
             let (code, body) = self.call("get", key, None).await;
-            match (code, body["code"].as_str()) {
+            let kind = body["code"].as_str().map(str::to_owned);
+            match (code, kind.as_deref()) {
                 (409, Some("actor_paused")) => {
-                    last = body;
+                    *last.lock().unwrap() = body;
                     true
                 }
                 // backing off, or the retry that ran in this call's activation failed
@@ -189,7 +190,7 @@ impl Running {
         })
         .await;
         assert!(paused, "the actor never paused");
-        last
+        last.into_inner().unwrap()
     }
 
     fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
