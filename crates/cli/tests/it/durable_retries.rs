@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::BIN;
 
-/// `inc` adds one, `get` reads; while `failing` is set every `inc` fails.
+/// `inc` and `pay` add one, `get` reads; while `failing` is set every `pay` fails.
 struct Flaky {
     count: i64,
     failing: Arc<AtomicBool>,
@@ -29,6 +29,7 @@ struct Flaky {
 
 enum FlakyMsg {
     Inc,
+    Pay,
     Get,
 }
 
@@ -41,12 +42,13 @@ impl Actor for Flaky {
         msg: FlakyMsg,
         _ctx: &mut Context<Self>,
     ) -> std::result::Result<Option<i64>, BoxError> {
-        if let FlakyMsg::Inc = msg {
-            if self.failing.load(Ordering::SeqCst) {
+        match msg {
+            FlakyMsg::Pay if self.failing.load(Ordering::SeqCst) => {
                 let run = self.failed_runs.fetch_add(1, Ordering::SeqCst) + 1;
                 return Err(format!("payment service down (run {run})").into());
             }
-            self.count += 1;
+            FlakyMsg::Inc | FlakyMsg::Pay => self.count += 1,
+            FlakyMsg::Get => {}
         }
         Ok(Some(self.count))
     }
@@ -54,6 +56,7 @@ impl Actor for Flaky {
     fn msg_name(msg: &FlakyMsg) -> &'static str {
         match msg {
             FlakyMsg::Inc => "inc",
+            FlakyMsg::Pay => "pay",
             FlakyMsg::Get => "get",
         }
     }
@@ -61,6 +64,7 @@ impl Actor for Flaky {
     fn decode(env: &Envelope) -> Result<FlakyMsg> {
         match env.msg_type.as_str() {
             "inc" => Ok(FlakyMsg::Inc),
+            "pay" => Ok(FlakyMsg::Pay),
             "get" => Ok(FlakyMsg::Get),
             other => Err(Error::UnknownMsgType {
                 msg_type: other.to_owned(),
@@ -225,7 +229,7 @@ async fn an_always_failing_durable_handler_pauses_visibly_and_resume_or_abandon_
     assert_eq!(n.call("inc", "a", None).await, (200, json!({"count": 1})));
     assert_eq!(n.status("a").await["state"], "ok");
     n.failing.store(true, Ordering::SeqCst);
-    let (code, body) = n.call("inc", "a", Some("pay-2")).await;
+    let (code, body) = n.call("pay", "a", Some("pay-2")).await;
     assert_eq!((code, body["code"].as_str()), (500, Some("actor_failed")), "{body}");
     let status = n.status("a").await;
     assert_eq!(status["state"], "retrying", "{status}");
@@ -283,7 +287,7 @@ async fn an_always_failing_durable_handler_pauses_visibly_and_resume_or_abandon_
     assert_eq!(n.call("get", "a", None).await, (200, json!({"count": 2})));
     // The original caller's retry with its key gets the recorded reply.
     assert_eq!(
-        n.call("inc", "a", Some("pay-2")).await,
+        n.call("pay", "a", Some("pay-2")).await,
         (200, json!({"count": 2}))
     );
     assert_eq!(n.status("a").await["state"], "ok");
@@ -309,7 +313,7 @@ async fn an_always_failing_durable_handler_pauses_visibly_and_resume_or_abandon_
     assert_eq!(n.call("inc", "b", None).await, (200, json!({"count": 1})));
     n.failing.store(true, Ordering::SeqCst);
     let runs_before = n.failed_runs.load(Ordering::SeqCst);
-    let (code, _) = n.call("inc", "b", None).await;
+    let (code, _) = n.call("pay", "b", None).await;
     assert_eq!(code, 500);
     n.call_until_paused("b").await;
     assert_eq!(n.failed_runs.load(Ordering::SeqCst), runs_before + 3);

@@ -19,9 +19,9 @@ use crate::support::unique_name;
 
 const T0: u64 = 1_700_000_000_000;
 
-/// `inc` adds one after a side effect `charge`; fails while `failing` is set (after the
-/// side effect, so the effect's result is journaled with the failed attempt).
-#[derive(Clone, Default)]
+/// `inc` and `pay` add one after a side effect `charge`; `pay` fails while `failing` is set
+/// (after the side effect, so the effect's result is journaled with the failed attempt).
+#[derive(Debug, Clone, Default)]
 struct Flaky {
     count: u64,
     failing: Arc<AtomicBool>,
@@ -34,14 +34,14 @@ struct Flaky {
 #[async_trait]
 impl DurableHandler for Flaky {
     async fn handle(&mut self, exec: &mut DurableExecution, message: &[u8]) -> Result<Vec<u8>> {
-        assert_eq!(message, b"inc");
+        assert!(message == b"inc" || message == b"pay");
         let charges = self.charges.clone();
         let _: u64 = exec
             .side_effect("charge", |_| async move {
                 charges.fetch_add(1, Ordering::SeqCst) + 1
             })
             .await?;
-        if self.failing.load(Ordering::SeqCst) {
+        if message == b"pay" && self.failing.load(Ordering::SeqCst) {
             let run = self.failed_runs.fetch_add(1, Ordering::SeqCst) + 1;
             return Err(Error::InvalidArgument(format!("payment service down (run {run})")));
         }
@@ -85,7 +85,7 @@ async fn activate(
     Durable::activate(journal.clone(), stream.clone(), options(clock), handler.clone()).await
 }
 
-/// Fails the message `inc` (key `k2`) three times: live, then two retries after their
+/// Fails the message `pay` (key `k2`) three times: live, then two retries after their
 /// backoffs (1 s, then 1.5 s: doubled and capped); checks every refusal in between. Leaves
 /// the stream paused.
 async fn fail_until_paused(
@@ -97,7 +97,7 @@ async fn fail_until_paused(
     let mut d = activate(journal, stream, clock, handler).await.unwrap();
     assert_eq!(d.handle(b"inc", Some("k1")).await.unwrap(), b"1");
     handler.failing.store(true, Ordering::SeqCst);
-    let live = d.handle(b"inc", Some("k2")).await.unwrap_err();
+    let live = d.handle(b"pay", Some("k2")).await.unwrap_err();
     assert!(live.to_string().contains("payment service down (run 1)"), "{live}");
     drop(d);
 
@@ -179,7 +179,7 @@ async fn always_failing_handler_pauses_then_resume_retries_it(journal: Arc<dyn J
     assert_eq!(d.handler().count, 2);
     assert!(failed_message(&*journal, &stream).await.unwrap().is_none());
     // The caller's retry with the same key gets the recorded reply; nothing runs twice.
-    assert_eq!(d.handle(b"inc", Some("k2")).await.unwrap(), b"2");
+    assert_eq!(d.handle(b"pay", Some("k2")).await.unwrap(), b"2");
     assert_eq!(d.handle(b"inc", Some("k3")).await.unwrap(), b"3");
     assert_eq!(handler.charges.load(Ordering::SeqCst), 3);
     drop(d);
@@ -287,7 +287,7 @@ async fn with_retries_off_a_failed_message_is_aborted_and_skipped() {
         .unwrap();
     d.handle(b"inc", None).await.unwrap();
     handler.failing.store(true, Ordering::SeqCst);
-    d.handle(b"inc", None).await.unwrap_err();
+    d.handle(b"pay", None).await.unwrap_err();
     drop(d);
     let d = Durable::activate(journal.clone(), stream.clone(), off(), handler.clone())
         .await
