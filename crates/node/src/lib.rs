@@ -62,7 +62,6 @@ pub mod facets;
 pub mod grpc;
 pub mod http;
 pub mod kv;
-pub mod lateness;
 pub mod registry;
 pub mod reminders;
 pub mod secret;

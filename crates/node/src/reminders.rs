@@ -25,7 +25,7 @@ use plexspaces_core::{Actor, Context, Envelope, Facet};
 use plexspaces_journal::{
     Clock, FiredReminder, PostgresOptions, PostgresReminderStore, Reminder, ReminderFired,
     ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions, ReminderSink,
-    ReminderStore, SqliteOptions, SqliteReminderStore, SteadyClock, StreamId,
+    ReminderStore, SqliteOptions, SqliteReminderStore, StreamId, SystemClock,
     IDEMPOTENCY_KEY_HEADER, REMINDER_MSG_TYPE,
 };
 
@@ -166,8 +166,7 @@ impl ReminderFacet {
             reminders: Arc::new(Reminders {
                 store,
                 owner: crate::state::stream_id(key),
-                // Immune to wall-clock jumps while the node runs (see `SteadyClock`).
-                clock: SteadyClock::shared(),
+                clock: Arc::new(SystemClock),
             }),
         })
     }
@@ -218,7 +217,6 @@ fn unescape(part: &str) -> Option<String> {
 pub struct RegistrySink {
     registry: Registry,
     timeout: Duration,
-    lateness: crate::lateness::LatenessMetrics,
 }
 
 #[async_trait]
@@ -256,11 +254,6 @@ impl ReminderSink for RegistrySink {
             .map_err(|e| failed(e.to_string()))?;
         let outcome = lease.pid().try_ask_envelope(env, self.timeout).await;
         lease.record(outcome.is_ok());
-        if outcome.is_ok() {
-            let now = plexspaces_journal::Clock::now_ms(&*SteadyClock::shared());
-            self.lateness
-                .reminder_delivered(fired.reminder.due_at_ms, now);
-        }
         outcome.map(drop).map_err(|e| failed(e.to_string()))
     }
 }
@@ -270,7 +263,6 @@ impl ReminderSink for RegistrySink {
 pub fn start(
     store: Arc<dyn ReminderStore>,
     registry: Registry,
-    lateness: crate::lateness::LatenessMetrics,
     timeout: Duration,
     poll_interval: Duration,
 ) -> ReminderSchedulerHandle {
@@ -278,15 +270,10 @@ pub fn start(
         store,
         ReminderSchedulerOptions {
             poll_interval,
-            clock: SteadyClock::shared(),
             ..ReminderSchedulerOptions::default()
         },
     );
-    scheduler.start(Arc::new(RegistrySink {
-        registry,
-        timeout,
-        lateness,
-    }))
+    scheduler.start(Arc::new(RegistrySink { registry, timeout }))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use plexspaces_core::Facet;
 use plexspaces_journal::{
     CheckpointPolicy, DurabilityFacet, DurableOptions, Journal, PostgresJournal, PostgresOptions,
-    RetryPolicy, SqliteJournal, SqliteOptions, StreamId,
+    SqliteJournal, SqliteOptions, StreamId,
 };
 
 use crate::config::NodeConfig;
@@ -102,15 +102,6 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             truncate: every > 0,
         },
         output_gate: config.journal.output_gate,
-        // journaled `now()` and retry backoffs: immune to wall-clock jumps while the node runs
-        clock: plexspaces_journal::SteadyClock::shared(),
-        retry: RetryPolicy {
-            max_attempts: config.journal.retry_max_attempts,
-            backoff: std::time::Duration::from_millis(config.journal.retry_backoff_ms),
-            max_backoff: std::time::Duration::from_millis(
-                config.journal.retry_max_backoff_ms.max(config.journal.retry_backoff_ms),
-            ),
-        },
         ..DurableOptions::default()
     }
 }

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-mod clock_jump;
 mod cluster;
-mod deactivation;
-mod durable_retries;
 mod fencing;
 #[cfg(feature = "otlp")]
 mod otlp;

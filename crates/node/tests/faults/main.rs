@@ -5,7 +5,6 @@
 mod common;
 
 mod idempotency;
-mod lateness;
 mod notify_restart;
 mod take_lease;
 mod tuplespace;
