@@ -1253,7 +1253,11 @@ fn failed_of(m: &Recorded) -> Option<FailedMessage> {
 }
 
 /// Refuses an activation while the stream's failed message is paused or backing off.
-fn check_retry_due(stream: &StreamId, failed: &FailedMessage, options: &DurableOptions) -> Result<()> {
+fn check_retry_due(
+    stream: &StreamId,
+    failed: &FailedMessage,
+    options: &DurableOptions,
+) -> Result<()> {
     let policy = &options.retry;
     if policy.max_attempts == 0 {
         return Ok(());
@@ -1305,7 +1309,10 @@ async fn scan(journal: &dyn Journal, stream: &StreamId) -> Result<(Vec<Recorded>
 
 /// The stream's failed message (retrying or paused), if its last message failed. Reads
 /// only: no epoch is taken, a running activation is not disturbed.
-pub async fn failed_message(journal: &dyn Journal, stream: &StreamId) -> Result<Option<FailedMessage>> {
+pub async fn failed_message(
+    journal: &dyn Journal,
+    stream: &StreamId,
+) -> Result<Option<FailedMessage>> {
     let (recorded, _) = scan(journal, stream).await?;
     Ok(recorded.last().and_then(failed_of))
 }
@@ -1338,8 +1345,13 @@ pub async fn resolve_failed(
         ))
     })?;
     let (kind, body) = match resolution {
-        Resolution::Resume => (EntryKind::Resumed, Writer::default().u64(clock.now_ms()).finish()),
-        Resolution::Abandon { reason } => (EntryKind::Aborted, Writer::default().str(&reason).finish()),
+        Resolution::Resume => (
+            EntryKind::Resumed,
+            Writer::default().u64(clock.now_ms()).finish(),
+        ),
+        Resolution::Abandon { reason } => {
+            (EntryKind::Aborted, Writer::default().str(&reason).finish())
+        }
     };
     journal
         .append(stream, epoch, vec![Entry::new(next, kind, body)])

@@ -43,7 +43,9 @@ impl DurableHandler for Flaky {
             .await?;
         if message == b"pay" && self.failing.load(Ordering::SeqCst) {
             let run = self.failed_runs.fetch_add(1, Ordering::SeqCst) + 1;
-            return Err(Error::InvalidArgument(format!("payment service down (run {run})")));
+            return Err(Error::InvalidArgument(format!(
+                "payment service down (run {run})"
+            )));
         }
         self.count += 1;
         Ok(self.count.to_string().into_bytes())
@@ -82,7 +84,13 @@ async fn activate(
     clock: &Arc<ManualClock>,
     handler: &Flaky,
 ) -> Result<Durable<Flaky>> {
-    Durable::activate(journal.clone(), stream.clone(), options(clock), handler.clone()).await
+    Durable::activate(
+        journal.clone(),
+        stream.clone(),
+        options(clock),
+        handler.clone(),
+    )
+    .await
 }
 
 /// Fails the message `pay` (key `k2`) three times: live, then two retries after their
@@ -98,10 +106,16 @@ async fn fail_until_paused(
     assert_eq!(d.handle(b"inc", Some("k1")).await.unwrap(), b"1");
     handler.failing.store(true, Ordering::SeqCst);
     let live = d.handle(b"pay", Some("k2")).await.unwrap_err();
-    assert!(live.to_string().contains("payment service down (run 1)"), "{live}");
+    assert!(
+        live.to_string().contains("payment service down (run 1)"),
+        "{live}"
+    );
     drop(d);
 
-    let failed = failed_message(&**journal, stream).await.unwrap().expect("failed");
+    let failed = failed_message(&**journal, stream)
+        .await
+        .unwrap()
+        .expect("failed");
     assert_eq!(failed.attempts, 1);
     assert_eq!(failed.idempotency_key.as_deref(), Some("k2"));
     assert!(failed.last_error.contains("run 1"), "{failed:?}");
@@ -110,7 +124,13 @@ async fn fail_until_paused(
     // Backoff 1 s: an activation before it is refused, typed and retryable.
     clock.advance(999);
     match activate(journal, stream, clock, handler).await {
-        Err(e @ Error::RetryLater { attempts: 1, retry_in_ms: 1, .. }) => {
+        Err(
+            e @ Error::RetryLater {
+                attempts: 1,
+                retry_in_ms: 1,
+                ..
+            },
+        ) => {
             assert!(e.is_retryable());
         }
         other => panic!("expected RetryLater, got {:?}", other.map(|_| ())),
@@ -122,8 +142,15 @@ async fn fail_until_paused(
     assert!(retry.to_string().contains("run 2"), "{retry}");
     // Second backoff: 2 s doubled, capped at 1.5 s.
     match activate(journal, stream, clock, handler).await {
-        Err(Error::RetryLater { attempts: 2, retry_in_ms: 1_500, .. }) => {}
-        other => panic!("expected RetryLater after 2 attempts, got {:?}", other.map(|_| ())),
+        Err(Error::RetryLater {
+            attempts: 2,
+            retry_in_ms: 1_500,
+            ..
+        }) => {}
+        other => panic!(
+            "expected RetryLater after 2 attempts, got {:?}",
+            other.map(|_| ())
+        ),
     }
     clock.advance(1_500);
     let third = activate(journal, stream, clock, handler).await.unwrap_err();
@@ -184,7 +211,11 @@ async fn always_failing_handler_pauses_then_resume_retries_it(journal: Arc<dyn J
     assert_eq!(handler.charges.load(Ordering::SeqCst), 3);
     drop(d);
     let d = activate(&journal, &stream, &clock, &handler).await.unwrap();
-    assert_eq!(d.handler().count, 3, "the state survives another activation");
+    assert_eq!(
+        d.handler().count,
+        3,
+        "the state survives another activation"
+    );
     // Nothing left to resolve.
     assert!(matches!(
         resolve_failed(&*journal, &stream, Resolution::Resume, &*clock).await,
@@ -214,7 +245,11 @@ async fn always_failing_handler_pauses_then_abandon_skips_it(journal: Arc<dyn Jo
     let mut d = activate(&journal, &stream, &clock, &handler).await.unwrap();
     assert_eq!(d.handler().count, 1);
     assert!(failed_message(&*journal, &stream).await.unwrap().is_none());
-    assert_eq!(handler.failed_runs.load(Ordering::SeqCst), 3, "not retried again");
+    assert_eq!(
+        handler.failed_runs.load(Ordering::SeqCst),
+        3,
+        "not retried again"
+    );
     handler.failing.store(false, Ordering::SeqCst);
     assert_eq!(d.handle(b"inc", Some("k3")).await.unwrap(), b"2");
     drop(d);
@@ -293,6 +328,10 @@ async fn with_retries_off_a_failed_message_is_aborted_and_skipped() {
         .await
         .unwrap();
     assert_eq!(d.handler().count, 1);
-    assert_eq!(handler.failed_runs.load(Ordering::SeqCst), 1, "never retried");
+    assert_eq!(
+        handler.failed_runs.load(Ordering::SeqCst),
+        1,
+        "never retried"
+    );
     assert!(failed_message(&*journal, &stream).await.unwrap().is_none());
 }
