@@ -67,6 +67,8 @@ pub struct MessageOutcome {
     pub elapsed: Duration,
     /// Whether the handler failed (the actor is stopping).
     pub failed: bool,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 /// What `before_message` decides.

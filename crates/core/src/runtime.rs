@@ -522,6 +522,7 @@ async fn dispatch_with_facets<A: Actor>(
         reply,
         elapsed: started.elapsed(),
         failed: result.is_err(),
+        error: result.as_ref().err().map(ToString::to_string),
     };
     let mut refused = None;
     let mut commits = Vec::new();

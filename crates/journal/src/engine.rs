@@ -108,6 +108,102 @@ impl FaultPoint {
     }
 }
 
+/// How a durable actor retries a message whose handler failed.
+///
+/// A failed attempt is journaled (the message, the steps it recorded and a `Failed` entry
+/// with the error) and the activation stops, as before. The message stays open: the next
+/// activation replays it first (recorded side effects are not run again) and continues it
+/// live, but not before `backoff` after the first failure, doubling per failure up to
+/// `max_backoff` (an activation earlier than that is refused with [`Error::RetryLater`]).
+/// After `max_attempts` failed attempts the stream is *paused*: every activation is
+/// refused with [`Error::Paused`] (naming the message and its last error) until an
+/// operator resumes it (its attempts count again from zero) or abandons it (the message is
+/// aborted and skipped, as a failed message was before retries), see [`resolve_failed`].
+/// Messages behind the failed one wait: a stream handles its messages in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts (the first run included) before the stream is paused. `0` turns retries
+    /// off: a failed message is aborted and skipped on the next activation.
+    pub max_attempts: u32,
+    /// The wait after the first failure.
+    pub backoff: Duration,
+    /// The longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: a failed message is aborted and skipped.
+    pub fn disabled() -> Self {
+        Self {
+            max_attempts: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before the next attempt after `failures` failed ones (`backoff` doubled per
+    /// failure after the first, capped at `max_backoff`).
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
+/// A message whose handler failed and that is waiting for a retry, or paused (see
+/// [`RetryPolicy`]); read with [`failed_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedMessage {
+    /// The message's seq.
+    pub seq: Seq,
+    /// Its idempotency key, if it had one.
+    pub idempotency_key: Option<String>,
+    /// Failed attempts since it was received or last resumed.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// When the last attempt failed (ms since the Unix epoch).
+    pub last_failed_at_ms: u64,
+}
+
+impl FailedMessage {
+    /// Whether `policy` gave up on it: the stream is paused until resumed or abandoned.
+    pub fn is_paused(&self, policy: &RetryPolicy) -> bool {
+        policy.max_attempts > 0 && self.attempts >= policy.max_attempts
+    }
+
+    /// When the next attempt may run (ms since the Unix epoch), unless paused.
+    pub fn retry_at_ms(&self, policy: &RetryPolicy) -> Option<u64> {
+        (!self.is_paused(policy)).then(|| {
+            self.last_failed_at_ms
+                .saturating_add(policy.delay_after(self.attempts).as_millis() as u64)
+        })
+    }
+}
+
+/// What an operator does with a paused (or backing-off) message: [`resolve_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Retry it on the next activation, with a fresh attempt budget.
+    Resume,
+    /// Drop it: it is aborted (its state changes never count; side effects it journaled
+    /// already happened) and the stream moves on to the next message.
+    Abandon {
+        /// Why, kept in the `Aborted` entry.
+        reason: String,
+    },
+}
+
 /// A callback at [`FaultPoint`]s (tests only; `None` in production).
 pub type FaultHook = Arc<dyn Fn(FaultPoint) + Send + Sync>;
 
@@ -126,6 +222,8 @@ pub struct DurableOptions {
     /// (the actor takes its next message while earlier commits are in flight; replies
     /// still wait for theirs). `false`: each message waits for its own commit.
     pub output_gate: bool,
+    /// How a message whose handler failed is retried, and when the stream pauses.
+    pub retry: RetryPolicy,
 }
 
 impl fmt::Debug for DurableOptions {
@@ -136,6 +234,7 @@ impl fmt::Debug for DurableOptions {
             .field("clock", &self.clock)
             .field("fault_hook", &self.fault_hook.is_some())
             .field("output_gate", &self.output_gate)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -148,6 +247,7 @@ impl Default for DurableOptions {
             clock: Arc::new(SystemClock),
             fault_hook: None,
             output_gate: true,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -232,6 +332,9 @@ pub(crate) struct Recorded {
     pub(crate) steps: VecDeque<Entry>,
     pub(crate) outcome: Outcome,
     pub(crate) end_seq: Seq,
+    /// Failed attempts since received or last resumed, the last error and when it failed.
+    pub(crate) failures: u32,
+    pub(crate) last_failure: Option<(u64, String)>,
 }
 
 #[derive(Debug)]
@@ -352,6 +455,8 @@ pub(crate) fn parse_messages(stream: &StreamId, entries: Vec<Entry>) -> Result<V
                     steps: VecDeque::new(),
                     outcome: Outcome::Incomplete,
                     end_seq: seq,
+                    failures: 0,
+                    last_failure: None,
                 });
             }
             EntryKind::Reply | EntryKind::Aborted => {
@@ -367,6 +472,20 @@ pub(crate) fn parse_messages(stream: &StreamId, entries: Vec<Entry>) -> Result<V
                 };
                 m.end_seq = seq;
                 out.push(m);
+            }
+            EntryKind::Failed | EntryKind::Resumed => {
+                let m = open
+                    .as_mut()
+                    .ok_or_else(|| corrupt(seq, "attempt marker outside a message"))?;
+                m.end_seq = seq;
+                let mut r = Reader::new(&e.payload);
+                let at = r.u64()?;
+                if e.kind == EntryKind::Failed {
+                    m.failures = m.failures.saturating_add(1);
+                    m.last_failure = Some((at, r.str()?.to_owned()));
+                } else {
+                    m.failures = 0;
+                }
             }
             EntryKind::Unknown(_) => return Err(corrupt(seq, "unknown entry kind")),
             _ => {
@@ -508,6 +627,9 @@ impl DurableExecution {
             repaired_tail = repaired_tail.max(stored_next - expected_next);
         }
         let recorded = parse_messages(&stream, entries)?;
+        if let Some(failed) = recorded.last().and_then(failed_of) {
+            check_retry_due(&stream, &failed, &options)?;
+        }
 
         let mut replies = ReplyCache {
             cap: options.idempotency_retention,
@@ -989,21 +1111,54 @@ impl DurableExecution {
     }
 
     /// Abandons the open message after a handler failure and poisons the execution (the
-    /// actor's in-memory state may be half-updated, so it must be reactivated). If part of
-    /// the message was already journaled, an `Aborted` entry is written so replay skips it.
+    /// actor's in-memory state may be half-updated, so it must be reactivated).
+    ///
+    /// With retries on ([`RetryPolicy::max_attempts`] > 0) the message, the steps it
+    /// recorded and a `Failed` entry carrying `reason` are written: the message stays open
+    /// and the next activation retries it (see [`RetryPolicy`]). With retries off, if part
+    /// of the message was already journaled, an `Aborted` entry is written so replay skips
+    /// it.
     pub async fn abort(&mut self, reason: &str) -> Result<()> {
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
-        if self.poisoned.is_none() && cur.replay.is_none() {
-            let flushed_any = self.pending.first().is_none_or(|e| e.seq != cur.seq);
-            if flushed_any {
-                let body = Writer::default().str(reason).finish();
-                self.push(EntryKind::Aborted, body);
-                self.flush().await?;
-            } else {
-                self.next_seq = cur.seq;
-                self.pending.clear();
+        // Earlier pipelined commits first: the marker goes after them (and nothing is
+        // written if one of them failed).
+        if self.poisoned.is_none() && self.wait_durable().await.is_ok() {
+            let retrying = self.options.retry.max_attempts > 0;
+            let failed_body = || {
+                Writer::default()
+                    .u64(self.options.clock.now_ms())
+                    .str(reason)
+                    .finish()
+            };
+            match &cur.replay {
+                // Live (a new message, or a retried one past its recorded steps), or a retry
+                // that failed before the end of its recorded steps: one more failed attempt.
+                None | Some((_, Outcome::Incomplete)) if retrying => {
+                    let body = failed_body();
+                    self.push(EntryKind::Failed, body);
+                    self.flush().await?;
+                    tracing::warn!(
+                        stream = %self.stream,
+                        seq = cur.seq,
+                        error = reason,
+                        "durable message failed; journaled for a retry"
+                    );
+                }
+                None => {
+                    let flushed_any = self.pending.first().is_none_or(|e| e.seq != cur.seq);
+                    if flushed_any {
+                        let body = Writer::default().str(reason).finish();
+                        self.push(EntryKind::Aborted, body);
+                        self.flush().await?;
+                    } else {
+                        self.next_seq = cur.seq;
+                        self.pending.clear();
+                    }
+                }
+                // A completed message that fails on replay: nothing to record.
+                Some(_) => {}
             }
         }
         let _ = self.poison(Error::InvalidState(format!("message aborted: {reason}")));
@@ -1081,4 +1236,126 @@ fn describe_ask(kind: EntryKind, what: &str) -> String {
 fn preview(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     s.chars().take(80).collect()
+}
+
+fn failed_of(m: &Recorded) -> Option<FailedMessage> {
+    if m.outcome != Outcome::Incomplete || m.failures == 0 {
+        return None;
+    }
+    let (at, error) = m.last_failure.clone().unwrap_or_default();
+    Some(FailedMessage {
+        seq: m.seq,
+        idempotency_key: m.key.clone(),
+        attempts: m.failures,
+        last_error: error,
+        last_failed_at_ms: at,
+    })
+}
+
+/// Refuses an activation while the stream's failed message is paused or backing off.
+fn check_retry_due(
+    stream: &StreamId,
+    failed: &FailedMessage,
+    options: &DurableOptions,
+) -> Result<()> {
+    let policy = &options.retry;
+    if policy.max_attempts == 0 {
+        return Ok(());
+    }
+    if failed.is_paused(policy) {
+        return Err(Error::Paused {
+            stream: stream.to_string(),
+            seq: failed.seq,
+            attempts: failed.attempts,
+            last_error: failed.last_error.clone(),
+        });
+    }
+    let now = options.clock.now_ms();
+    match failed.retry_at_ms(policy) {
+        Some(at) if now < at => Err(Error::RetryLater {
+            stream: stream.to_string(),
+            seq: failed.seq,
+            attempts: failed.attempts,
+            retry_in_ms: at - now,
+            last_error: failed.last_error.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The stream's messages after its latest snapshot (valid entries only), and the seq the
+/// next entry gets if the stored tail is intact (`None`: a torn tail an activation must
+/// repair first).
+async fn scan(journal: &dyn Journal, stream: &StreamId) -> Result<(Vec<Recorded>, Option<Seq>)> {
+    let from = match journal.latest_snapshot(stream).await? {
+        Some(s) if s.is_valid() => s.seq + 1,
+        _ => 1,
+    };
+    let mut entries = journal.read(stream, from, Seq::MAX).await?;
+    let first = entries.first().map_or(from, |e| e.seq);
+    let intact = entries
+        .iter()
+        .enumerate()
+        .position(|(i, e)| e.seq != first + i as u64 || !e.is_valid());
+    if let Some(bad) = intact {
+        entries.truncate(bad);
+        return Ok((parse_messages(stream, entries)?, None));
+    }
+    let expected_next = entries.last().map_or(from, |e| e.seq + 1);
+    let stored_next = journal.next_seq(stream).await?;
+    let next = (stored_next == expected_next).then_some(expected_next);
+    Ok((parse_messages(stream, entries)?, next))
+}
+
+/// The stream's failed message (retrying or paused), if its last message failed. Reads
+/// only: no epoch is taken, a running activation is not disturbed.
+pub async fn failed_message(
+    journal: &dyn Journal,
+    stream: &StreamId,
+) -> Result<Option<FailedMessage>> {
+    let (recorded, _) = scan(journal, stream).await?;
+    Ok(recorded.last().and_then(failed_of))
+}
+
+/// Resumes or abandons the stream's failed message (an operator's decision for a paused
+/// stream; it also cuts a backoff short). Takes a new epoch, so an activation still
+/// running on the stream is fenced; returns the message as it was. The next activation
+/// retries it ([`Resolution::Resume`], with a fresh attempt budget) or skips it
+/// ([`Resolution::Abandon`]). No failed message: [`Error::NoFailedMessage`].
+pub async fn resolve_failed(
+    journal: &dyn Journal,
+    stream: &StreamId,
+    resolution: Resolution,
+    clock: &dyn Clock,
+) -> Result<FailedMessage> {
+    let none = || Error::NoFailedMessage {
+        stream: stream.to_string(),
+    };
+    // Checked before taking an epoch, so a healthy activation is never fenced by mistake.
+    let before = failed_message(journal, stream).await?.ok_or_else(none)?;
+    let epoch = journal.acquire_epoch(stream).await?;
+    let (recorded, next) = scan(journal, stream).await?;
+    let failed = recorded.last().and_then(failed_of).ok_or_else(none)?;
+    if failed.seq != before.seq {
+        return Err(none());
+    }
+    let next = next.ok_or_else(|| {
+        Error::InvalidState(format!(
+            "stream {stream} has a torn journal tail; an activation attempt repairs it, then retry"
+        ))
+    })?;
+    let (kind, body) = match resolution {
+        Resolution::Resume => (
+            EntryKind::Resumed,
+            Writer::default().u64(clock.now_ms()).finish(),
+        ),
+        Resolution::Abandon { reason } => {
+            (EntryKind::Aborted, Writer::default().str(&reason).finish())
+        }
+    };
+    journal
+        .append(stream, epoch, vec![Entry::new(next, kind, body)])
+        .await?;
+    tracing::info!(stream = %stream, seq = failed.seq, kind = kind.name(), "failed durable message resolved");
+    Ok(failed)
 }

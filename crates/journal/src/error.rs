@@ -78,6 +78,40 @@ pub enum Error {
         /// Whether retrying the same call may succeed.
         retryable: bool,
     },
+    /// The stream's open message failed [`crate::RetryPolicy::max_attempts`] times: the
+    /// actor cannot activate until an operator resumes or abandons the message
+    /// ([`crate::resolve_failed`]).
+    #[error("stream {stream} is paused: message {seq} failed {attempts} times, last error: {last_error}")]
+    Paused {
+        /// The stream.
+        stream: String,
+        /// The failed message's seq.
+        seq: u64,
+        /// Its failed attempts.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// The stream's open message failed and its next attempt is not due yet (backoff).
+    #[error("stream {stream}: message {seq} failed {attempts} times and is retried in {retry_in_ms} ms, last error: {last_error}")]
+    RetryLater {
+        /// The stream.
+        stream: String,
+        /// The failed message's seq.
+        seq: u64,
+        /// Its failed attempts so far.
+        attempts: u32,
+        /// How long until the next attempt may run.
+        retry_in_ms: u64,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// A resume or abandon found no failed message on the stream.
+    #[error("stream {stream} has no failed message to resume or abandon")]
+    NoFailedMessage {
+        /// The stream.
+        stream: String,
+    },
     /// The backend's background writer has stopped.
     #[error("journal writer is closed")]
     Closed,
@@ -91,6 +125,8 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend { retryable, .. } => *retryable,
+            Error::RetryLater { .. } => true,
+            Error::Paused { .. } | Error::NoFailedMessage { .. } => false,
             Error::Fenced { .. }
             | Error::JournalMismatch { .. }
             | Error::SequenceConflict { .. }

@@ -237,9 +237,11 @@ impl Facet for DurabilityFacet {
         let mut guard = self.state.exec.lock().await;
         let exec = guard.as_mut().ok_or_else(|| to_core(inactive()))?;
         if outcome.failed {
-            // The actor is stopping; its half-applied message is marked aborted so replay
-            // skips it.
-            return exec.abort("handler failed").await.map_err(to_core);
+            // The actor is stopping; its half-applied message is journaled as a failed
+            // attempt (retried on the next activation, see `RetryPolicy`), or aborted so
+            // replay skips it when retries are off.
+            let reason = outcome.error.as_deref().unwrap_or("handler failed");
+            return exec.abort(reason).await.map_err(to_core);
         }
         let reply = outcome
             .reply

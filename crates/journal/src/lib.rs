@@ -84,8 +84,9 @@ mod sqlite;
 
 pub use durable::{Durable, DurableHandler};
 pub use engine::{
-    Begin, CheckpointPolicy, CheckpointReport, DurableExecution, DurableOptions, FaultHook,
-    FaultPoint, IdempotencyKey, ReplayMessage,
+    failed_message, resolve_failed, Begin, CheckpointPolicy, CheckpointReport, DurableExecution,
+    DurableOptions, FailedMessage, FaultHook, FaultPoint, IdempotencyKey, ReplayMessage,
+    Resolution, RetryPolicy,
 };
 pub use error::{Error, Result};
 pub use facet::{
@@ -99,7 +100,8 @@ pub use reminders::{
     ReminderSink, ReminderStore, TickReport,
 };
 pub use types::{
-    crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, StreamId, SystemClock,
+    crc32, Clock, Entry, EntryKind, Epoch, ManualClock, Seq, Snapshot, SteadyClock, StreamId,
+    SystemClock,
 };
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -70,6 +70,13 @@ pub enum EntryKind {
     Reply,
     /// The handler failed; the message's effects on state are rolled back on replay.
     Aborted,
+    /// One attempt of the open message failed (payload: failure time in ms and the error);
+    /// the message stays open and is retried on the next activation (see
+    /// [`crate::RetryPolicy`]).
+    Failed,
+    /// An operator resumed a paused message (payload: time in ms): its failed attempts
+    /// start counting again.
+    Resumed,
     /// A kind code this version does not know (always fails verification).
     Unknown(u8),
 }
@@ -85,6 +92,8 @@ impl EntryKind {
             EntryKind::Event => 5,
             EntryKind::Reply => 6,
             EntryKind::Aborted => 7,
+            EntryKind::Failed => 8,
+            EntryKind::Resumed => 9,
             EntryKind::Unknown(c) => c,
         }
     }
@@ -99,6 +108,8 @@ impl EntryKind {
             5 => EntryKind::Event,
             6 => EntryKind::Reply,
             7 => EntryKind::Aborted,
+            8 => EntryKind::Failed,
+            9 => EntryKind::Resumed,
             c => EntryKind::Unknown(c),
         }
     }
@@ -113,6 +124,8 @@ impl EntryKind {
             EntryKind::Event => "event",
             EntryKind::Reply => "reply",
             EntryKind::Aborted => "aborted",
+            EntryKind::Failed => "failed attempt",
+            EntryKind::Resumed => "resumed",
             EntryKind::Unknown(_) => "unknown",
         }
     }
@@ -264,6 +277,48 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+}
+
+/// The wall clock read once, then advanced by the monotonic clock: a running process is
+/// immune to wall-clock jumps (an NTP step, an operator setting the date); only a new
+/// process re-reads the wall clock. [`SteadyClock::shared`] is one anchor for the whole
+/// process, so every user of it agrees on the time.
+#[derive(Debug, Clone, Copy)]
+pub struct SteadyClock {
+    base_ms: u64,
+    base: std::time::Instant,
+}
+
+impl SteadyClock {
+    /// A clock anchored at the wall clock now.
+    pub fn new() -> Self {
+        SteadyClock {
+            base_ms: SystemClock.now_ms(),
+            base: std::time::Instant::now(),
+        }
+    }
+
+    /// The process-wide clock (anchored at its first use).
+    pub fn shared() -> std::sync::Arc<SteadyClock> {
+        static SHARED: std::sync::OnceLock<std::sync::Arc<SteadyClock>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| std::sync::Arc::new(SteadyClock::new()))
+            .clone()
+    }
+}
+
+impl Default for SteadyClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms
+            .saturating_add(u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 }
 

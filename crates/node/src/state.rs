@@ -131,6 +131,9 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             truncate: every > 0,
         },
         output_gate: config.journal.output_gate,
+        // A failed message is aborted and skipped, as before: the node has no view of a
+        // paused stream nor a resume/abandon operation on this branch yet.
+        retry: plexspaces_journal::RetryPolicy::disabled(),
         ..DurableOptions::default()
     }
 }

@@ -14,5 +14,6 @@ mod idempotency;
 #[cfg(feature = "sqlite")]
 mod powerloss;
 mod reminders;
+mod retries;
 #[cfg(feature = "sqlite")]
 mod snapshot;

@@ -114,6 +114,8 @@ fn options(every: Option<u64>) -> DurableOptions {
             every: None,
             truncate: true,
         },
+        // these tests pin abort-and-skip; retries are `crates/journal/tests/faults/retries.rs`
+        retry: plexspaces_journal::RetryPolicy::disabled(),
         ..DurableOptions::default()
     }
 }

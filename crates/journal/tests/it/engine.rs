@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use plexspaces_journal::{
     Begin, CheckpointPolicy, Durable, DurableExecution, DurableOptions, EntryKind, Error, Journal,
-    ManualClock, MemoryJournal, StreamId,
+    ManualClock, MemoryJournal, RetryPolicy, StreamId,
 };
 use proptest::prelude::*;
 
@@ -350,10 +350,14 @@ async fn time_based_checkpoint_uses_the_clock() {
 }
 
 #[tokio::test]
-async fn handler_error_aborts_and_replay_skips_the_message() {
+async fn with_retries_off_a_handler_error_aborts_and_replay_skips_the_message() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
     let s = stream();
-    let mut exec = DurableExecution::activate(journal.clone(), s.clone(), no_checkpoints())
+    let no_retries = || DurableOptions {
+        retry: RetryPolicy::disabled(),
+        ..no_checkpoints()
+    };
+    let mut exec = DurableExecution::activate(journal.clone(), s.clone(), no_retries())
         .await
         .unwrap();
     exec.begin_message(b"ok", None).await.unwrap();
@@ -365,7 +369,7 @@ async fn handler_error_aborts_and_replay_skips_the_message() {
         exec.begin_message(b"x", None).await,
         Err(Error::Poisoned(_))
     ));
-    let mut exec = DurableExecution::activate(journal.clone(), s.clone(), no_checkpoints())
+    let mut exec = DurableExecution::activate(journal.clone(), s.clone(), no_retries())
         .await
         .unwrap();
     assert_eq!(
