@@ -167,6 +167,10 @@ enum TokenCommand {
         /// node-wide figures (every tenant's totals) on the dashboard and in `status`.
         #[arg(long)]
         operator: bool,
+        /// A role for the `roles` claim (repeat for more), checked by an actor's
+        /// `AuthorizationFacet`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
 }
 
@@ -311,7 +315,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             tenant_claim,
             issuer,
             operator,
+            roles,
         }) => {
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
             let token = mint_hs256(
                 &TokenSpec {
                     tenant: &tenant,
@@ -320,6 +326,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     ttl_secs: ttl,
                     issuer: issuer.as_deref(),
                     operator,
+                    roles: &roles,
                 },
                 &secret,
             )

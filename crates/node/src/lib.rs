@@ -61,6 +61,7 @@ pub mod error;
 pub mod facets;
 pub mod grpc;
 pub mod http;
+pub mod inboxes;
 pub mod kv;
 pub mod registry;
 pub mod reminders;

@@ -51,7 +51,7 @@ impl ActorApi {
         request: Request<T>,
         message: impl FnOnce(T) -> (String, Vec<u8>, String, Reply),
     ) -> Result<Option<plexspaces_core::Envelope>, Status> {
-        let (_, key) = self.resolve(&request)?;
+        let (caller, key) = self.resolve(&request)?;
         self.0.gate.check_open()?;
         let idempotency_key = metadata_id(&request)?;
         let (msg_type, payload, content_type, reply) = message(request.into_inner());
@@ -61,6 +61,7 @@ impl ActorApi {
             content_type,
             idempotency_key,
             reply,
+            caller: Some(caller),
         };
         Ok(self.0.actors.invoke(&key, invocation).await?)
     }
@@ -119,7 +120,7 @@ impl ActorService for ActorApi {
         &self,
         request: Request<SpawnRequest>,
     ) -> Result<Response<SpawnResponse>, Status> {
-        let (_, key) = self.resolve(&request)?;
+        let (caller, key) = self.resolve(&request)?;
         self.0.gate.check_open()?;
         let (actor_id, activated) = self.0.actors.spawn(&key).await?;
         Ok(Response::new(SpawnResponse {
@@ -154,7 +155,7 @@ impl ActorService for ActorApi {
     }
 
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
-        let (_, key) = self.resolve(&request)?;
+        let (caller, key) = self.resolve(&request)?;
         let stopped = self.0.actors.stop(&key).await;
         Ok(Response::new(StopResponse { stopped }))
     }
@@ -179,7 +180,7 @@ impl ActorService for ActorApi {
         &self,
         request: Request<DescribeRequest>,
     ) -> Result<Response<DescribeResponse>, Status> {
-        let (_, key) = self.resolve(&request)?;
+        let (caller, key) = self.resolve(&request)?;
         let activation = self.0.actors.describe(&key)?;
         let actor = summaries(&activation).into_iter().next();
         Ok(Response::new(DescribeResponse { actor }))

@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod dashboard;
 mod directory;
+mod auth_facets;
 mod facets;
 mod grpc;
 mod http;
