@@ -63,6 +63,7 @@ pub mod grpc;
 pub mod http;
 pub mod inboxes;
 pub mod kv;
+pub mod locks;
 pub mod registry;
 pub mod reminders;
 pub mod secret;

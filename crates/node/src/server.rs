@@ -303,6 +303,7 @@ impl NodeServer {
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
             spaces: TupleSpaces::new(spaces, config.request_timeout()),
             shards: crate::shards::Shards::new(registry.node().clone()),
+            locks: crate::locks::LockService::new(kv.clone()),
             kv: crate::kv::KvService::new(kv),
             blobs: crate::blobs::BlobService::new(blobs, config.blobs.max_blob_bytes),
             channels: crate::channels::ChannelService::new(channels.clone()),

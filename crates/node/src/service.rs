@@ -265,6 +265,8 @@ pub struct NodeServices {
     pub shards: Shards,
     /// The key-value store.
     pub kv: crate::kv::KvService,
+    /// Locks with leases and fencing tokens (on the key-value store's backend).
+    pub locks: crate::locks::LockService,
     /// The blob store.
     pub blobs: crate::blobs::BlobService,
     /// Queues and topics.

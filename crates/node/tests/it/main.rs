@@ -9,6 +9,7 @@ mod auth_facets;
 mod facets;
 mod grpc;
 mod http;
+mod locks;
 mod registry;
 mod shards;
 mod storage;
