@@ -231,3 +231,88 @@ impl Drop for Timers {
         self.cancel_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexspaces_core::{Actor, BoxError, Context, SpawnOptions};
+
+    /// Tries to set `n` interval timers on each message and answers how many it could.
+    struct Setter;
+
+    impl Actor for Setter {
+        type Msg = Envelope;
+        type Reply = usize;
+
+        async fn handle_call(
+            &mut self,
+            msg: Envelope,
+            ctx: &mut Context<Self>,
+        ) -> Result<Option<usize>, BoxError> {
+            let timers = ctx.service::<Timers>().ok_or("no timers")?;
+            let n: usize = msg.decode_json()?;
+            let set = (0..n)
+                .filter(|_| {
+                    timers
+                        .every(
+                            Duration::from_secs(3600),
+                            Envelope::new("tick", Vec::new(), ""),
+                        )
+                        .is_ok()
+                })
+                .count();
+            Ok(Some(set))
+        }
+
+        fn decode(env: &Envelope) -> plexspaces_core::Result<Envelope> {
+            Ok(env.clone())
+        }
+
+        fn encode_reply(t: &str, n: &usize) -> plexspaces_core::Result<Envelope> {
+            Envelope::json(t, n)
+        }
+
+        fn decode_reply(env: &Envelope) -> plexspaces_core::Result<usize> {
+            env.decode_json()
+        }
+    }
+
+    #[tokio::test]
+    async fn timers_are_capped_and_cancelled_with_the_actor() {
+        let node = Node::builder("timers").build().await.unwrap();
+        let facet = TimerFacet::with_max(node.clone(), 3);
+        let actor = node
+            .start(Setter, SpawnOptions::default().facet(facet.clone()))
+            .await
+            .unwrap();
+        let set = |n: usize| {
+            actor
+                .pid()
+                .ask_envelope(Envelope::json("set", &n).unwrap(), Duration::from_secs(5))
+        };
+        let first: usize = set(2).await.unwrap().decode_json().unwrap();
+        assert_eq!(first, 2);
+        let second: usize = set(2).await.unwrap().decode_json().unwrap();
+        assert_eq!(second, 1, "the cap of 3 refuses the fourth");
+        let timers = facet
+            .service()
+            .and_then(|s| s.downcast::<Timers>().ok())
+            .unwrap();
+        assert_eq!(timers.pending(), 3);
+        assert_eq!(
+            timers.after(Duration::from_millis(1), Envelope::new("x", Vec::new(), "")),
+            Err(TimerError::TooMany(3))
+        );
+        assert_eq!(
+            timers.every(Duration::ZERO, Envelope::new("x", Vec::new(), "")),
+            Err(TimerError::ZeroPeriod)
+        );
+        actor.stop_and_wait(ExitReason::Normal).await.unwrap();
+        assert_eq!(timers.pending(), 0, "stopping the actor cancels its timers");
+        assert_eq!(
+            timers.after(Duration::from_millis(1), Envelope::new("x", Vec::new(), "")),
+            Err(TimerError::Inactive)
+        );
+        node.shutdown().await;
+    }
+}

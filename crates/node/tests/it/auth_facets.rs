@@ -102,7 +102,7 @@ async fn a_policy_refuses_before_the_handler_and_the_handler_sees_its_caller() {
     );
     // refused: a reader may not withdraw, and the handler never runs
     let (s, b) = send(c.post(url("withdraw")).bearer_auth(&reader).json(&json!({}))).await;
-    assert_eq!((s, b["kind"].as_str()), (403, Some("rejected")), "{b}");
+    assert_eq!((s, b["code"].as_str()), (403, Some("rejected")), "{b}");
     assert!(b["message"].as_str().unwrap().contains("bob"), "{b}");
     assert_eq!(withdrawals.load(Ordering::SeqCst), 0);
     // a client cannot pose as another caller through headers of its own
@@ -122,7 +122,7 @@ async fn a_policy_refuses_before_the_handler_and_the_handler_sees_its_caller() {
     // internal-only and unlisted types are refused for every caller
     for t in ["audit", "close"] {
         let (s, b) = send(c.post(url(t)).bearer_auth(&admin).json(&json!({}))).await;
-        assert_eq!((s, b["kind"].as_str()), (403, Some("rejected")), "{t}: {b}");
+        assert_eq!((s, b["code"].as_str()), (403, Some("rejected")), "{t}: {b}");
     }
     // no token: the node refuses before any actor sees it
     let (s, _) = send(c.post(url("balance")).json(&json!({}))).await;
