@@ -202,10 +202,7 @@ async fn pump(
                 }
                 continue;
             }
-            match actor
-                .deliver(envelope_of(&d), options.handle_timeout)
-                .await
-            {
+            match actor.deliver(envelope_of(&d), options.handle_timeout).await {
                 Ok(_) => {
                     stats.handled += 1;
                     if let Err(e) = consumer.ack(&d).await {

@@ -118,18 +118,21 @@ impl NodeInboxes {
 
     /// Stops every inbox gracefully (see the module docs) and returns what they did.
     pub async fn shutdown(self) -> InboxStats {
-        let stops = self.running.into_iter().map(|(key, queue, handle)| async move {
-            let stats = handle.shutdown().await;
-            tracing::info!(
-                %key,
-                queue,
-                handled = stats.handled,
-                failed = stats.failed,
-                returned = stats.returned,
-                "inbox drained"
-            );
-            stats
-        });
+        let stops = self
+            .running
+            .into_iter()
+            .map(|(key, queue, handle)| async move {
+                let stats = handle.shutdown().await;
+                tracing::info!(
+                    %key,
+                    queue,
+                    handled = stats.handled,
+                    failed = stats.failed,
+                    returned = stats.returned,
+                    "inbox drained"
+                );
+                stats
+            });
         futures::future::join_all(stops)
             .await
             .into_iter()

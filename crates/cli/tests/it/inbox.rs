@@ -127,7 +127,10 @@ batch = 8
         assert_eq!(r["deliveries"], json!([]), "left in the queue: {r}");
     }
     let dead: Value = http
-        .get(format!("{}/api/v1/channels/default/queues/jobs/dead-letters", node.http))
+        .get(format!(
+            "{}/api/v1/channels/default/queues/jobs/dead-letters",
+            node.http
+        ))
         .send()
         .await
         .unwrap()

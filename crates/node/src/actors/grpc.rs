@@ -120,7 +120,7 @@ impl ActorService for ActorApi {
         &self,
         request: Request<SpawnRequest>,
     ) -> Result<Response<SpawnResponse>, Status> {
-        let (caller, key) = self.resolve(&request)?;
+        let (_, key) = self.resolve(&request)?;
         self.0.gate.check_open()?;
         let (actor_id, activated) = self.0.actors.spawn(&key).await?;
         Ok(Response::new(SpawnResponse {
@@ -155,7 +155,7 @@ impl ActorService for ActorApi {
     }
 
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
-        let (caller, key) = self.resolve(&request)?;
+        let (_, key) = self.resolve(&request)?;
         let stopped = self.0.actors.stop(&key).await;
         Ok(Response::new(StopResponse { stopped }))
     }
@@ -180,7 +180,7 @@ impl ActorService for ActorApi {
         &self,
         request: Request<DescribeRequest>,
     ) -> Result<Response<DescribeResponse>, Status> {
-        let (caller, key) = self.resolve(&request)?;
+        let (_, key) = self.resolve(&request)?;
         let activation = self.0.actors.describe(&key)?;
         let actor = summaries(&activation).into_iter().next();
         Ok(Response::new(DescribeResponse { actor }))

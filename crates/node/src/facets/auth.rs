@@ -200,9 +200,7 @@ impl Policy {
             (Allow::Internal, Some(_)) => Some(format!(
                 "message type {msg_type:?} is only sent from the node itself"
             )),
-            (_, None) => Some(format!(
-                "message {msg_type:?} carries no caller identity"
-            )),
+            (_, None) => Some(format!("message {msg_type:?} carries no caller identity")),
             (Allow::AnyCaller, Some(_)) => None,
             (Allow::Operator, Some(c)) if c.operator => None,
             (Allow::Operator, Some(_)) => Some(format!(

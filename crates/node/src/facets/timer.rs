@@ -285,11 +285,9 @@ mod tests {
             .start(Setter, SpawnOptions::default().facet(facet.clone()))
             .await
             .unwrap();
-        let set = |n: usize| {
-            actor
-                .pid()
-                .ask_envelope(Envelope::json("set", &n).unwrap(), Duration::from_secs(5))
-        };
+        let pid = actor.pid();
+        let set =
+            |n: usize| pid.ask_envelope(Envelope::json("set", &n).unwrap(), Duration::from_secs(5));
         let first: usize = set(2).await.unwrap().decode_json().unwrap();
         assert_eq!(first, 2);
         let second: usize = set(2).await.unwrap().decode_json().unwrap();

@@ -52,7 +52,9 @@ impl Actor for Vault {
     }
 }
 
-async fn auth_node(withdrawals: Arc<AtomicU32>) -> (plexspaces_node::ServerHandle, tempfile::TempDir) {
+async fn auth_node(
+    withdrawals: Arc<AtomicU32>,
+) -> (plexspaces_node::ServerHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::default();
     config.http.addr = "127.0.0.1:0".into();
@@ -101,7 +103,12 @@ async fn a_policy_refuses_before_the_handler_and_the_handler_sees_its_caller() {
         json!({"msg_type": "balance", "tenant": "acme", "subject": "bob", "roles": ["reader"]})
     );
     // refused: a reader may not withdraw, and the handler never runs
-    let (s, b) = send(c.post(url("withdraw")).bearer_auth(&reader).json(&json!({}))).await;
+    let (s, b) = send(
+        c.post(url("withdraw"))
+            .bearer_auth(&reader)
+            .json(&json!({})),
+    )
+    .await;
     assert_eq!((s, b["code"].as_str()), (403, Some("rejected")), "{b}");
     assert!(b["message"].as_str().unwrap().contains("bob"), "{b}");
     assert_eq!(withdrawals.load(Ordering::SeqCst), 0);
@@ -176,7 +183,11 @@ async fn a_policy_refuses_before_the_handler_and_the_handler_sees_its_caller() {
     };
     let e = grpc.ask(ask("withdraw", &reader)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
-    let ok = grpc.ask(ask("withdraw", &admin)).await.unwrap().into_inner();
+    let ok = grpc
+        .ask(ask("withdraw", &admin))
+        .await
+        .unwrap()
+        .into_inner();
     let ok: Value = serde_json::from_slice(&ok.payload).unwrap();
     assert_eq!(ok["subject"], "alice");
     assert_eq!(withdrawals.load(Ordering::SeqCst), 2);
@@ -194,7 +205,9 @@ async fn authentication_required_refuses_a_message_without_a_caller() {
             _msg: Envelope,
             ctx: &mut Context<Self>,
         ) -> Result<Option<Value>, BoxError> {
-            Ok(Some(json!({ "subject": caller_of(ctx).and_then(|c| c.subject) })))
+            Ok(Some(
+                json!({ "subject": caller_of(ctx).and_then(|c| c.subject) }),
+            ))
         }
         fn decode(env: &Envelope) -> plexspaces_core::Result<Envelope> {
             Ok(env.clone())
@@ -203,7 +216,10 @@ async fn authentication_required_refuses_a_message_without_a_caller() {
             Envelope::json(t, reply)
         }
     }
-    let node = plexspaces_core::Node::builder("authn").build().await.unwrap();
+    let node = plexspaces_core::Node::builder("authn")
+        .build()
+        .await
+        .unwrap();
     let actor = node
         .start(
             Plain,
@@ -213,7 +229,10 @@ async fn authentication_required_refuses_a_message_without_a_caller() {
         .unwrap();
     let pid = actor.pid();
     let e = pid
-        .ask_envelope(Envelope::new("hi", b"{}".to_vec(), "application/json"), Duration::from_secs(5))
+        .ask_envelope(
+            Envelope::new("hi", b"{}".to_vec(), "application/json"),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "rejected", "{e}");
@@ -334,19 +353,26 @@ async fn timers_set_from_a_handler_fire_repeat_and_cancel() {
     assert_eq!(b, json!({"cancelled": true, "pending": 0}));
     // one-shot: fires once, after which it is no longer pending and cannot be cancelled;
     // its delay spans many interval periods, so a tick after the cancel would show
-    let id = call("once", json!({"delay_ms": 200})).await["id"].as_u64().unwrap();
+    let id = call("once", json!({"delay_ms": 200})).await["id"]
+        .as_u64()
+        .unwrap();
     assert!(
         eventually(|| async { call("get", json!({})).await["once"] == 1 }).await,
         "a one-shot timer fires"
     );
     let b = call("get", json!({})).await;
     assert_eq!(b["pending"], 0, "{b}");
-    let (ticks, at_cancel) = (b["ticks"].as_u64().unwrap(), b["ticks_at_cancel"].as_u64().unwrap());
+    let (ticks, at_cancel) = (
+        b["ticks"].as_u64().unwrap(),
+        b["ticks_at_cancel"].as_u64().unwrap(),
+    );
     // one tick may have been on its way while the cancel ran
     assert!(ticks <= at_cancel + 1, "no ticks after the cancel: {b}");
     assert_eq!(call("cancel", json!({"id": id})).await["cancelled"], false);
     // a one-shot cancelled before it fires never arrives
-    let id = call("once", json!({"delay_ms": 60_000})).await["id"].as_u64().unwrap();
+    let id = call("once", json!({"delay_ms": 60_000})).await["id"]
+        .as_u64()
+        .unwrap();
     assert_eq!(call("cancel", json!({"id": id})).await["cancelled"], true);
     assert_eq!(call("get", json!({})).await["pending"], 0);
     handle.shutdown().await;

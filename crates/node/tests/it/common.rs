@@ -189,7 +189,13 @@ pub fn role_token(tenant: &str, subject: &str, roles: &[&str]) -> String {
     mint_with_roles(tenant, subject, 300, false, roles)
 }
 
-fn mint_with_roles(tenant: &str, subject: &str, ttl: i64, operator: bool, roles: &[&str]) -> String {
+fn mint_with_roles(
+    tenant: &str,
+    subject: &str,
+    ttl: i64,
+    operator: bool,
+    roles: &[&str],
+) -> String {
     mint_hs256(
         &TokenSpec {
             tenant,

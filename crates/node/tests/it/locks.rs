@@ -18,7 +18,10 @@ async fn a_lapsed_lock_is_taken_over_and_the_stale_holders_write_is_fenced() {
     let (s, a) = send(acquire("a", 300, 0)).await;
     assert_eq!(s, 200, "{a}");
     let ta = a["token"].as_u64().unwrap();
-    assert_eq!((a["lock"].as_str(), a["holder"].as_str()), (Some("job-1"), Some("a")));
+    assert_eq!(
+        (a["lock"].as_str(), a["holder"].as_str()),
+        (Some("job-1"), Some("a"))
+    );
     // held: another holder is refused, and so is the same holder again (not re-entrant)
     let (s, b) = send(acquire("b", 30_000, 0)).await;
     assert_eq!((s, b["code"].as_str()), (409, Some("conflict")), "{b}");
@@ -59,7 +62,11 @@ async fn a_lapsed_lock_is_taken_over_and_the_stale_holders_write_is_fenced() {
     )
     .await;
     assert_eq!((s, e["code"].as_str()), (409, Some("lease_lost")), "{e}");
-    let (s, r) = send(c.post(lock("release")).json(&json!({"holder": "a", "token": ta}))).await;
+    let (s, r) = send(
+        c.post(lock("release"))
+            .json(&json!({"holder": "a", "token": ta})),
+    )
+    .await;
     assert_eq!((s, r["released"].as_bool()), (200, Some(false)), "{r}");
     // the holder renews and releases; the lock is free again
     let (s, r) = send(
@@ -68,7 +75,11 @@ async fn a_lapsed_lock_is_taken_over_and_the_stale_holders_write_is_fenced() {
     )
     .await;
     assert_eq!((s, r["renewed"].as_bool()), (200, Some(true)), "{r}");
-    let (s, r) = send(c.post(lock("release")).json(&json!({"holder": "b", "token": tb}))).await;
+    let (s, r) = send(
+        c.post(lock("release"))
+            .json(&json!({"holder": "b", "token": tb})),
+    )
+    .await;
     assert_eq!((s, r["released"].as_bool()), (200, Some(true)), "{r}");
     let (s, _) = send(acquire("c", 1000, 0)).await;
     assert_eq!(s, 200);
@@ -84,7 +95,11 @@ async fn a_lapsed_lock_is_taken_over_and_the_stale_holders_write_is_fenced() {
         let (s, e) = send(c.post(lock("acquire")).json(&body)).await;
         assert_eq!(s, 400, "{body}: {e}");
     }
-    let (s, e) = send(c.post(lock("release")).json(&json!({"holder": "x", "token": 0}))).await;
+    let (s, e) = send(
+        c.post(lock("release"))
+            .json(&json!({"holder": "x", "token": 0})),
+    )
+    .await;
     assert_eq!(s, 400, "{e}");
     let (s, _): (u16, Value) = send(c.post(lock("acquire")).body("not json")).await;
     assert_eq!(s, 400);

@@ -1,11 +1,11 @@
 //! Integration tests of plexspaces-node over real sockets (HTTP with reqwest, gRPC with
 //! tonic clients). One test binary for the crate.
 
+mod auth_facets;
 mod cluster;
 mod common;
 mod dashboard;
 mod directory;
-mod auth_facets;
 mod facets;
 mod grpc;
 mod http;
