@@ -68,6 +68,22 @@ impl InboxTarget for RegistryTarget {
     }
 }
 
+/// The inbox's consumer name: `inbox-<type>-<key>` with every character a consumer name
+/// may not hold (only ASCII letters, digits, `-` and `_`) as `_`, at most 64 bytes.
+fn consumer_name(key: &ActivationKey) -> String {
+    format!("inbox-{}-{}", key.actor_type, key.key)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 /// The node's running inboxes.
 #[derive(Debug, Default)]
 pub struct NodeInboxes {
@@ -93,7 +109,7 @@ impl NodeInboxes {
                 key: key.clone(),
             });
             let options = InboxOptions {
-                consumer: format!("inbox:{}", key.path()),
+                consumer: consumer_name(&key),
                 batch: c.batch,
                 handle_timeout: Duration::from_millis(c.handle_timeout_ms),
                 retry_delay: Duration::from_millis(c.retry_delay_ms),
