@@ -18,7 +18,14 @@
 //!
 //! Invariant: at most one message per inbox is in the actor's local mailbox at a time, so
 //! the channel, not the process, holds everything else.
+//!
+//! The actor is an [`InboxTarget`]: a [`Pid`] ([`ChannelInbox::start`]), or anything that
+//! answers an envelope ([`ChannelInbox::start_with`]), such as the node's virtual actor
+//! registry, which activates the actor on demand.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexspaces_core::{Envelope, Pid};
@@ -74,6 +81,27 @@ pub struct InboxStats {
     pub returned: u64,
 }
 
+/// Where an inbox hands its messages: answers one envelope (`Ok` once it is handled).
+pub trait InboxTarget: Send + Sync + 'static {
+    /// Hands `env` to the actor and waits up to `timeout` for its answer. An error whose
+    /// kind is `noproc` means the actor is gone for good: the inbox stops.
+    fn deliver(
+        &self,
+        env: Envelope,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = plexspaces_core::Result<()>> + Send + '_>>;
+}
+
+impl InboxTarget for Pid {
+    fn deliver(
+        &self,
+        env: Envelope,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = plexspaces_core::Result<()>> + Send + '_>> {
+        Box::pin(async move { self.ask_envelope(env, timeout).await.map(|_| ()) })
+    }
+}
+
 /// Feeds an actor from a queue. See the module docs.
 #[derive(Debug)]
 pub struct ChannelInbox;
@@ -89,6 +117,15 @@ pub struct InboxHandle {
 impl ChannelInbox {
     /// Starts feeding `actor` from `queue`.
     pub async fn start(queue: &Queue, actor: Pid, options: InboxOptions) -> Result<InboxHandle> {
+        Self::start_with(queue, Arc::new(actor), options).await
+    }
+
+    /// Starts feeding `target` from `queue`.
+    pub async fn start_with(
+        queue: &Queue,
+        actor: Arc<dyn InboxTarget>,
+        options: InboxOptions,
+    ) -> Result<InboxHandle> {
         let consumer = queue.consumer(&options.consumer).await?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(pump(consumer, actor, options, stopped));
@@ -139,7 +176,7 @@ pub fn envelope_of(delivery: &Delivery) -> Envelope {
 
 async fn pump(
     consumer: Consumer,
-    actor: Pid,
+    actor: Arc<dyn InboxTarget>,
     options: InboxOptions,
     stopped: watch::Receiver<bool>,
 ) -> InboxStats {
@@ -165,10 +202,7 @@ async fn pump(
                 }
                 continue;
             }
-            match actor
-                .ask_envelope(envelope_of(&d), options.handle_timeout)
-                .await
-            {
+            match actor.deliver(envelope_of(&d), options.handle_timeout).await {
                 Ok(_) => {
                     stats.handled += 1;
                     if let Err(e) = consumer.ack(&d).await {
@@ -181,7 +215,7 @@ async fn pump(
                     if let Err(e) = consumer.nack(&d, options.retry_delay).await {
                         tracing::warn!(error = %e, id = %d.message.id, "inbox nack failed");
                     }
-                    if matches!(e, plexspaces_core::Error::NoProc(_)) {
+                    if e.kind() == "noproc" {
                         // The actor is gone: nothing more to feed.
                         return stats;
                     }

@@ -69,7 +69,7 @@ pub use channels::{Channels, Consumer, Queue, Topic, QUEUE_GROUP};
 pub use error::{Error, Result};
 pub use facet::{EventEmitter, EventEmitterFacet};
 pub use factory::{BackendKind, ChannelsConfig};
-pub use inbox::{ChannelInbox, InboxHandle, InboxOptions, InboxStats};
+pub use inbox::{ChannelInbox, InboxHandle, InboxOptions, InboxStats, InboxTarget};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaBackend, KafkaOptions};
 pub use memory::MemoryBackend;

@@ -175,6 +175,10 @@ enum TokenCommand {
         /// node-wide figures (every tenant's totals) on the dashboard and in `status`.
         #[arg(long)]
         operator: bool,
+        /// A role for the `roles` claim (repeat for more), checked by an actor's
+        /// `AuthorizationFacet`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
 }
 
@@ -319,7 +323,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             tenant_claim,
             issuer,
             operator,
+            roles,
         }) => {
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
             let token = mint_hs256(
                 &TokenSpec {
                     tenant: &tenant,
@@ -328,6 +334,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     ttl_secs: ttl,
                     issuer: issuer.as_deref(),
                     operator,
+                    roles: &roles,
                 },
                 &secret,
             )

@@ -10,6 +10,11 @@
 //! A token whose claim [`OPERATOR_CLAIM`] (`plexspaces_operator`) is `true` may also see
 //! node-wide figures (every tenant's totals on the dashboard and in `MetricsSummary`);
 //! every other token sees only its own tenant's numbers.
+//!
+//! A verified token also names who calls: its `sub` ([`Identity::subject`]) and its roles
+//! ([`ROLES_CLAIM`], an array of strings or one space-separated string). The node passes
+//! them to the actor with each message, where `AuthenticationFacet` and
+//! `AuthorizationFacet` ([`crate::facets`]) read them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +30,10 @@ pub const DEFAULT_TENANT: &str = "default";
 /// The claim that marks an operator token (with the value `true`).
 pub const OPERATOR_CLAIM: &str = "plexspaces_operator";
 
+/// The claim that lists the caller's roles: an array of strings, or one string of roles
+/// separated by spaces (the OAuth `scope` shape).
+pub const ROLES_CLAIM: &str = "roles";
+
 /// Who a verified request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -32,6 +41,10 @@ pub struct Identity {
     pub tenant: String,
     /// Whether it may see node-wide figures: auth disabled, or the operator claim is `true`.
     pub operator: bool,
+    /// The token's `sub`, if it has one (none with auth disabled).
+    pub subject: Option<String>,
+    /// The token's roles ([`ROLES_CLAIM`]); empty with auth disabled.
+    pub roles: Vec<String>,
 }
 
 /// Verifies tokens and picks the tenant of each request. Cheap to clone.
@@ -118,6 +131,8 @@ impl Authenticator {
             return Ok(Identity {
                 tenant: path_tenant.unwrap_or(DEFAULT_TENANT).to_owned(),
                 operator: true,
+                subject: None,
+                roles: Vec::new(),
             });
         }
         let header = authorization.ok_or_else(|| {
@@ -170,10 +185,17 @@ impl Authenticator {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
             .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
         let operator = data.claims.get(OPERATOR_CLAIM) == Some(&Value::Bool(true));
+        let subject = match data.claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let roles = roles_of(data.claims.get(ROLES_CLAIM))?;
         match data.claims.get(&self.tenant_claim) {
             Some(Value::String(t)) if !t.is_empty() => Ok(Identity {
                 tenant: t.clone(),
                 operator,
+                subject,
+                roles,
             }),
             _ => Err(Error::Unauthenticated(format!(
                 "token has no {:?} claim",
@@ -181,6 +203,29 @@ impl Authenticator {
             ))),
         }
     }
+}
+
+/// The roles of a [`ROLES_CLAIM`] value: absent is none; an array of non-empty strings or
+/// one space-separated string; anything else (numbers, nested values, a role with a comma
+/// or a control character) does not verify.
+fn roles_of(claim: Option<&Value>) -> Result<Vec<String>> {
+    let bad = || Error::Unauthenticated(format!("token has a malformed {ROLES_CLAIM:?} claim"));
+    let roles: Vec<String> = match claim {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(bad()),
+    };
+    let well_formed = |r: &String| {
+        !r.is_empty() && r.len() <= 256 && !r.contains(',') && !r.chars().any(char::is_control)
+    };
+    if !roles.iter().all(well_formed) {
+        return Err(bad());
+    }
+    Ok(roles)
 }
 
 /// What a minted token says.
@@ -198,6 +243,8 @@ pub struct TokenSpec<'a> {
     pub issuer: Option<&'a str>,
     /// Sets the operator claim ([`OPERATOR_CLAIM`]) to `true`.
     pub operator: bool,
+    /// The roles ([`ROLES_CLAIM`], as an array); none: no claim.
+    pub roles: &'a [&'a str],
 }
 
 fn claims(spec: &TokenSpec<'_>) -> Map<String, Value> {
@@ -215,6 +262,9 @@ fn claims(spec: &TokenSpec<'_>) -> Map<String, Value> {
     }
     if spec.operator {
         claims.insert(OPERATOR_CLAIM.into(), Value::Bool(true));
+    }
+    if !spec.roles.is_empty() {
+        claims.insert(ROLES_CLAIM.into(), Value::from(spec.roles.to_vec()));
     }
     claims
 }
@@ -250,6 +300,7 @@ mod tests {
             ttl_secs: ttl,
             issuer: None,
             operator: false,
+            roles: &[],
         }
     }
 

@@ -433,6 +433,47 @@ pub struct ChannelsConfig {
     pub visibility_timeout_ms: u64,
     /// After this many deliveries without an ack a message goes to the dead letters.
     pub max_deliveries: u32,
+    /// Actors that take their mail from a queue (`[[channels.inboxes]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inboxes: Vec<InboxConfig>,
+}
+
+/// `[[channels.inboxes]]`: one activation fed from one queue of its own tenant and
+/// namespace (see `crate::inboxes`). A message's `msg_type` header names the handler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// The registered actor type.
+    pub actor_type: String,
+    /// The instance key (a worker pool ignores it).
+    pub key: String,
+    /// The tenant of the activation and of the queue.
+    pub tenant: String,
+    /// The namespace of the activation and of the queue.
+    pub namespace: String,
+    /// The queue's name.
+    pub queue: String,
+    /// Deliveries taken per receive.
+    pub batch: usize,
+    /// How long the actor may take to answer one message before it is nacked.
+    pub handle_timeout_ms: u64,
+    /// Redelivery delay of a message whose handler failed.
+    pub retry_delay_ms: u64,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            actor_type: String::new(),
+            key: "default".into(),
+            tenant: crate::auth::DEFAULT_TENANT.into(),
+            namespace: "default".into(),
+            queue: String::new(),
+            batch: 16,
+            handle_timeout_ms: 30_000,
+            retry_delay_ms: 1_000,
+        }
+    }
 }
 
 impl Default for ChannelsConfig {
@@ -445,6 +486,7 @@ impl Default for ChannelsConfig {
             prefix: "plexspaces".into(),
             visibility_timeout_ms: 30_000,
             max_deliveries: 5,
+            inboxes: Vec::new(),
         }
     }
 }
@@ -933,6 +975,24 @@ impl NodeConfig {
             !ch.kafka_brokers.is_empty(),
             "kafka_brokers",
         )?;
+        for (i, inbox) in ch.inboxes.iter().enumerate() {
+            let at = format!("channels.inboxes[{i}]");
+            if inbox.actor_type.is_empty() || inbox.queue.is_empty() {
+                return Err(Error::Config(format!(
+                    "{at} needs an actor_type and a queue"
+                )));
+            }
+            plexspaces_channels::ChannelId::new(&inbox.tenant, &inbox.namespace, &inbox.queue)
+                .map_err(|e| Error::Config(format!("{at}: {e}")))?;
+            if !(1..=plexspaces_channels::MAX_BATCH).contains(&inbox.batch)
+                || inbox.handle_timeout_ms == 0
+            {
+                return Err(Error::Config(format!(
+                    "{at}: batch must be 1 to {} and handle_timeout_ms above 0",
+                    plexspaces_channels::MAX_BATCH
+                )));
+            }
+        }
         Ok(())
     }
 

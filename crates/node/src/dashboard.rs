@@ -143,10 +143,7 @@ pub async fn summary(state: &NodeServices, tenant: Option<&str>) -> Result<Value
 
 /// The cluster's members as this node sees them (a node alone: only itself).
 fn cluster_summary(state: &NodeServices) -> Value {
-    let status = state.cluster.status(&crate::service::Caller {
-        tenant: String::new(),
-        operator: false,
-    });
+    let status = state.cluster.status(&crate::service::Caller::default());
     json!({
         "name": status.cluster_name,
         "clustered": status.clustered,

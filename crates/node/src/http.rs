@@ -109,6 +109,7 @@ pub fn router(services: NodeServices) -> Router {
         .merge(crate::cluster::http::routes())
         .merge(crate::shards::http::routes())
         .merge(crate::kv::http::routes())
+        .merge(crate::locks::http::routes())
         .merge(crate::blobs::http::routes())
         .merge(crate::channels::http::routes())
         .merge(crate::deploy::http::routes(

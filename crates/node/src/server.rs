@@ -4,7 +4,8 @@
 //! workflow types) binds both listeners, starts the runtime node and its workflow engine,
 //! and returns a [`ServerHandle`]. `handle.shutdown()` is the graceful path (also taken on
 //! SIGTERM/SIGINT by [`ServerHandle::run_until_signal`]): `/ready` and new invocations
-//! answer 503, the listeners stop accepting, in-flight requests finish, then the node stops
+//! answer 503, the channel inboxes stop taking messages (finishing and acking the ones in
+//! flight), the listeners stop accepting, in-flight requests finish, then the node stops
 //! every actor (each saving its state through its facets).
 
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ struct HandleInner {
     cluster: Option<plexspaces_cluster::ClusterHandle>,
     placement: PlacementTable,
     reminders: tokio::sync::Mutex<Option<plexspaces_journal::ReminderSchedulerHandle>>,
+    inboxes: tokio::sync::Mutex<Option<crate::inboxes::NodeInboxes>>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -278,7 +280,7 @@ impl NodeServer {
             journal.bind_claims(registry.claim_binder());
         }
         let reminder_store = crate::reminders::open_store(&config).await?;
-        let node_facets = node_facets(reminder_store.clone(), &kv, &blobs, &channels);
+        let node_facets = node_facets(&node, reminder_store.clone(), &kv, &blobs, &channels);
         registry.register(builtin::counter_type(&journal).attach_node_facets(node_facets.clone()));
         registry.register(builtin::echo_type().attach_node_facets(node_facets.clone()));
         let durability: crate::registry::FacetFactory = Arc::new(journal.facets());
@@ -343,9 +345,10 @@ impl NodeServer {
             workflows: Workflows::new(workflows.engine.clone(), gate.clone()),
             spaces: TupleSpaces::new(spaces, config.request_timeout()),
             shards: crate::shards::Shards::new(registry.node().clone()),
+            locks: crate::locks::LockService::new(kv.clone()),
             kv: crate::kv::KvService::new(kv),
             blobs: crate::blobs::BlobService::new(blobs, config.blobs.max_blob_bytes),
-            channels: crate::channels::ChannelService::new(channels),
+            channels: crate::channels::ChannelService::new(channels.clone()),
             gate,
             telemetry: Telemetry {
                 prometheus: prometheus.clone(),
@@ -360,6 +363,9 @@ impl NodeServer {
         };
         let app = http::router(services.clone());
         let routes = grpc::routes(services).await?;
+        let inboxes =
+            crate::inboxes::NodeInboxes::start(&config.channels.inboxes, &channels, &registry)
+                .await?;
 
         // Last before serving: nothing below fails, so no workflow is driven by a node that
         // did not start.
@@ -417,6 +423,7 @@ impl NodeServer {
                 cluster,
                 placement,
                 reminders: tokio::sync::Mutex::new(Some(reminders)),
+                inboxes: tokio::sync::Mutex::new(Some(inboxes)),
             }),
         })
     }
@@ -484,6 +491,18 @@ impl ServerHandle {
         if let Some(reminders) = self.inner.reminders.lock().await.take() {
             reminders.shutdown().await;
         }
+        // Channel-backed mailboxes: stop taking messages, finish and ack the ones in
+        // flight, give the rest back; before any actor stops.
+        if let Some(inboxes) = self.inner.inboxes.lock().await.take() {
+            if !inboxes.is_empty() {
+                let stats = inboxes.shutdown().await;
+                tracing::info!(
+                    handled = stats.handled,
+                    returned = stats.returned,
+                    "inboxes drained"
+                );
+            }
+        }
         let _ = self.inner.stop.send(true);
         let mut tasks = self.inner.tasks.lock().await;
         for t in tasks.drain(..) {
@@ -511,20 +530,24 @@ impl ServerHandle {
 }
 
 /// The facets the node gives every activation: a [`crate::reminders::ReminderFacet`]
-/// (virtual actors only), and a key-value, blob and event-emitter facet scoped to the
-/// activation's tenant and namespace (when those are valid names for the store).
+/// (virtual actors only), a [`crate::facets::TimerFacet`], and a key-value, blob and
+/// event-emitter facet scoped to the activation's tenant and namespace (when those are
+/// valid names for the store).
 fn node_facets(
+    node: &Node,
     reminders: Arc<dyn plexspaces_journal::ReminderStore>,
     kv: &crate::kv::NodeKv,
     blobs: &plexspaces_storage::Blobs,
     channels: &plexspaces_channels::Channels,
 ) -> crate::registry::NodeFacetFactory {
     let (kv, blobs, channels) = (kv.kv.clone(), blobs.clone(), channels.clone());
+    let node = node.clone();
     Arc::new(move |key, is_virtual| {
         let mut facets: Vec<Arc<dyn plexspaces_core::Facet>> = Vec::new();
         if is_virtual {
             facets.push(crate::reminders::ReminderFacet::new(reminders.clone(), key));
         }
+        facets.push(crate::facets::TimerFacet::new(node.clone()));
         if let Ok(scope) = plexspaces_storage::Scope::new(&key.tenant, &key.namespace) {
             facets.push(plexspaces_storage::KeyValueFacet::new(
                 kv.clone(),

@@ -26,13 +26,91 @@ use crate::workflows::Workflows;
 pub const MAX_ID_LEN: usize = 256;
 
 /// Who a request acts for: the tenant of its verified token (or the path's tenant, or
-/// `default`, with auth disabled) and whether the token carries the operator claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `default`, with auth disabled), whether the token carries the operator claim, and the
+/// token's subject and roles.
+///
+/// An actor invocation carries its caller to the actor as envelope headers
+/// ([`Caller::write_headers`], read back with [`Caller::from_headers`]); the node's front
+/// doors set them from the verified token and overwrite whatever a client sent, so a
+/// handler (through `AuthenticationFacet`) and a policy (`AuthorizationFacet`) can trust
+/// them. Actors on the node and members of the cluster are trusted to pass them on as
+/// they got them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Caller {
     /// The tenant every address of the request is scoped to.
     pub tenant: String,
     /// Whether the caller may see node-wide figures (auth disabled, or an operator token).
     pub operator: bool,
+    /// The token's `sub` (none with auth disabled).
+    pub subject: Option<String>,
+    /// The token's roles (claim [`crate::auth::ROLES_CLAIM`]; none with auth disabled).
+    pub roles: Vec<String>,
+}
+
+/// Envelope header: the caller's tenant.
+pub const CALLER_TENANT_HEADER: &str = "x-plexspaces-caller-tenant";
+/// Envelope header: the caller's subject (absent when the token has none).
+pub const CALLER_SUBJECT_HEADER: &str = "x-plexspaces-caller-subject";
+/// Envelope header: the caller's roles, comma-separated (absent when none).
+pub const CALLER_ROLES_HEADER: &str = "x-plexspaces-caller-roles";
+/// Envelope header: `true` for an operator.
+pub const CALLER_OPERATOR_HEADER: &str = "x-plexspaces-caller-operator";
+
+impl Caller {
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Writes this caller into `headers`, replacing any caller headers already there.
+    pub fn write_headers(&self, headers: &mut std::collections::BTreeMap<String, String>) {
+        Caller::clear_headers(headers);
+        headers.insert(CALLER_TENANT_HEADER.to_owned(), self.tenant.clone());
+        if let Some(subject) = &self.subject {
+            headers.insert(CALLER_SUBJECT_HEADER.to_owned(), subject.clone());
+        }
+        if !self.roles.is_empty() {
+            headers.insert(CALLER_ROLES_HEADER.to_owned(), self.roles.join(","));
+        }
+        if self.operator {
+            headers.insert(CALLER_OPERATOR_HEADER.to_owned(), "true".to_owned());
+        }
+    }
+
+    /// Removes every caller header from `headers`.
+    pub fn clear_headers(headers: &mut std::collections::BTreeMap<String, String>) {
+        for h in [
+            CALLER_TENANT_HEADER,
+            CALLER_SUBJECT_HEADER,
+            CALLER_ROLES_HEADER,
+            CALLER_OPERATOR_HEADER,
+        ] {
+            headers.remove(h);
+        }
+    }
+
+    /// The caller written into `headers` by [`Caller::write_headers`]; `None` when the
+    /// message carries no caller (sent by an actor on its own account, a timer, a local
+    /// `tell`).
+    pub fn from_headers(headers: &std::collections::BTreeMap<String, String>) -> Option<Caller> {
+        let tenant = headers.get(CALLER_TENANT_HEADER)?.clone();
+        Some(Caller {
+            tenant,
+            operator: headers
+                .get(CALLER_OPERATOR_HEADER)
+                .is_some_and(|v| v == "true"),
+            subject: headers.get(CALLER_SUBJECT_HEADER).cloned(),
+            roles: headers
+                .get(CALLER_ROLES_HEADER)
+                .map(|r| {
+                    r.split(',')
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
 }
 
 /// Authentication and the node's open/draining state: the prologue of every request.
@@ -90,6 +168,8 @@ impl Gate {
         Ok(Caller {
             tenant: identity.tenant,
             operator: identity.operator,
+            subject: identity.subject,
+            roles: identity.roles,
         })
     }
 
@@ -185,6 +265,8 @@ pub struct NodeServices {
     pub shards: Shards,
     /// The key-value store.
     pub kv: crate::kv::KvService,
+    /// Locks with leases and fencing tokens (on the key-value store's backend).
+    pub locks: crate::locks::LockService,
     /// The blob store.
     pub blobs: crate::blobs::BlobService,
     /// Queues and topics.
@@ -246,5 +328,27 @@ mod tests {
         assert!(field_id("update_id", "u-1").is_ok());
         assert!(field_id("update_id", "u 1").is_err());
         assert!(field_id("update_id", "").is_err());
+    }
+
+    #[test]
+    fn a_caller_survives_its_headers_and_replaces_forged_ones() {
+        let mut headers = std::collections::BTreeMap::new();
+        assert_eq!(Caller::from_headers(&headers), None);
+        headers.insert(CALLER_ROLES_HEADER.to_owned(), "admin".to_owned());
+        headers.insert(CALLER_OPERATOR_HEADER.to_owned(), "true".to_owned());
+        let caller = Caller {
+            tenant: "acme".into(),
+            operator: false,
+            subject: Some("alice".into()),
+            roles: vec!["reader".into(), "writer".into()],
+        };
+        caller.write_headers(&mut headers);
+        assert_eq!(Caller::from_headers(&headers), Some(caller.clone()));
+        let plain = Caller {
+            tenant: "acme".into(),
+            ..Caller::default()
+        };
+        plain.write_headers(&mut headers);
+        assert_eq!(Caller::from_headers(&headers), Some(plain));
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 mod cluster;
 mod fencing;
+mod inbox;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod output_gate;

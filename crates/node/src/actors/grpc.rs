@@ -51,7 +51,7 @@ impl ActorApi {
         request: Request<T>,
         message: impl FnOnce(T) -> (String, Vec<u8>, String, Reply),
     ) -> Result<Option<plexspaces_core::Envelope>, Status> {
-        let (_, key) = self.resolve(&request)?;
+        let (caller, key) = self.resolve(&request)?;
         self.0.gate.check_open()?;
         let idempotency_key = metadata_id(&request)?;
         let (msg_type, payload, content_type, reply) = message(request.into_inner());
@@ -61,6 +61,7 @@ impl ActorApi {
             content_type,
             idempotency_key,
             reply,
+            caller: Some(caller),
         };
         Ok(self.0.actors.invoke(&key, invocation).await?)
     }

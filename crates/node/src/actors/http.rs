@@ -190,6 +190,7 @@ async fn invoke_actor(
         content_type: content_type.to_owned(),
         idempotency_key,
         reply,
+        caller: Some(caller),
     };
     let Some(reply) = s.actors.invoke(&key, invocation).await? else {
         return Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response());

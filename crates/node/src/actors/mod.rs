@@ -40,6 +40,9 @@ pub struct Invocation {
     pub idempotency_key: Option<String>,
     /// Ask or tell.
     pub reply: Reply,
+    /// Who calls: written into the envelope's caller headers (see [`Caller`]), replacing
+    /// any the payload's sender chose. `None` sends no caller.
+    pub caller: Option<Caller>,
 }
 
 /// Per-type figures of one view (a tenant's, or the node's for an operator).
@@ -275,6 +278,9 @@ impl Actors {
         );
         if let Some(k) = invocation.idempotency_key {
             env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k);
+        }
+        if let Some(caller) = &invocation.caller {
+            caller.write_headers(&mut env.headers);
         }
         let lease = self.registry.lease(key).await?;
         self.publish(key, &lease);

@@ -63,6 +63,9 @@ pub fn request(key: &ActivationKey, invocation: &Invocation) -> Envelope {
     if let Some(k) = &invocation.idempotency_key {
         env = env.with_header(plexspaces_journal::IDEMPOTENCY_KEY_HEADER, k.as_str());
     }
+    if let Some(caller) = &invocation.caller {
+        caller.write_headers(&mut env.headers);
+    }
     env
 }
 
@@ -95,6 +98,7 @@ pub fn parse_request(env: &Envelope) -> Result<((String, String, String, String)
             .get(plexspaces_journal::IDEMPOTENCY_KEY_HEADER)
             .cloned(),
         reply,
+        caller: crate::service::Caller::from_headers(&env.headers),
     };
     Ok((address, invocation))
 }
@@ -217,6 +221,12 @@ mod tests {
             content_type: String::new(),
             idempotency_key: Some("idem-1".into()),
             reply: Reply::Ask(Duration::from_millis(1500)),
+            caller: Some(crate::service::Caller {
+                tenant: "t1".into(),
+                operator: false,
+                subject: Some("alice".into()),
+                roles: vec!["admin".into()],
+            }),
         };
         let env = request(&key, &invocation);
         let ((tenant, ns, ty, k), back) = parse_request(&env).unwrap();
@@ -228,6 +238,7 @@ mod tests {
         assert_eq!(back.content_type, "application/json");
         assert_eq!(back.idempotency_key.as_deref(), Some("idem-1"));
         assert_eq!(back.reply, Reply::Ask(Duration::from_millis(1500)));
+        assert_eq!(back.caller, invocation.caller);
 
         let err = outcome(answer(Err(Error::Overloaded("full".into())))).unwrap_err();
         assert_eq!(err.kind(), "overloaded");
@@ -253,6 +264,7 @@ mod tests {
                 content_type: String::new(),
                 idempotency_key: None,
                 reply: Reply::Tell,
+                caller: None,
             },
         );
         env.headers.insert(H_REPLY.into(), "soon".into());

@@ -190,14 +190,30 @@ pub fn operator_token(tenant: &str) -> String {
 }
 
 fn mint(tenant: &str, ttl: i64, operator: bool) -> String {
+    mint_with_roles(tenant, "tests", ttl, operator, &[])
+}
+
+/// A token of `tenant` for `subject` with these roles (claim `roles`).
+pub fn role_token(tenant: &str, subject: &str, roles: &[&str]) -> String {
+    mint_with_roles(tenant, subject, 300, false, roles)
+}
+
+fn mint_with_roles(
+    tenant: &str,
+    subject: &str,
+    ttl: i64,
+    operator: bool,
+    roles: &[&str],
+) -> String {
     mint_hs256(
         &TokenSpec {
             tenant,
             tenant_claim: "tenant_id",
-            subject: "tests",
+            subject,
             ttl_secs: ttl,
             issuer: None,
             operator,
+            roles,
         },
         SECRET,
     )

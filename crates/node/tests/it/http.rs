@@ -445,6 +445,7 @@ async fn jwt_auth_401_403_and_tenant_from_claim() {
             ttl_secs: 300,
             issuer: None,
             operator: false,
+            roles: &[],
         },
         "not-the-secret",
     )
@@ -479,6 +480,7 @@ async fn jwt_auth_401_403_and_tenant_from_claim() {
             ttl_secs: 300,
             issuer: None,
             operator: false,
+            roles: &[],
         },
         &pem,
     )

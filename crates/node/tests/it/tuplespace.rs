@@ -383,6 +383,7 @@ async fn a_tenant_reaches_only_its_own_spaces() {
             ttl_secs: 60,
             issuer: None,
             operator: false,
+            roles: &[],
         },
         "not-the-secret",
     )
