@@ -131,6 +131,8 @@ impl NodeRouter {
         let caller = Caller {
             tenant: from.tenant.clone(),
             operator: false,
+            subject: None,
+            roles: Vec::new(),
         };
         self.actors
             .address(&caller, &from.namespace, actor_type, key)
@@ -150,6 +152,9 @@ impl NodeRouter {
             payload: env.payload.clone(),
             content_type: env.content_type.clone(),
             idempotency_key: None,
+            // A guest's message is internal to its tenant: it carries no caller identity (an
+            // `AuthorizationFacet` sees it as `internal`).
+            caller: None,
             reply,
         };
         self.actors
