@@ -655,6 +655,16 @@ impl<R> DeferredReply<R> {
                 Ok(Ok(reply)) => Ok(Invoked::Call(Some(reply))),
                 // Replay: nobody waits for this answer.
                 _ if replaying => Ok(Invoked::Call(None)),
+                // The handler refused the message through the handle before returning (a
+                // WASM guest's typed error): the refusal reaches the caller and the message
+                // counts as handled without a reply. It holds no state, so it may leave
+                // before the journal's commit; a replay refuses it again.
+                Ok(Err(refused)) => {
+                    if let Some(caller) = ctx.reply.take() {
+                        caller.fail(refused);
+                    }
+                    Ok(Invoked::Call(None))
+                }
                 _ => {
                     let refusal = "a durable actor must answer an ask before its handler \
                                    returns: a later reply (ctx.reply_handle) could leave \
