@@ -97,7 +97,7 @@ impl DeployService for DeployApi {
         let deployments = self
             .0
             .deployments
-            .list(&c, namespace)
+            .list(&c, namespace)?
             .into_iter()
             .map(info)
             .collect();

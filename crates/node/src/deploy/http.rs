@@ -48,7 +48,7 @@ async fn list(
 ) -> Response {
     respond((|| -> crate::Result<Response> {
         let q = query_of(query)?;
-        let deployments = s.deployments.list(&caller, q.namespace.as_deref());
+        let deployments = s.deployments.list(&caller, q.namespace.as_deref())?;
         Ok(Json(json!({ "deployments": deployments })).into_response())
     })())
 }

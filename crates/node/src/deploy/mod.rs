@@ -502,19 +502,24 @@ impl Deployments {
         })
     }
 
-    /// The caller's deployments, optionally of one namespace.
-    pub fn list(&self, caller: &Caller, namespace: Option<&str>) -> Vec<Deployment> {
+    /// The caller's deployments, optionally of one namespace (empty: `default`); a namespace
+    /// no deployment could have is a `bad_request`, not an empty list.
+    pub fn list(&self, caller: &Caller, namespace: Option<&str>) -> Result<Vec<Deployment>> {
+        let namespace = namespace.map(namespace_or_default);
+        if let Some(ns) = namespace {
+            check_name("namespace", ns)?;
+        }
         let mut out: Vec<Deployment> = self
             .inner
             .current
             .read()
             .values()
             .filter(|d| d.tenant == caller.tenant)
-            .filter(|d| namespace.is_none_or(|ns| d.namespace == namespace_or_default(ns)))
+            .filter(|d| namespace.is_none_or(|ns| d.namespace == ns))
             .cloned()
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.actor_type).cmp(&(&b.namespace, &b.actor_type)));
-        out
+        Ok(out)
     }
 
     /// The caller's deployment of `actor_type` in `namespace`, or `not_found`.
