@@ -563,12 +563,21 @@ async fn bad_uploads_are_refused_with_a_reason_and_the_node_keeps_serving() {
     assert_eq!(status, 400, "{body}");
     // Listing by a namespace no deployment could have is refused, not an empty list.
     for namespace in ["bad%20name!".to_string(), "n".repeat(129)] {
-        let (status, body) = get(&node, None, &format!("/api/v1/deploy?namespace={namespace}")).await;
+        let (status, body) = get(
+            &node,
+            None,
+            &format!("/api/v1/deploy?namespace={namespace}"),
+        )
+        .await;
         assert_eq!(status, 400, "{namespace}: {body}");
         assert_eq!(body["code"], "bad_request", "{body}");
     }
     let (status, body) = get(&node, None, "/api/v1/deploy?namespace=").await;
-    assert_eq!((status, body["deployments"].is_array()), (200, true), "{body}");
+    assert_eq!(
+        (status, body["deployments"].is_array()),
+        (200, true),
+        "{body}"
+    );
     // Still serving: the built-in counter and a good deploy.
     assert_eq!(
         invoke(
