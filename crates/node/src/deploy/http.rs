@@ -107,8 +107,7 @@ async fn deploy(
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
-            let boundary = multipart::boundary(content_type)?;
-            let parts = multipart::parse(&boundary, &body)?;
+            let parts = multipart::parse(content_type, body).await?;
             let request = request_of(&parts)?;
             let deployed = s.deployments.deploy(&caller, request).await?;
             Ok((StatusCode::CREATED, Json(deployed)).into_response())

@@ -1,6 +1,8 @@
 //! Queries while a workflow recovers: an engine restarted on the same journal replays a
-//! long history, and queries sent all through the replay never see a half-replayed value
-//! (they answer with the state at the end of replay) and write nothing to history.
+//! long history; the workflow code holds the replay halfway (a test gate at a replayed step)
+//! until a query has been issued and has parked, so the query certainly meets the replay.
+//! It never sees a half-replayed value (it answers with the state at the end of replay),
+//! and queries write nothing to history.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,12 +17,26 @@ use serde_json::{json, Value};
 
 const STEPS: u64 = 40;
 
-#[derive(Default)]
 struct Probe {
     /// set while workflow code runs a replayed step
     replaying: AtomicBool,
+    /// set when the replay reached the gate (a replayed step halfway)
+    held: AtomicBool,
+    /// the gate: the replay goes on once a permit is added
+    release: tokio::sync::Semaphore,
     /// queries answered while `replaying` was set
     during_replay: AtomicU64,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            replaying: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+            release: tokio::sync::Semaphore::new(0),
+            during_replay: AtomicU64::new(0),
+        }
+    }
 }
 
 fn engine(
@@ -53,10 +69,11 @@ fn engine(
                         })
                         .await?;
                     ctx.set_query("count", &n)?;
-                    if replaying {
-                        // let queries in between replayed steps (the replay lasts 400 ms or
-                        // more, so the querying task, started after recover(), meets it)
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    if replaying && i == STEPS / 2 {
+                        // hold the replay halfway until the test has a query waiting
+                        probe.held.store(true, Ordering::SeqCst);
+                        let permit = probe.release.acquire().await;
+                        drop(permit);
                     }
                 }
                 probe.replaying.store(false, Ordering::SeqCst);
@@ -69,7 +86,6 @@ fn engine(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: on a quiet machine the replay can end before any query meets it, and the vacuity guard then fails; the test needs a deterministic hook into replay"]
 async fn queries_during_replay_see_the_replayed_state_and_write_nothing() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
     let store: Arc<dyn WorkflowStore> = Arc::new(MemoryWorkflowStore::new());
@@ -83,48 +99,57 @@ async fn queries_during_replay_see_the_replayed_state_and_write_nothing() {
     })
     .await;
     assert!(ready, "the first run reached its wait");
+    assert!(!probe.held.load(Ordering::SeqCst), "a live run never holds");
     let history = first.history(&key, None).await.unwrap();
     first.shutdown();
 
-    // a restarted engine replays 40 steps while queries keep coming
+    // a restarted engine replays 40 steps; the workflow holds the replay at step 20
     let second = engine(&journal, &store, &probe);
     assert_eq!(
         second.recover().await.unwrap(),
         1,
         "resumed (replay runs in its task)"
     );
-    let querying = {
-        let (second, key, probe) = (second.clone(), key.clone(), probe.clone());
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for _ in 0..400 {
-                let during = probe.replaying.load(Ordering::SeqCst);
-                match second.query(&key, "count").await {
-                    Ok(v) => {
-                        if during {
-                            probe.during_replay.fetch_add(1, Ordering::SeqCst);
-                        }
-                        answers.push(v);
-                    }
-                    Err(e) => answers.push(json!({ "error": e.to_string() })),
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            answers
-        })
-    };
-    let answers = querying.await.unwrap();
+    let held = plexspaces_test_util::eventually(Duration::from_secs(20), || async {
+        probe.held.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(held, "the replay reached the gate");
     assert!(
-        probe.during_replay.load(Ordering::SeqCst) > 0,
-        "some queries were asked while the history replayed"
+        probe.replaying.load(Ordering::SeqCst),
+        "held at a replayed step"
     );
-    for a in &answers {
+    // Queries issued now certainly meet the replay: each is polled once (it runs as far as
+    // it can) and must be waiting, not answering with the half-replayed count (20).
+    let mut queries = Vec::new();
+    for _ in 0..3 {
+        let mut q = Box::pin({
+            let (second, key) = (second.clone(), key.clone());
+            async move { second.query(&key, "count").await }
+        });
+        assert!(
+            futures::poll!(q.as_mut()).is_pending(),
+            "a query during replay waits for the replay to end"
+        );
+        probe.during_replay.fetch_add(1, Ordering::SeqCst);
+        queries.push(tokio::spawn(q));
+    }
+    assert_eq!(probe.during_replay.load(Ordering::SeqCst), 3);
+    // let the replay go on: every waiting query answers with the fully replayed state
+    probe.release.add_permits(1);
+    for q in queries {
         assert_eq!(
-            a,
-            &json!(STEPS),
+            q.await.unwrap().unwrap(),
+            json!(STEPS),
             "a query saw a half-replayed or missing value"
         );
     }
+    let answered = plexspaces_test_util::eventually(Duration::from_secs(20), || async {
+        !probe.replaying.load(Ordering::SeqCst)
+            && second.query(&key, "count").await.ok() == Some(json!(STEPS))
+    })
+    .await;
+    assert!(answered, "the replay ended and queries answer at once");
     assert_eq!(
         second.history(&key, None).await.unwrap(),
         history,
