@@ -527,7 +527,15 @@ fn main() -> Result<()> {
     }
     for (kind, path, f) in &mut results {
         let n = kind.idle(work);
-        f.idle = Some(idle_in_child(*kind, path.as_deref(), n)? / 1024.0);
+        // A failed memory row is reported with its reason; it does not lose the others.
+        match idle_in_child(*kind, path.as_deref(), n) {
+            Ok(bytes) => f.idle = Some(bytes / 1024.0),
+            Err(e) => {
+                let reason = format!("{}: memory row FAILED: {e:#}", kind.name());
+                eprintln!("{reason}");
+                skipped.push(reason);
+            }
+        }
         f.idle_n = n;
     }
     if json_out {

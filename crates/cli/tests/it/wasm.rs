@@ -602,6 +602,67 @@ async fn bad_uploads_are_refused_with_a_reason_and_the_node_keeps_serving() {
     assert_eq!(status, 201, "{body}");
 }
 
+/// `wasm.max_instances` counts activations whatever the guest's language: a componentize-py
+/// component instantiates 14 core modules, and the pool used to allow 8 core instances per
+/// activation, so Python activations failed long before the limit (found by the WASM
+/// bench). Every one of `max_instances` Python activations starts; one more is refused
+/// with an error, and the live ones keep serving.
+#[tokio::test]
+async fn max_instances_python_activations_all_start() {
+    const MAX: usize = 6;
+    let wasm = build_python(&repo().join("examples/wasm/quickstart/counter_actor.py"));
+    let wasm = std::fs::read(wasm).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("node.toml");
+    std::fs::write(&config, format!("[wasm]\nmax_instances = {MAX}\n")).unwrap();
+    let node = Node::start_in(
+        data.path(),
+        &[("PLEXSPACES_CONFIG", config.to_str().unwrap())],
+    )
+    .await;
+    let (status, body) = deploy(&node, None, "pool", "counter", &wasm).await;
+    assert_eq!(status, 201, "{body}");
+    for i in 0..MAX {
+        let key = format!("k{i}");
+        let answer = invoke(
+            &node,
+            None,
+            "pool/counter",
+            "increment",
+            &key,
+            json!({"amount": 1}),
+        )
+        .await;
+        assert_eq!(answer, (200, json!({"count": 1})), "activation {key}");
+    }
+    let (status, body) = invoke(
+        &node,
+        None,
+        "pool/counter",
+        "increment",
+        "one-more",
+        json!({"amount": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &json!("overloaded")),
+        "{body}"
+    );
+    assert_eq!(
+        invoke(
+            &node,
+            None,
+            "pool/counter",
+            "increment",
+            "k0",
+            json!({"amount": 1})
+        )
+        .await,
+        (200, json!({"count": 2}))
+    );
+}
+
 #[tokio::test]
 async fn a_durable_python_actor_survives_kill_9_with_its_state() {
     let wasm = build_python(&repo().join("examples/wasm/bank_account/bank_account.py"));
