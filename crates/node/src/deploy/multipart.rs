@@ -147,9 +147,12 @@ mod tests {
             b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--",
             b"--bjunk\r\n",
         ] {
-            let e = parse(Some("multipart/form-data; boundary=b"), Bytes::from_static(raw))
-                .await
-                .unwrap_err();
+            let e = parse(
+                Some("multipart/form-data; boundary=b"),
+                Bytes::from_static(raw),
+            )
+            .await
+            .unwrap_err();
             assert_eq!(e.kind(), "bad_request", "{raw:?}");
         }
     }
