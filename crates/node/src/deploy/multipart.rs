@@ -52,6 +52,18 @@ pub async fn parse(content_type: Option<&str>, body: Bytes) -> Result<Vec<Part>>
                 "multipart body: more than {MAX_PARTS} parts"
             )));
         }
+        // RFC 7578: every part is `form-data` (multer reads the name from any disposition).
+        let disposition = field
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let kind = disposition.split(';').next().unwrap_or_default().trim();
+        if !kind.eq_ignore_ascii_case("form-data") {
+            return Err(Error::BadRequest(
+                "multipart body: a part is not form-data".into(),
+            ));
+        }
         let name = field.name().map(str::to_owned).ok_or_else(|| {
             Error::BadRequest("multipart body: a part has no Content-Disposition name".into())
         })?;
