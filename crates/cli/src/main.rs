@@ -25,8 +25,9 @@ use plexspaces_node::{ConfigSources, NodeConfig, NodeServer};
 use plexspaces_proto::v1::actor_service_client::ActorServiceClient;
 use plexspaces_proto::v1::node_service_client::NodeServiceClient;
 use plexspaces_proto::v1::{
-    ActorAddress, ActorSummary, AskRequest, CapacityRequest, HealthRequest, ListRequest,
-    MetricsSummaryRequest, SpawnRequest, StopRequest, TellRequest,
+    ActorAddress, ActorSummary, AskRequest, CapacityRequest, DurableStatusRequest,
+    DurableStatusResponse, HealthRequest, ListRequest, MetricsSummaryRequest, ResolveFailedRequest,
+    SpawnRequest, StopRequest, TellRequest,
 };
 use serde_json::{json, Value};
 use tonic::transport::Channel;
@@ -239,6 +240,62 @@ enum ActorCommand {
     Ask(MessageArgs),
     /// Deactivates an actor (a virtual actor comes back on its next message, state intact).
     Stop(AddressArgs),
+    /// A durable actor's retry state after handler failures: ok, retrying or paused, with
+    /// the failed message and its last error.
+    Status(AddressArgs),
+    /// Retries a durable actor's paused (or backing-off) message on its next call, with a
+    /// fresh attempt budget.
+    Resume(AddressArgs),
+    /// Drops a durable actor's paused (or backing-off) message; the actor moves on.
+    Abandon {
+        #[command(flatten)]
+        address: AddressArgs,
+        /// Why (kept in the actor's journal).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn durable_status_json(s: &DurableStatusResponse) -> Value {
+    json!({
+        "actor": s.actor,
+        "state": s.state,
+        "active": s.active,
+        "max_attempts": s.max_attempts,
+        "failed_message": s.failed_message.as_ref().map(|f| json!({
+            "seq": f.seq,
+            "idempotency_key": (!f.idempotency_key.is_empty()).then_some(&f.idempotency_key),
+            "attempts": f.attempts,
+            "last_error": f.last_error,
+            "last_failed_at_ms": f.last_failed_at_ms,
+            "retry_at_ms": (f.retry_at_ms != 0).then_some(f.retry_at_ms),
+        })),
+    })
+}
+
+fn print_durable_status(output: Output, verb: Option<&str>, s: &DurableStatusResponse) {
+    match output {
+        Output::Json => {
+            let mut v = durable_status_json(s);
+            if let Some(verb) = verb {
+                v = json!({ verb: true, "before": v });
+            }
+            println!("{v}");
+        }
+        Output::Human => {
+            if let Some(verb) = verb {
+                println!("{verb} {}", s.actor);
+                return;
+            }
+            println!("{}: {}", s.actor, s.state);
+            if let Some(f) = &s.failed_message {
+                println!(
+                    "message {} failed {} of {} attempts; last error: {}",
+                    f.seq, f.attempts, s.max_attempts, f.last_error
+                );
+            }
+        }
+    }
 }
 
 /// A failure with the exit code that says what kind it is.
@@ -696,6 +753,46 @@ async fn actor(
                     }
                 ),
             }
+        }
+        ActorCommand::Status(address) => {
+            let r = client
+                .durable_status(request(
+                    DurableStatusRequest {
+                        address: Some(address.address()),
+                    },
+                    token,
+                )?)
+                .await?
+                .into_inner();
+            print_durable_status(output, None, &r);
+        }
+        ActorCommand::Resume(address) => {
+            let r = client
+                .resolve_failed(request(
+                    ResolveFailedRequest {
+                        address: Some(address.address()),
+                        action: "resume".into(),
+                        reason: String::new(),
+                    },
+                    token,
+                )?)
+                .await?
+                .into_inner();
+            print_durable_status(output, Some("resumed"), &r);
+        }
+        ActorCommand::Abandon { address, reason } => {
+            let r = client
+                .resolve_failed(request(
+                    ResolveFailedRequest {
+                        address: Some(address.address()),
+                        action: "abandon".into(),
+                        reason,
+                    },
+                    token,
+                )?)
+                .await?
+                .into_inner();
+            print_durable_status(output, Some("abandoned"), &r);
         }
     }
     Ok(())

@@ -235,7 +235,9 @@ impl Actor for Counter {
 
 /// The `counter` type: virtual, its state in `journal` (a durability facet per activation).
 pub fn counter_type(journal: &NodeJournal) -> ActorType {
-    ActorType::virtual_actor("counter", |_| Counter::default()).facets(journal.facets())
+    ActorType::virtual_actor("counter", |_| Counter::default())
+        .facets(journal.facets())
+        .durable()
 }
 
 /// Echo: any `msg_type`, replies with its JSON payload unchanged (`null` for an empty

@@ -556,6 +556,17 @@ pub struct JournalConfig {
     /// message while earlier commits are in flight (replies still wait for their commit).
     /// `false`: every message waits for its own commit.
     pub output_gate: bool,
+    /// Attempts of a durable actor's message whose handler fails (the first run included)
+    /// before the actor is paused until an operator resumes or abandons the message
+    /// (0: no retries, a failed message is skipped). See `docs/durability.md`.
+    pub retry_max_attempts: u32,
+    /// Wait before the second attempt, in ms; it doubles per failure.
+    pub retry_backoff_ms: u64,
+    /// The longest wait between attempts, in ms.
+    pub retry_max_backoff_ms: u64,
+    /// Idempotency keys (with their replies) a durable actor remembers, oldest forgotten
+    /// first: a request resent with a forgotten key runs again.
+    pub idempotency_retention: usize,
 }
 
 impl Default for JournalConfig {
@@ -565,6 +576,10 @@ impl Default for JournalConfig {
             schema: "plexspaces".into(),
             checkpoint_every_messages: 100,
             output_gate: true,
+            retry_max_attempts: 3,
+            retry_backoff_ms: 1_000,
+            retry_max_backoff_ms: 60_000,
+            idempotency_retention: 10_000,
         }
     }
 }
@@ -696,6 +711,26 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "PLEXSPACES_JOURNAL_OUTPUT_GATE",
         "journal.output_gate",
         Kind::Bool,
+    ),
+    (
+        "PLEXSPACES_JOURNAL_RETRY_MAX_ATTEMPTS",
+        "journal.retry_max_attempts",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_JOURNAL_RETRY_BACKOFF_MS",
+        "journal.retry_backoff_ms",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_JOURNAL_RETRY_MAX_BACKOFF_MS",
+        "journal.retry_max_backoff_ms",
+        Kind::Int,
+    ),
+    (
+        "PLEXSPACES_JOURNAL_IDEMPOTENCY_RETENTION",
+        "journal.idempotency_retention",
+        Kind::Int,
     ),
     (
         "PLEXSPACES_TUPLESPACE_BACKEND",

@@ -138,6 +138,7 @@ pub async fn summary(state: &NodeServices, tenant: Option<&str>) -> Result<Value
         "actors": actors,
         "supervision": supervision,
         "cluster": cluster_summary(state),
+        "durable_failures": state.actors.failed_durable(tenant).await,
     }))
 }
 

@@ -68,6 +68,10 @@ pub enum Error {
     /// The activation directory could not be read or written.
     #[error("activation directory: {0}")]
     Directory(String),
+    /// An error of a durable actor's journal: its stream is paused or backing off after
+    /// handler failures, there is no failed message to resume, or the journal failed.
+    #[error(transparent)]
+    Journal(#[from] plexspaces_journal::Error),
     /// The error another cluster node answered a forwarded invocation with, with its kind.
     #[error("{message}")]
     Forwarded {
@@ -100,6 +104,7 @@ impl Error {
             Error::Io(_) => "io",
             Error::Moved { .. } => "moved",
             Error::Directory(_) => "storage",
+            Error::Journal(e) => journal_kind(e),
             Error::Forwarded { kind, .. } => kind,
         }
     }
@@ -117,6 +122,7 @@ impl Error {
             Error::Storage(e) => e.is_retryable(),
             Error::Channels(e) => e.is_retryable(),
             Error::Overloaded(_) | Error::Moved { .. } | Error::Directory(_) => true,
+            Error::Journal(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -168,6 +174,19 @@ fn tuplespace_kind(e: &plexspaces_tuplespace::Error) -> &'static str {
         Ts::Backend { .. } => "backend",
         Ts::Corrupt(_) => "corrupt",
         _ => "tuplespace",
+    }
+}
+
+/// The kind of a journal error a durable actor's call or its operator can get.
+fn journal_kind(e: &plexspaces_journal::Error) -> &'static str {
+    use plexspaces_journal::Error as J;
+    match e {
+        J::Paused { .. } => "actor_paused",
+        J::RetryLater { .. } => "retry_later",
+        J::NoFailedMessage { .. } => "no_failed_message",
+        J::Fenced { .. } => "fenced",
+        J::InvalidArgument(_) => "invalid_argument",
+        _ => "storage",
     }
 }
 
@@ -256,6 +275,9 @@ pub fn status_of(kind: &str) -> (StatusCode, tonic::Code) {
             (StatusCode::CONFLICT, Code::AlreadyExists)
         }
         "calling_self" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        // durable actors after handler failures
+        "actor_paused" | "no_failed_message" => (StatusCode::CONFLICT, Code::FailedPrecondition),
+        "retry_later" => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
         // HTTP requests the router refuses
         "method_not_allowed" => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
         "unsupported_media_type" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument),

@@ -64,6 +64,7 @@ pub mod grpc;
 pub mod http;
 pub mod inboxes;
 pub mod kv;
+pub mod lateness;
 pub mod locks;
 pub mod registry;
 pub mod reminders;

@@ -25,7 +25,7 @@ use plexspaces_core::{Actor, Context, Envelope, Facet};
 use plexspaces_journal::{
     Clock, FiredReminder, PostgresOptions, PostgresReminderStore, Reminder, ReminderFired,
     ReminderScheduler, ReminderSchedulerHandle, ReminderSchedulerOptions, ReminderSink,
-    ReminderStore, SqliteOptions, SqliteReminderStore, StreamId, SystemClock,
+    ReminderStore, SqliteOptions, SqliteReminderStore, SteadyClock, StreamId,
     IDEMPOTENCY_KEY_HEADER, REMINDER_MSG_TYPE,
 };
 
@@ -166,7 +166,8 @@ impl ReminderFacet {
             reminders: Arc::new(Reminders {
                 store,
                 owner: crate::state::stream_id(key),
-                clock: Arc::new(SystemClock),
+                // Immune to wall-clock jumps while the node runs (see `SteadyClock`).
+                clock: SteadyClock::shared(),
             }),
         })
     }
@@ -217,6 +218,7 @@ fn unescape(part: &str) -> Option<String> {
 pub struct RegistrySink {
     registry: Registry,
     timeout: Duration,
+    lateness: crate::lateness::LatenessMetrics,
 }
 
 #[async_trait]
@@ -254,6 +256,11 @@ impl ReminderSink for RegistrySink {
             .map_err(|e| failed(e.to_string()))?;
         let outcome = lease.pid().try_ask_envelope(env, self.timeout).await;
         lease.record(outcome.is_ok());
+        if outcome.is_ok() {
+            let now = plexspaces_journal::Clock::now_ms(&*SteadyClock::shared());
+            self.lateness
+                .reminder_delivered(fired.reminder.due_at_ms, now);
+        }
         outcome.map(drop).map_err(|e| failed(e.to_string()))
     }
 }
@@ -263,6 +270,7 @@ impl ReminderSink for RegistrySink {
 pub fn start(
     store: Arc<dyn ReminderStore>,
     registry: Registry,
+    lateness: crate::lateness::LatenessMetrics,
     timeout: Duration,
     poll_interval: Duration,
 ) -> ReminderSchedulerHandle {
@@ -270,10 +278,15 @@ pub fn start(
         store,
         ReminderSchedulerOptions {
             poll_interval,
+            clock: SteadyClock::shared(),
             ..ReminderSchedulerOptions::default()
         },
     );
-    scheduler.start(Arc::new(RegistrySink { registry, timeout }))
+    scheduler.start(Arc::new(RegistrySink {
+        registry,
+        timeout,
+        lateness,
+    }))
 }
 
 #[cfg(test)]

@@ -290,7 +290,9 @@ impl NodeServer {
                     .attach_node_facets(node_facets.clone()),
             );
         }
-        let workflows = crate::workflows::open(&node, &journal, &config, workflow_types).await?;
+        let lateness = crate::lateness::LatenessMetrics::new(&prometheus)?;
+        let workflows =
+            crate::workflows::open(&node, &journal, &config, workflow_types, &lateness).await?;
         let http_metrics = HttpMetrics::new(&prometheus)?;
         let draining = Arc::new(AtomicBool::new(false));
 
@@ -310,7 +312,8 @@ impl NodeServer {
             config.request_timeout(),
             config.actors.mailbox_capacity,
             actor_metrics.clone(),
-        );
+        )
+        .with_journal(journal.clone());
         if let Some(cluster) = &cluster {
             actors = actors.with_cluster(cluster.clone());
             if registry.directory().is_some() {
@@ -376,6 +379,7 @@ impl NodeServer {
         let reminders = crate::reminders::start(
             reminder_store,
             registry.clone(),
+            lateness.clone(),
             config.request_timeout(),
             std::time::Duration::from_millis(config.reminders.poll_interval_ms),
         );

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use plexspaces_core::Facet;
 use plexspaces_journal::{
     CheckpointPolicy, Committing, DurabilityFacet, DurableOptions, Entry, Epoch, Journal,
-    PostgresJournal, PostgresOptions, Seq, Snapshot, SqliteJournal, SqliteOptions, StreamId,
+    PostgresJournal, PostgresOptions, RetryPolicy, Seq, Snapshot, SqliteJournal, SqliteOptions,
+    StreamId,
 };
 
 use crate::config::NodeConfig;
@@ -131,9 +132,19 @@ pub fn durable_options(config: &NodeConfig) -> DurableOptions {
             truncate: every > 0,
         },
         output_gate: config.journal.output_gate,
-        // A failed message is aborted and skipped, as before: the node has no view of a
-        // paused stream nor a resume/abandon operation on this branch yet.
-        retry: plexspaces_journal::RetryPolicy::disabled(),
+        idempotency_retention: config.journal.idempotency_retention,
+        // journaled `now()` and retry backoffs: immune to wall-clock jumps while the node runs
+        clock: plexspaces_journal::SteadyClock::shared(),
+        retry: RetryPolicy {
+            max_attempts: config.journal.retry_max_attempts,
+            backoff: std::time::Duration::from_millis(config.journal.retry_backoff_ms),
+            max_backoff: std::time::Duration::from_millis(
+                config
+                    .journal
+                    .retry_max_backoff_ms
+                    .max(config.journal.retry_backoff_ms),
+            ),
+        },
         ..DurableOptions::default()
     }
 }

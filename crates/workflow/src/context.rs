@@ -399,7 +399,11 @@ impl WorkflowContext {
             }
         }
         self.append(&mut st, HistoryEvent::TimerFired { step })
-            .await
+            .await?;
+        if let Some(hook) = &self.inner.engine.options.timer_hook {
+            hook(&self.inner.key, fire_at_ms, self.inner.engine.now_ms());
+        }
+        Ok(())
     }
 
     /// Waits for the next signal named `name`. Signals of one name are delivered in the

@@ -212,6 +212,11 @@ impl Clock for TokioClock {
 /// point of a run).
 pub type EventHook = Arc<dyn Fn(&WorkflowKey, &HistoryEvent) + Send + Sync>;
 
+/// Called when a durable timer fires (after its `TimerFired` event is durable) with the
+/// run, the recorded fire time and the time it fired (ms since the Unix epoch, engine
+/// clock): their difference is the timer's lateness (for example across a restart).
+pub type TimerHook = Arc<dyn Fn(&WorkflowKey, u64, u64) + Send + Sync>;
+
 /// Engine options.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -231,6 +236,8 @@ pub struct EngineOptions {
     pub history_max_bytes: u64,
     /// Called after each history event is durable.
     pub event_hook: Option<EventHook>,
+    /// Called when a durable timer fires, with its lateness (a metric).
+    pub timer_hook: Option<TimerHook>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -257,6 +264,7 @@ impl Default for EngineOptions {
             history_max_events: 50_000,
             history_max_bytes: 50 << 20,
             event_hook: None,
+            timer_hook: None,
         }
     }
 }

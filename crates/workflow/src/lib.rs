@@ -69,7 +69,7 @@ pub mod testing;
 pub use activity::{ActivityContext, ActivityOptions, RetryPolicy};
 pub use context::{Receive, Received, UpdateRequest, WorkflowContext};
 pub use engine::{
-    workflow_fn, EngineOptions, EventHook, FnWorkflow, StartedWorkflow, TokioClock,
+    workflow_fn, EngineOptions, EventHook, FnWorkflow, StartedWorkflow, TimerHook, TokioClock,
     WorkflowBehavior, WorkflowDescription, WorkflowEngine, QUERY_REPLAY_WAIT,
 };
 pub use error::{ActivityFailure, Failure, Result, WorkflowError};

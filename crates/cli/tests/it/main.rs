@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod clock_jump;
 mod cluster;
+mod deactivation;
+mod durable_retries;
 mod fencing;
 mod inbox;
 #[cfg(feature = "otlp")]

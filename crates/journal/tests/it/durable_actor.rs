@@ -525,3 +525,78 @@ async fn replies_through_the_handle_are_journaled_first_or_refused() {
     assert_eq!(again.ask(SumOp::Sum).await.unwrap(), 5);
     node.shutdown().await;
 }
+
+/// J9 past the retention limit (guarantee 7 in docs/durability.md): with the default
+/// retention of 10,000 keys, the oldest key is forgotten once 10,000 newer keys have run, so
+/// a request resent with it runs again; a key still retained is answered from the cache,
+/// live and after a reactivation that rebuilds the cache from a snapshot plus the journal
+/// suffix (checkpoints every 1,000 messages, so both sources hold keys).
+#[tokio::test]
+async fn past_the_idempotency_retention_the_oldest_key_runs_again() {
+    let retention = DurableOptions::default().idempotency_retention;
+    assert_eq!(retention, 10_000, "the documented default");
+    let node = Node::builder("d-retention").build().await.unwrap();
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
+    let charges = Arc::new(AtomicU64::new(0));
+    let deposit = |pid: &plexspaces_core::Pid, key: String| {
+        let pid = pid.clone();
+        async move {
+            let env = Envelope::json("op", &Op::Deposit(1))
+                .unwrap()
+                .with_header(IDEMPOTENCY_KEY_HEADER, key);
+            let reply = pid.ask_envelope(env, Duration::from_secs(10)).await;
+            reply.unwrap().decode_json::<i64>().unwrap()
+        }
+    };
+    let account = activate(&node, &journal, Account::new(&charges), Some(1_000))
+        .await
+        .unwrap();
+    // key-0 .. key-10000: 10,001 keys, one more than the retention.
+    for i in 0..=retention {
+        assert_eq!(
+            deposit(&account.pid(), format!("key-{i}")).await,
+            i as i64 + 1
+        );
+    }
+    let sent = retention as u64 + 1;
+    assert_eq!(charges.load(Ordering::SeqCst), sent);
+
+    // key-1 is the oldest retained key: answered from the cache, nothing runs.
+    assert_eq!(deposit(&account.pid(), "key-1".into()).await, 2);
+    assert_eq!(
+        charges.load(Ordering::SeqCst),
+        sent,
+        "a retained key runs once"
+    );
+
+    // After a reactivation the cache comes back from the snapshot and the journal suffix.
+    account.kill();
+    account.wait().await.unwrap();
+    let revived = activate(&node, &journal, Account::new(&charges), Some(1_000))
+        .await
+        .unwrap();
+    assert_eq!(revived.ask(Op::Balance).await.unwrap(), sent as i64);
+    assert_eq!(deposit(&revived.pid(), "key-1".into()).await, 2);
+    assert_eq!(
+        deposit(&revived.pid(), format!("key-{retention}")).await,
+        sent as i64
+    );
+    assert_eq!(
+        charges.load(Ordering::SeqCst),
+        sent,
+        "retained keys run once after recovery"
+    );
+
+    // key-0 was evicted: the request runs again, as a new one.
+    assert_eq!(
+        deposit(&revived.pid(), "key-0".into()).await,
+        sent as i64 + 1
+    );
+    assert_eq!(
+        charges.load(Ordering::SeqCst),
+        sent + 1,
+        "an evicted key runs again"
+    );
+    assert_eq!(revived.ask(Op::Balance).await.unwrap(), sent as i64 + 1);
+    node.shutdown().await;
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use plexspaces_proto::v1::actor_service_server::{ActorService, ActorServiceServer};
 use plexspaces_proto::v1::{
     ActorAddress, ActorSummary, AskRequest, AskResponse, DescribeRequest, DescribeResponse,
-    ListRequest, ListResponse, SpawnRequest, SpawnResponse, StopRequest, StopResponse, TellRequest,
+    DurableStatusRequest, DurableStatusResponse, FailedMessage, ListRequest, ListResponse,
+    ResolveFailedRequest, SpawnRequest, SpawnResponse, StopRequest, StopResponse, TellRequest,
     TellResponse,
 };
 use tonic::{Request, Response, Status};
@@ -111,8 +112,27 @@ addressed!(
     TellRequest,
     AskRequest,
     StopRequest,
-    DescribeRequest
+    DescribeRequest,
+    DurableStatusRequest,
+    ResolveFailedRequest
 );
+
+fn durable_status_of(s: crate::actors::DurableStatus) -> DurableStatusResponse {
+    DurableStatusResponse {
+        actor: s.actor,
+        state: s.state.to_owned(),
+        active: s.active,
+        max_attempts: s.max_attempts,
+        failed_message: s.failed_message.map(|f| FailedMessage {
+            seq: f.seq,
+            idempotency_key: f.idempotency_key.unwrap_or_default(),
+            attempts: f.attempts,
+            last_error: f.last_error,
+            last_failed_at_ms: f.last_failed_at_ms,
+            retry_at_ms: f.retry_at_ms.unwrap_or(0),
+        }),
+    }
+}
 
 #[tonic::async_trait]
 impl ActorService for ActorApi {
@@ -184,5 +204,45 @@ impl ActorService for ActorApi {
         let activation = self.0.actors.describe(&key)?;
         let actor = summaries(&activation).into_iter().next();
         Ok(Response::new(DescribeResponse { actor }))
+    }
+
+    async fn durable_status(
+        &self,
+        request: Request<DurableStatusRequest>,
+    ) -> Result<Response<DurableStatusResponse>, Status> {
+        let (_, key) = self.resolve(&request)?;
+        let status = self.0.actors.durable_status(&key).await?;
+        Ok(Response::new(durable_status_of(status)))
+    }
+
+    async fn resolve_failed(
+        &self,
+        request: Request<ResolveFailedRequest>,
+    ) -> Result<Response<DurableStatusResponse>, Status> {
+        let (caller, key) = self.resolve(&request)?;
+        self.0.gate.check_open()?;
+        let r = request.into_inner();
+        let resolution = match r.action.as_str() {
+            "resume" => plexspaces_journal::Resolution::Resume,
+            "abandon" => plexspaces_journal::Resolution::Abandon {
+                reason: format!(
+                    "abandoned by an operator of tenant {}: {}",
+                    caller.tenant,
+                    if r.reason.is_empty() {
+                        "no reason given"
+                    } else {
+                        r.reason.as_str()
+                    }
+                ),
+            },
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "action {other:?}: expected resume or abandon"
+                ))
+                .into())
+            }
+        };
+        let before = self.0.actors.resolve_failed(&key, resolution).await?;
+        Ok(Response::new(durable_status_of(before)))
     }
 }

@@ -2,6 +2,11 @@
 //! - `GET|POST|PUT|DELETE /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}`
 //! - `POST /api/v1/actors/[{tenant_id}/]{namespace}/{actor_type}/invoke?msg_type=NAME`
 //!
+//! - `GET /api/v1/durable/{namespace}/{actor_type}/{key}`: a durable actor's retry state
+//!   (`ok`, `retrying`, `paused`) with its failed message and last error;
+//!   `POST .../resume` retries a paused message, `POST .../abandon` (optional body
+//!   `{"reason": "..."}`) drops it. In the caller's tenant.
+//!
 //! Query parameters `msg_type`, `key`, `fire_and_forget` and `timeout_ms` steer the call;
 //! on GET the other query parameters become the JSON payload. An `Idempotency-Key` header
 //! becomes the envelope header [`plexspaces_journal::IDEMPOTENCY_KEY_HEADER`]: a durable
@@ -39,6 +44,87 @@ pub fn routes() -> Router<NodeServices> {
         .route("/api/v1/actors/{p1}/{p2}/{p3}", plain)
         .route("/api/v1/actors/{p1}/{p2}/invoke", post(call))
         .route("/api/v1/actors/{p1}/{p2}/{p3}/invoke", post(call))
+        .route("/api/v1/durable/{p1}/{p2}/{p3}", get(durable_status))
+        .route(
+            "/api/v1/durable/{p1}/{p2}/{p3}/resume",
+            post(durable_resume),
+        )
+        .route(
+            "/api/v1/durable/{p1}/{p2}/{p3}/abandon",
+            post(durable_abandon),
+        )
+}
+
+/// The body of `POST .../abandon` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbandonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn durable_status(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+) -> Response {
+    respond(status_of_durable(&s, scoped).await)
+}
+
+async fn status_of_durable(
+    s: &NodeServices,
+    scoped: Scoped<(String, String, String)>,
+) -> crate::Result<Response> {
+    let Scoped { caller, path } = scoped;
+    let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+    let status = s.actors.durable_status(&key).await?;
+    Ok(Json(status).into_response())
+}
+
+async fn durable_resume(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+) -> Response {
+    respond(resolve_durable(&s, scoped, None).await)
+}
+
+async fn durable_abandon(
+    State(s): State<NodeServices>,
+    scoped: Scoped<(String, String, String)>,
+    body: Body,
+) -> Response {
+    respond(resolve_durable(&s, scoped, Some(body)).await)
+}
+
+/// Resume (`abandon: None`) or abandon (with the request body) a failed message.
+async fn resolve_durable(
+    s: &NodeServices,
+    scoped: Scoped<(String, String, String)>,
+    abandon: Option<Body>,
+) -> crate::Result<Response> {
+    s.gate.check_open()?;
+    let Scoped { caller, path } = scoped;
+    let resolution = match abandon {
+        None => plexspaces_journal::Resolution::Resume,
+        Some(body) => {
+            let body = body_of(s, body)?;
+            let AbandonBody { reason } =
+                crate::http::json_body(&body, Some(AbandonBody::default()))?;
+            plexspaces_journal::Resolution::Abandon {
+                reason: format!(
+                    "abandoned by an operator of tenant {}: {}",
+                    caller.tenant,
+                    reason.as_deref().unwrap_or("no reason given")
+                ),
+            }
+        }
+    };
+    let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;
+    let verb = match resolution {
+        plexspaces_journal::Resolution::Resume => "resumed",
+        plexspaces_journal::Resolution::Abandon { .. } => "abandoned",
+    };
+    let before = s.actors.resolve_failed(&key, resolution).await?;
+    Ok(Json(json!({ verb: true, "before": before })).into_response())
 }
 
 /// `[{tenant_id}/]{namespace}/{actor_type}`: the tenant is named only in the long form.

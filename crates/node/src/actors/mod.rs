@@ -72,6 +72,45 @@ pub struct Actors {
     actor_metrics: Arc<plexspaces_core::MetricsFacet>,
     cluster: Option<plexspaces_cluster::ClusterHandle>,
     placer: Option<crate::virtual_actors::Placer>,
+    journal: Option<crate::state::NodeJournal>,
+    /// Durable actors whose calls failed on this node since it started: the dashboard
+    /// shows those that still have a failed message ([`Actors::failed_durable`]).
+    failing: Arc<std::sync::Mutex<std::collections::BTreeSet<ActivationKey>>>,
+}
+
+/// A durable actor's retry state after handler failures (see `docs/durability.md`):
+/// `ok` (no failed message), `retrying` (a failed message is retried on the next
+/// activation, not before `retry_at_ms`) or `paused` (attempts used up: every call is
+/// refused with `actor_paused` until the message is resumed or abandoned).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DurableStatus {
+    /// The actor's address, `tenant/namespace/type/key`.
+    pub actor: String,
+    /// `ok`, `retrying` or `paused`.
+    pub state: &'static str,
+    /// Whether an activation is running now.
+    pub active: bool,
+    /// The attempts a message gets before the actor pauses (0: no retries).
+    pub max_attempts: u32,
+    /// The failed message, when there is one.
+    pub failed_message: Option<FailedMessageView>,
+}
+
+/// A failed message as [`DurableStatus`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedMessageView {
+    /// Its seq in the actor's journal stream.
+    pub seq: u64,
+    /// Its idempotency key, if it had one.
+    pub idempotency_key: Option<String>,
+    /// Failed attempts since it was received or last resumed.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// When the last attempt failed (ms since the Unix epoch).
+    pub last_failed_at_ms: u64,
+    /// When the next attempt may run (ms since the Unix epoch); absent when paused.
+    pub retry_at_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Actors {
@@ -97,7 +136,152 @@ impl Actors {
             actor_metrics,
             cluster: None,
             placer: None,
+            journal: None,
+            failing: Arc::default(),
         }
+    }
+
+    /// The journal of the node's durable actors (for [`Actors::durable_status`] and
+    /// [`Actors::resolve_failed`], and to name a paused actor when it cannot activate).
+    pub fn with_journal(mut self, journal: crate::state::NodeJournal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The journal and stream of a durable actor type's activation at `key`.
+    fn durable_stream(
+        &self,
+        key: &ActivationKey,
+    ) -> Result<(crate::state::NodeJournal, plexspaces_journal::StreamId)> {
+        let ty = self.registry.actor_type(&key.actor_type)?;
+        if !ty.is_durable() {
+            return Err(Error::BadRequest(format!(
+                "actor type {:?} is not durable",
+                key.actor_type
+            )));
+        }
+        let journal = self.journal.clone().ok_or_else(|| {
+            Error::Core(plexspaces_core::Error::Unsupported(
+                "this node has no journal for durable actors".into(),
+            ))
+        })?;
+        Ok((journal, crate::state::stream_id(key)))
+    }
+
+    /// A durable actor's retry state: whether a failed message waits for a retry or paused
+    /// the actor, with its last error.
+    pub async fn durable_status(&self, key: &ActivationKey) -> Result<DurableStatus> {
+        let (journal, stream) = self.durable_stream(key)?;
+        let failed = plexspaces_journal::failed_message(&*journal.journal, &stream).await?;
+        let policy = journal.options.retry;
+        let state = match &failed {
+            None => "ok",
+            Some(f) if f.is_paused(&policy) => "paused",
+            Some(_) => "retrying",
+        };
+        Ok(DurableStatus {
+            actor: key.to_string(),
+            state,
+            active: self.registry.get(key).is_some(),
+            max_attempts: policy.max_attempts,
+            failed_message: failed.map(|f| FailedMessageView {
+                retry_at_ms: f.retry_at_ms(&policy),
+                seq: f.seq,
+                idempotency_key: f.idempotency_key,
+                attempts: f.attempts,
+                last_error: f.last_error,
+                last_failed_at_ms: f.last_failed_at_ms,
+            }),
+        })
+    }
+
+    /// Resumes (retried on the next call, with a fresh attempt budget) or abandons (dropped,
+    /// the actor moves on) a durable actor's failed message; returns the status before.
+    /// Nothing failed: `no_failed_message`.
+    pub async fn resolve_failed(
+        &self,
+        key: &ActivationKey,
+        resolution: plexspaces_journal::Resolution,
+    ) -> Result<DurableStatus> {
+        let before = self.durable_status(key).await?;
+        let (journal, stream) = self.durable_stream(key)?;
+        plexspaces_journal::resolve_failed(
+            &*journal.journal,
+            &stream,
+            resolution,
+            &*journal.options.clock,
+        )
+        .await?;
+        Ok(before)
+    }
+
+    /// Remembers a failed call of a durable actor for [`Actors::failed_durable`].
+    fn watch_failure(&self, key: &ActivationKey) {
+        let durable = self
+            .registry
+            .actor_type(&key.actor_type)
+            .is_ok_and(|t| t.is_durable());
+        if durable && self.journal.is_some() {
+            if let Ok(mut failing) = self.failing.lock() {
+                failing.insert(key.clone());
+            }
+        }
+    }
+
+    /// The durable actors (of `tenant`, or all) whose calls failed on this node since it
+    /// started and that still have a failed message (retrying or paused), with it. An actor
+    /// whose message was resolved, or that succeeded since, is dropped from the list.
+    pub async fn failed_durable(&self, tenant: Option<&str>) -> Vec<DurableStatus> {
+        let keys: Vec<ActivationKey> = match self.failing.lock() {
+            Ok(failing) => failing
+                .iter()
+                .filter(|k| tenant.is_none_or(|t| k.tenant == t))
+                .cloned()
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for key in keys {
+            match self.durable_status(&key).await {
+                Ok(status) if status.failed_message.is_some() => out.push(status),
+                Ok(_) => {
+                    if let Ok(mut failing) = self.failing.lock() {
+                        failing.remove(&key);
+                    }
+                }
+                Err(e) => tracing::debug!(%key, error = %e, "durable status unreadable"),
+            }
+        }
+        out
+    }
+
+    /// The typed error of a durable actor that could not activate because its failed
+    /// message is paused or backing off (`None`: some other failure).
+    async fn paused_error(&self, key: &ActivationKey) -> Option<Error> {
+        let (journal, stream) = self.durable_stream(key).ok()?;
+        let failed = plexspaces_journal::failed_message(&*journal.journal, &stream)
+            .await
+            .ok()??;
+        let policy = journal.options.retry;
+        let now = journal.options.clock.now_ms();
+        let e = if failed.is_paused(&policy) {
+            plexspaces_journal::Error::Paused {
+                stream: stream.to_string(),
+                seq: failed.seq,
+                attempts: failed.attempts,
+                last_error: failed.last_error,
+            }
+        } else {
+            let at = failed.retry_at_ms(&policy).filter(|at| *at > now)?;
+            plexspaces_journal::Error::RetryLater {
+                stream: stream.to_string(),
+                seq: failed.seq,
+                attempts: failed.attempts,
+                retry_in_ms: at.saturating_sub(now),
+                last_error: failed.last_error,
+            }
+        };
+        Some(Error::Journal(e))
     }
 
     /// Routes virtual actor calls by the activation directory (the registry's, see
@@ -282,13 +466,22 @@ impl Actors {
         if let Some(caller) = &invocation.caller {
             caller.write_headers(&mut env.headers);
         }
-        let lease = self.registry.lease(key).await?;
+        let lease = match self.registry.lease(key).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                self.watch_failure(key);
+                return Err(self.paused_error(key).await.unwrap_or(e));
+            }
+        };
         self.publish(key, &lease);
         let outcome = match invocation.reply {
             Reply::Tell => lease.pid().try_tell_envelope(env).map(|()| None),
             Reply::Ask(timeout) => lease.pid().try_ask_envelope(env, timeout).await.map(Some),
         };
         lease.record(outcome.is_ok());
+        if outcome.is_err() {
+            self.watch_failure(key);
+        }
         Ok(outcome?)
     }
 

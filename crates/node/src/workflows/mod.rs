@@ -120,6 +120,7 @@ pub async fn open(
     journal: &NodeJournal,
     config: &NodeConfig,
     types: Vec<WorkflowType>,
+    lateness: &crate::lateness::LatenessMetrics,
 ) -> Result<NodeWorkflows> {
     let (store, backend, location): (Arc<dyn WorkflowStore>, _, _) = match &config.journal.url {
         Some(url) => {
@@ -151,6 +152,7 @@ pub async fn open(
     };
     let options = EngineOptions {
         inbox_poll: Duration::from_millis(config.workflows.inbox_poll_ms),
+        timer_hook: Some(lateness.timer_hook()),
         ..EngineOptions::default()
     };
     let engine = WorkflowEngine::new(Some(node.clone()), journal.journal.clone(), store, options);

@@ -5,6 +5,7 @@
 mod common;
 
 mod idempotency;
+mod lateness;
 mod notify_restart;
 mod take_lease;
 mod tuplespace;
