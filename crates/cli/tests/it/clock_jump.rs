@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::Node;
 
@@ -128,17 +128,8 @@ async fn workflow_done(client: &reqwest::Client, node: &Node, id: &str) -> bool 
 }
 
 async fn count(client: &reqwest::Client, node: &Node) -> i64 {
-    let body: Value = client
-        .get(format!(
-            "{}/api/v1/actors/default/counter?key=clock",
-            node.http
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/api/v1/actors/default/counter?key=clock", node.http);
+    let body = super::get_json(client, &url).await;
     body["count"].as_i64().unwrap()
 }
 

@@ -126,17 +126,11 @@ batch = 8
             .unwrap();
         assert_eq!(r["deliveries"], json!([]), "left in the queue: {r}");
     }
-    let dead: Value = http
-        .get(format!(
-            "{}/api/v1/channels/default/queues/jobs/dead-letters",
-            node.http
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!(
+        "{}/api/v1/channels/default/queues/jobs/dead-letters",
+        node.http
+    );
+    let dead = super::get_json(&http, &url).await;
     assert_eq!(dead["dead_letters"], json!([]), "{dead}");
     assert_eq!(count(&http, &node.http).await, MESSAGES);
     let (status, _) = node.terminate();

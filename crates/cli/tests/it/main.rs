@@ -160,6 +160,11 @@ impl Drop for Node {
     }
 }
 
+/// The JSON body of `GET url` (a transport error or a body that is not JSON fails the test).
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn stdout_json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -185,14 +190,11 @@ async fn readme_sequence_against_the_real_binary_then_sigterm() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"count": 5}));
-    let read: Value = client
-        .get(format!("{}/api/v1/actors/default/counter", node.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = get_json(
+        &client,
+        &format!("{}/api/v1/actors/default/counter", node.http),
+    )
+    .await;
     assert_eq!(read, json!({"count": 5}));
 
     // The gRPC subcommands see the same actor.
