@@ -2,7 +2,8 @@
 //! over `plexspaces-cluster`'s TCP transport on 127.0.0.1, beside the same operations over
 //! core's in-process `LoopbackNetwork` (which also encodes every frame, so the difference is
 //! the socket path: queue, batching, syscalls, the peer's read loop). Then failure detection:
-//! how long until a monitor on a surviving node gets `Down(noconnection)`.
+//! how long until a monitor on a surviving node gets `Down(noconnection)`. The ask rows are
+//! also set against a bare loopback TCP round trip on the same runtime: the socket floor.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +108,39 @@ async fn ask_latency(counter: &ActorRef<Count>, samples: usize) -> Result<Latenc
         counter.ask(1u64).await?;
         nanos.push(started.elapsed().as_nanos() as u64);
     }
+    Ok(Latency::from_nanos(&mut nanos))
+}
+
+/// The socket floor under a remote ask: a bare round trip of a 64-byte message between two
+/// tokio tasks over one loopback TCP connection (`TCP_NODELAY`, an echo task on the other
+/// end), on the same runtime as the asks; no framing, encoding or actor.
+async fn tcp_round_trip_latency(samples: usize) -> Result<Latency> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let echo = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        let mut buf = [0u8; 64];
+        while socket.read_exact(&mut buf).await.is_ok() {
+            socket.write_all(&buf).await?;
+        }
+        anyhow::Ok(())
+    });
+    let mut socket = tokio::net::TcpStream::connect(addr).await?;
+    socket.set_nodelay(true)?;
+    let mut buf = [0u8; 64];
+    let mut nanos = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = Instant::now();
+        socket.write_all(&buf).await?;
+        socket.read_exact(&mut buf).await?;
+        if i >= samples / 10 {
+            nanos.push(started.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(socket);
+    echo.await??;
     Ok(Latency::from_nanos(&mut nanos))
 }
 
@@ -246,6 +280,24 @@ pub async fn run(asks: usize, messages: u64) -> Result<Vec<Row>> {
         "µs",
         tcp_ask.p99,
         loop_ask.p99,
+        Better::Lower,
+        "",
+    ));
+    // The same asks against the bare socket round trip (floor column of these two rows).
+    let bare = tcp_round_trip_latency(asks).await?;
+    rows.push(Row::new(
+        "remote ask p50 vs a bare TCP round trip",
+        "µs",
+        tcp_ask.p50,
+        bare.p50,
+        Better::Lower,
+        "floor: 64 B echo over loopback TCP",
+    ));
+    rows.push(Row::new(
+        "remote ask p99 vs a bare TCP round trip",
+        "µs",
+        tcp_ask.p99,
+        bare.p99,
         Better::Lower,
         "",
     ));
