@@ -177,6 +177,31 @@ pub struct FailedMessage {
 }
 
 impl FailedMessage {
+    /// Why an activation of `stream` is refused at `now_ms` because of this message:
+    /// `Paused` once `policy` gave up on it, `RetryLater` inside its backoff, `None` when a
+    /// retry may run (or retries are off).
+    pub fn refusal(&self, stream: &StreamId, policy: &RetryPolicy, now_ms: u64) -> Option<Error> {
+        if policy.max_attempts == 0 {
+            return None;
+        }
+        if self.is_paused(policy) {
+            return Some(Error::Paused {
+                stream: stream.to_string(),
+                seq: self.seq,
+                attempts: self.attempts,
+                last_error: self.last_error.clone(),
+            });
+        }
+        let at = self.retry_at_ms(policy).filter(|at| now_ms < *at)?;
+        Some(Error::RetryLater {
+            stream: stream.to_string(),
+            seq: self.seq,
+            attempts: self.attempts,
+            retry_in_ms: at - now_ms,
+            last_error: self.last_error.clone(),
+        })
+    }
+
     /// Whether `policy` gave up on it: the stream is paused until resumed or abandoned.
     pub fn is_paused(&self, policy: &RetryPolicy) -> bool {
         policy.max_attempts > 0 && self.attempts >= policy.max_attempts
@@ -1258,28 +1283,9 @@ fn check_retry_due(
     failed: &FailedMessage,
     options: &DurableOptions,
 ) -> Result<()> {
-    let policy = &options.retry;
-    if policy.max_attempts == 0 {
-        return Ok(());
-    }
-    if failed.is_paused(policy) {
-        return Err(Error::Paused {
-            stream: stream.to_string(),
-            seq: failed.seq,
-            attempts: failed.attempts,
-            last_error: failed.last_error.clone(),
-        });
-    }
-    let now = options.clock.now_ms();
-    match failed.retry_at_ms(policy) {
-        Some(at) if now < at => Err(Error::RetryLater {
-            stream: stream.to_string(),
-            seq: failed.seq,
-            attempts: failed.attempts,
-            retry_in_ms: at - now,
-            last_error: failed.last_error.clone(),
-        }),
-        _ => Ok(()),
+    match failed.refusal(stream, &options.retry, options.clock.now_ms()) {
+        Some(refused) => Err(refused),
+        None => Ok(()),
     }
 }
 

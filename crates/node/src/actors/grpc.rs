@@ -222,26 +222,8 @@ impl ActorService for ActorApi {
         let (caller, key) = self.resolve(&request)?;
         self.0.gate.check_open()?;
         let r = request.into_inner();
-        let resolution = match r.action.as_str() {
-            "resume" => plexspaces_journal::Resolution::Resume,
-            "abandon" => plexspaces_journal::Resolution::Abandon {
-                reason: format!(
-                    "abandoned by an operator of tenant {}: {}",
-                    caller.tenant,
-                    if r.reason.is_empty() {
-                        "no reason given"
-                    } else {
-                        r.reason.as_str()
-                    }
-                ),
-            },
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "action {other:?}: expected resume or abandon"
-                ))
-                .into())
-            }
-        };
+        let resolution =
+            crate::actors::Actors::resolution(&r.action, &caller.tenant, Some(r.reason.as_str()))?;
         let before = self.0.actors.resolve_failed(&key, resolution).await?;
         Ok(Response::new(durable_status_of(before)))
     }

@@ -104,18 +104,12 @@ async fn resolve_durable(
     s.gate.check_open()?;
     let Scoped { caller, path } = scoped;
     let resolution = match abandon {
-        None => plexspaces_journal::Resolution::Resume,
+        None => crate::actors::Actors::resolution("resume", &caller.tenant, None)?,
         Some(body) => {
             let body = body_of(s, body)?;
             let AbandonBody { reason } =
                 crate::http::json_body(&body, Some(AbandonBody::default()))?;
-            plexspaces_journal::Resolution::Abandon {
-                reason: format!(
-                    "abandoned by an operator of tenant {}: {}",
-                    caller.tenant,
-                    reason.as_deref().unwrap_or("no reason given")
-                ),
-            }
+            crate::actors::Actors::resolution("abandon", &caller.tenant, reason.as_deref())?
         }
     };
     let key = s.actors.address(&caller, &path.0, &path.1, &path.2)?;

@@ -195,6 +195,29 @@ impl Actors {
         })
     }
 
+    /// The resolution an operator of `tenant` asked for: `resume`, or `abandon` with an
+    /// optional reason (kept in the journal). Any other action is a bad request.
+    pub fn resolution(
+        action: &str,
+        tenant: &str,
+        reason: Option<&str>,
+    ) -> Result<plexspaces_journal::Resolution> {
+        match action {
+            "resume" => Ok(plexspaces_journal::Resolution::Resume),
+            "abandon" => Ok(plexspaces_journal::Resolution::Abandon {
+                reason: format!(
+                    "abandoned by an operator of tenant {tenant}: {}",
+                    reason
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or("no reason given")
+                ),
+            }),
+            other => Err(Error::BadRequest(format!(
+                "action {other:?}: expected resume or abandon"
+            ))),
+        }
+    }
+
     /// Resumes (retried on the next call, with a fresh attempt budget) or abandons (dropped,
     /// the actor moves on) a durable actor's failed message; returns the status before.
     /// Nothing failed: `no_failed_message`.
@@ -256,32 +279,16 @@ impl Actors {
     }
 
     /// The typed error of a durable actor that could not activate because its failed
-    /// message is paused or backing off (`None`: some other failure).
+    /// message is paused or backing off (`None`: some other failure). Read again from the
+    /// journal because core's `StartFailed` carries the activation's refusal as text only.
     async fn paused_error(&self, key: &ActivationKey) -> Option<Error> {
         let (journal, stream) = self.durable_stream(key).ok()?;
         let failed = plexspaces_journal::failed_message(&*journal.journal, &stream)
             .await
             .ok()??;
-        let policy = journal.options.retry;
         let now = journal.options.clock.now_ms();
-        let e = if failed.is_paused(&policy) {
-            plexspaces_journal::Error::Paused {
-                stream: stream.to_string(),
-                seq: failed.seq,
-                attempts: failed.attempts,
-                last_error: failed.last_error,
-            }
-        } else {
-            let at = failed.retry_at_ms(&policy).filter(|at| *at > now)?;
-            plexspaces_journal::Error::RetryLater {
-                stream: stream.to_string(),
-                seq: failed.seq,
-                attempts: failed.attempts,
-                retry_in_ms: at.saturating_sub(now),
-                last_error: failed.last_error,
-            }
-        };
-        Some(Error::Journal(e))
+        let refused = failed.refusal(&stream, &journal.options.retry, now)?;
+        Some(Error::Journal(refused))
     }
 
     /// Routes virtual actor calls by the activation directory (the registry's, see
