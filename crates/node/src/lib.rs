@@ -7,7 +7,10 @@
 //!
 //! Virtual actor state is kept by `plexspaces-journal`'s durability facet, one per
 //! activation, in one journal per node (SQLite under the data dir, or PostgreSQL): see
-//! [`state`]. The node serves a web dashboard at `/dashboard` ([`dashboard`]).
+//! [`state`]. A durable actor whose handler keeps failing is retried after a backoff, then
+//! paused (`journal.retry_*`); [`actors`] serves its state and resume/abandon at
+//! `/api/v1/durable/...`. Timer and reminder lateness are histograms ([`lateness`]). The
+//! node serves a web dashboard at `/dashboard` ([`dashboard`]).
 //!
 //! Each node runs a durable workflow engine (`plexspaces-workflow`, see [`workflows`]):
 //! history in the same journal, records in `<data_dir>/workflows.db` (or the journal's
