@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::envelope::Envelope;
 use crate::error::{BoxError, Error, ExitReason, Result};
 use crate::id::ActorId;
-use crate::pid::{MonitorRef, Pid};
+use crate::pid::{EnvelopeReply, MonitorRef, Pid};
 
 /// An actor: private state plus handlers, driven one message at a time.
 ///
@@ -236,7 +236,7 @@ enum ReplyInner<R> {
 }
 
 struct EncodedReply<R> {
-    tx: oneshot::Sender<Result<Envelope>>,
+    tx: EnvelopeReply,
     request_type: String,
     encode: fn(&str, &R) -> Result<Envelope>,
 }
@@ -255,7 +255,7 @@ impl<R> ReplyHandle<R> {
     }
 
     pub(crate) fn encoded(
-        tx: oneshot::Sender<Result<Envelope>>,
+        tx: EnvelopeReply,
         request_type: String,
         encode: fn(&str, &R) -> Result<Envelope>,
     ) -> Self {
@@ -284,7 +284,7 @@ impl<R> ReplyHandle<R> {
                     }
                     env
                 });
-                tx.send(env).is_ok()
+                tx.send(env)
             }
         }
     }
@@ -294,7 +294,7 @@ impl<R> ReplyHandle<R> {
     pub(crate) fn send_envelope(self, env: Envelope, decode: fn(&Envelope) -> Result<R>) -> bool {
         match self.inner {
             ReplyInner::Typed(tx) => tx.send(decode(&env)).is_ok(),
-            ReplyInner::Encoded(reply) => reply.tx.send(Ok(env)).is_ok(),
+            ReplyInner::Encoded(reply) => reply.tx.send(Ok(env)),
         }
     }
 
@@ -302,7 +302,7 @@ impl<R> ReplyHandle<R> {
     pub fn fail(self, error: Error) -> bool {
         match self.inner {
             ReplyInner::Typed(tx) => tx.send(Err(error)).is_ok(),
-            ReplyInner::Encoded(reply) => reply.tx.send(Err(error)).is_ok(),
+            ReplyInner::Encoded(reply) => reply.tx.send(Err(error)),
         }
     }
 

@@ -94,7 +94,66 @@ pub(crate) enum Mail<A: Actor> {
 /// An envelope and, for an ask, where its encoded reply goes.
 pub(crate) struct EnvelopeMail {
     pub env: Envelope,
-    pub reply: Option<oneshot::Sender<Result<Envelope>>>,
+    pub reply: Option<EnvelopeReply>,
+}
+
+/// Where the encoded reply of an envelope ask goes.
+pub(crate) enum EnvelopeReply {
+    /// A caller on this node awaits it.
+    Channel(oneshot::Sender<Result<Envelope>>),
+    /// The actor's own task hands it on (a remote ask: the reply frame is queued from the
+    /// actor's task, so no task per ask waits for it and the reply takes no extra wake-up).
+    Callback(ReplyCallback),
+}
+
+impl From<oneshot::Sender<Result<Envelope>>> for EnvelopeReply {
+    fn from(tx: oneshot::Sender<Result<Envelope>>) -> Self {
+        EnvelopeReply::Channel(tx)
+    }
+}
+
+impl EnvelopeReply {
+    /// Delivers the reply; `false` if the caller stopped waiting.
+    pub(crate) fn send(self, reply: Result<Envelope>) -> bool {
+        match self {
+            EnvelopeReply::Channel(tx) => tx.send(reply).is_ok(),
+            EnvelopeReply::Callback(mut callback) => {
+                if let Some(f) = callback.0.take() {
+                    f(Some(reply));
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether the caller has stopped waiting (a callback's caller is on another node: it
+    /// is never known here).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            EnvelopeReply::Channel(tx) => tx.is_closed(),
+            EnvelopeReply::Callback(_) => false,
+        }
+    }
+}
+
+/// A function that takes an envelope ask's reply: `Some(result)` when answered, `None`
+/// when the reply handle is dropped unanswered (the actor stopped first).
+pub(crate) struct ReplyCallback(Option<ReplyFn>);
+
+type ReplyFn = Box<dyn FnOnce(Option<Result<Envelope>>) + Send + Sync>;
+
+impl ReplyCallback {
+    pub(crate) fn new(f: impl FnOnce(Option<Result<Envelope>>) + Send + Sync + 'static) -> Self {
+        ReplyCallback(Some(Box::new(f)))
+    }
+}
+
+impl Drop for ReplyCallback {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(None);
+        }
+    }
 }
 
 /// Who learns of an actor's death.
@@ -448,7 +507,7 @@ impl Pid {
                     let (tx, rx) = oneshot::channel();
                     cell.send_envelope(Box::new(EnvelopeMail {
                         env,
-                        reply: Some(tx),
+                        reply: Some(tx.into()),
                     }))
                     .await?;
                     rx.await.unwrap_or_else(|_| Err(cell.core().gone_error()))
@@ -473,7 +532,7 @@ impl Pid {
                 let (tx, rx) = oneshot::channel();
                 cell.try_envelope(Box::new(EnvelopeMail {
                     env,
-                    reply: Some(tx),
+                    reply: Some(tx.into()),
                 }))?;
                 let reply = async { rx.await.unwrap_or_else(|_| Err(cell.core().gone_error())) };
                 crate::deadline::within(timeout, reply).await

@@ -322,8 +322,8 @@ async fn on_mail<A: Actor>(
                 Ok(msg) => msg,
                 Err(e) => {
                     tracing::debug!(actor = %ctx.id(), msg_type = %boxed.env.msg_type, error = %e, "rejected envelope");
-                    if let Some(tx) = boxed.reply.take() {
-                        let _ = tx.send(Err(e));
+                    if let Some(reply) = boxed.reply.take() {
+                        reply.send(Err(e));
                     }
                     return None;
                 }
@@ -835,8 +835,8 @@ fn fail_unhandled<A: Actor>(id: &ActorId, mail: impl IntoIterator<Item = Mail<A>
                 let _ = tx.send(Err(Error::NoProc(id.to_string())));
             }
             Mail::Envelope(env) => {
-                if let Some(tx) = env.reply {
-                    let _ = tx.send(Err(Error::NoProc(id.to_string())));
+                if let Some(reply) = env.reply {
+                    reply.send(Err(Error::NoProc(id.to_string())));
                 }
             }
             Mail::Cast(_) => {}

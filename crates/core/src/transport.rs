@@ -20,7 +20,9 @@ use crate::envelope::Envelope;
 use crate::error::{Error, ExitReason, Result};
 use crate::id::ActorId;
 use crate::node::Node;
-use crate::pid::{BoxFuture, EnvelopeMail, MonitorRef, Pid, Signal, Watcher};
+use crate::pid::{
+    BoxFuture, EnvelopeMail, EnvelopeReply, MonitorRef, Pid, ReplyCallback, Signal, Watcher,
+};
 
 /// Receives the frames addressed to one node.
 pub type Inbound = Arc<dyn Fn(Bytes) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -471,23 +473,21 @@ async fn on_frame(node: &Node, frame: pb::Frame, target: &mut TellTarget) {
             let Some(cell) = pid.cell().cloned() else {
                 return;
             };
-            let (tx, rx) = oneshot::channel();
-            if let Err(e) = cell
-                .send_envelope(Box::new(EnvelopeMail {
-                    env,
-                    reply: Some(tx),
-                }))
-                .await
-            {
-                reply(&router, Err(e));
-                return;
-            }
-            // Wait for the reply off the inbound loop, so one slow actor does not hold up
-            // frames for others.
-            tokio::spawn(async move {
-                let result = rx.await.unwrap_or_else(|_| Err(cell.core().gone_error()));
+            // The actor's task sends the reply frame itself when it answers: the inbound
+            // loop does not wait for it (one slow actor does not hold up frames for others)
+            // and no task per ask waits either. A handle dropped unanswered (the actor
+            // stopped first, or the mailbox refused the mail) answers with the actor's exit.
+            let gone = cell.clone();
+            let answer = ReplyCallback::new(move |result| {
+                let result = result.unwrap_or_else(|| Err(gone.core().gone_error()));
                 reply(&router, result);
             });
+            let _ = cell
+                .send_envelope(Box::new(EnvelopeMail {
+                    env,
+                    reply: Some(EnvelopeReply::Callback(answer)),
+                }))
+                .await;
         }
         pb::frame::Body::Reply(reply) => {
             let result = match reply.result.and_then(|r| r.result) {

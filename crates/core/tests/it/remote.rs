@@ -1,6 +1,8 @@
 //! Location transparency: two nodes in one process over the loopback transport, which
 //! really encodes every frame as protobuf.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexspaces_core::{
@@ -294,6 +296,117 @@ async fn monitoring_or_linking_across_an_unreachable_node_is_noconnection_at_onc
         entries,
         vec!["down:x@gamma:noconnection", "exit:x@gamma:noconnection"]
     );
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
+
+/// Keeps the reply handles of `hold` asks; `release:X` answers them all with X; `stop`
+/// stops the actor with its handles unanswered.
+struct Keeper {
+    held: Vec<plexspaces_core::ReplyHandle<String>>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Actor for Keeper {
+    type Msg = String;
+    type Reply = String;
+
+    async fn handle_call(
+        &mut self,
+        msg: String,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<String>, BoxError> {
+        if msg == "hold" {
+            self.held.extend(ctx.reply_handle());
+            self.count.store(self.held.len(), Ordering::SeqCst);
+            return Ok(None);
+        }
+        if let Some(value) = msg.strip_prefix("release:") {
+            for handle in self.held.drain(..) {
+                handle.send(value.to_owned());
+            }
+            self.count.store(0, Ordering::SeqCst);
+            return Ok(Some("released".into()));
+        }
+        if msg == "stop" {
+            ctx.stop(ExitReason::Normal);
+            return Ok(Some("stopping".into()));
+        }
+        Err(format!("unknown command {msg:?}").into())
+    }
+
+    fn decode(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
+        env.decode_json()
+    }
+
+    fn encode(msg: &String) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+        plexspaces_core::Envelope::json("keep", msg)
+    }
+
+    fn encode_reply(
+        request_type: &str,
+        reply: &String,
+    ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+        plexspaces_core::Envelope::json(request_type, reply)
+    }
+
+    fn decode_reply(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
+        env.decode_json()
+    }
+}
+
+/// The remote end answers from the actor's own task: a reply given later (from another
+/// message) still reaches the caller, and a handle dropped unanswered when the actor stops
+/// answers with the actor's exit, the same as for a local caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_reply_handles_answer_late_or_with_the_actors_exit() {
+    let (alpha, beta) = two_nodes().await;
+    let held = Arc::new(AtomicUsize::new(0));
+    alpha
+        .spawn_named(
+            "keeper",
+            Keeper {
+                held: Vec::new(),
+                count: held.clone(),
+            },
+        )
+        .unwrap();
+    let id = ActorId::parse("keeper@alpha").unwrap();
+    let remote: ActorRef<Keeper> = beta.actor_ref(&id).unwrap();
+    let local: ActorRef<Keeper> = alpha.actor_ref(&id).unwrap();
+
+    let waiting = {
+        let remote = remote.clone();
+        tokio::spawn(async move { remote.ask("hold".to_string()).await })
+    };
+    until("the remote ask is held", || {
+        held.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        remote.ask("release:late".to_string()).await.unwrap(),
+        "released"
+    );
+    assert_eq!(waiting.await.unwrap().unwrap(), "late");
+
+    let remote_held = {
+        let remote = remote.clone();
+        tokio::spawn(async move { remote.ask("hold".to_string()).await })
+    };
+    let local_held = {
+        let local = local.clone();
+        tokio::spawn(async move { local.ask("hold".to_string()).await })
+    };
+    until("both asks are held", || held.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(local.ask("stop".to_string()).await.unwrap(), "stopping");
+    let remote_err = remote_held.await.unwrap().unwrap_err();
+    let local_err = local_held.await.unwrap().unwrap_err();
+    assert_eq!(
+        remote_err.kind(),
+        local_err.kind(),
+        "{remote_err:?} vs {local_err:?}"
+    );
+    assert!(matches!(remote_err, Error::NoProc(_)), "{remote_err:?}");
     alpha.shutdown().await;
     beta.shutdown().await;
 }
