@@ -6,6 +6,32 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use plexspaces_core::{Actor, BoxError, Context, ExitReason, Info};
 
+/// The codec of an actor whose messages and replies are strings: JSON envelopes of type
+/// `$msg_type`, replies typed as their request.
+macro_rules! string_json_codec {
+    ($msg_type:literal) => {
+        fn decode(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
+            env.decode_json()
+        }
+
+        fn encode(msg: &String) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+            plexspaces_core::Envelope::json($msg_type, msg)
+        }
+
+        fn encode_reply(
+            request_type: &str,
+            reply: &String,
+        ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
+            plexspaces_core::Envelope::json(request_type, reply)
+        }
+
+        fn decode_reply(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
+            env.decode_json()
+        }
+    };
+}
+pub(crate) use string_json_codec;
+
 /// An ordered record of what happened, shared by test actors.
 #[derive(Clone, Default)]
 pub struct Log(Arc<Mutex<Vec<String>>>);
@@ -164,22 +190,5 @@ impl Actor for Echo {
         "echo"
     }
 
-    fn decode(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
-
-    fn encode(msg: &String) -> plexspaces_core::Result<plexspaces_core::Envelope> {
-        plexspaces_core::Envelope::json("echo", msg)
-    }
-
-    fn encode_reply(
-        request_type: &str,
-        reply: &String,
-    ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
-        plexspaces_core::Envelope::json(request_type, reply)
-    }
-
-    fn decode_reply(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
+    string_json_codec!("echo");
 }

@@ -10,7 +10,7 @@ use plexspaces_core::{
     MonitorRef, Node, Pid,
 };
 
-use crate::common::{until, Echo, Log};
+use crate::common::{string_json_codec, until, Echo, Log};
 
 async fn two_nodes() -> (Node, Node) {
     let net = LoopbackNetwork::new();
@@ -335,24 +335,7 @@ impl Actor for Keeper {
         Err(format!("unknown command {msg:?}").into())
     }
 
-    fn decode(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
-
-    fn encode(msg: &String) -> plexspaces_core::Result<plexspaces_core::Envelope> {
-        plexspaces_core::Envelope::json("keep", msg)
-    }
-
-    fn encode_reply(
-        request_type: &str,
-        reply: &String,
-    ) -> plexspaces_core::Result<plexspaces_core::Envelope> {
-        plexspaces_core::Envelope::json(request_type, reply)
-    }
-
-    fn decode_reply(env: &plexspaces_core::Envelope) -> plexspaces_core::Result<String> {
-        env.decode_json()
-    }
+    string_json_codec!("keep");
 }
 
 /// The remote end answers from the actor's own task: a reply given later (from another
