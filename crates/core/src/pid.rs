@@ -156,6 +156,17 @@ impl Drop for ReplyCallback {
     }
 }
 
+/// Answers a refused envelope ask with `error` (which the sender also gets), so a reply
+/// callback reports the refusal itself rather than the actor's exit.
+fn refuse<A: Actor>(mail: Mail<A>, error: Error) -> Error {
+    if let Mail::Envelope(mail) = mail {
+        if let Some(reply) = mail.reply {
+            reply.send(Err(error.clone()));
+        }
+    }
+    error
+}
+
 /// Who learns of an actor's death.
 pub(crate) enum Watcher {
     Actor { pid: Pid, monitor: MonitorRef },
@@ -297,8 +308,8 @@ impl<A: Actor> DynCell for ActorCell<A> {
         self.mailbox
             .try_send(Mail::Envelope(mail))
             .map_err(|e| match e {
-                Refused::Full(_) => Error::MailboxFull(self.core.id.to_string()),
-                Refused::Closed(_) => Error::NoProc(self.core.id.to_string()),
+                Refused::Full(mail) => refuse(mail, Error::MailboxFull(self.core.id.to_string())),
+                Refused::Closed(mail) => refuse(mail, Error::NoProc(self.core.id.to_string())),
             })
     }
 
@@ -307,7 +318,7 @@ impl<A: Actor> DynCell for ActorCell<A> {
             self.mailbox
                 .send(Mail::Envelope(mail))
                 .await
-                .map_err(|_| Error::NoProc(self.core.id.to_string()))
+                .map_err(|mail| refuse(mail, Error::NoProc(self.core.id.to_string())))
         })
     }
 

@@ -475,8 +475,8 @@ async fn on_frame(node: &Node, frame: pb::Frame, target: &mut TellTarget) {
             };
             // The actor's task sends the reply frame itself when it answers: the inbound
             // loop does not wait for it (one slow actor does not hold up frames for others)
-            // and no task per ask waits either. A handle dropped unanswered (the actor
-            // stopped first, or the mailbox refused the mail) answers with the actor's exit.
+            // and no task per ask waits either. A refused mail answers with the refusal
+            // (`noproc`); a handle dropped unanswered, with the actor's exit.
             let gone = cell.clone();
             let answer = ReplyCallback::new(move |result| {
                 let result = result.unwrap_or_else(|| Err(gone.core().gone_error()));
