@@ -78,6 +78,7 @@ pub async fn run_all(f: &dyn Factory) {
     concurrent_claims(f).await;
     blocked_readers_all_wake(f).await;
     dropped_waiter_does_not_swallow(f).await;
+    a_claim_received_by_a_dropped_caller_goes_back(f).await;
     timeouts(f).await;
     leases(f).await;
     notify(f).await;
@@ -487,6 +488,39 @@ pub async fn dropped_waiter_does_not_swallow(f: &dyn Factory) {
         }
         eventually("no waiter left", || async { s.waiting() == 0 }).await;
     }
+}
+
+/// A tuple claimed for a caller that goes away after the claim finished, but before the
+/// caller took the result, goes back into the space (the race the loop above hits only
+/// sometimes, made certain).
+pub async fn a_claim_received_by_a_dropped_caller_goes_back(f: &dyn Factory) {
+    use futures::FutureExt as _;
+    let (_e, s) = engine(f, "claim-dropped", Config::default()).await;
+    let tpl = template!("c", ?Int);
+    s.write(tuple!("c", 1)).await.expect("write");
+    let mut take = Box::pin(s.take_if_exists(&tpl));
+    // One poll starts the claim: a backend that completes in one poll (cancel safe) hands
+    // the tuple over at once, and there is no window to test.
+    if let Some(got) = (&mut take).now_or_never() {
+        assert_eq!(got.expect("inp"), Some(tuple!("c", 1)));
+        return;
+    }
+    // The claim runs on without this caller: wait until it took the tuple out of the
+    // backend, then give it time to hand the result over, and drop the caller unpolled.
+    eventually("the claim took the tuple", || async {
+        s.count(&tpl).await.expect("count") == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(take);
+    eventually("the claimed tuple is back", || async {
+        s.count(&tpl).await.expect("count") == 1
+    })
+    .await;
+    assert_eq!(
+        s.take_if_exists(&tpl).await.expect("inp"),
+        Some(tuple!("c", 1))
+    );
 }
 
 /// Blocking calls time out with a retryable error and leave no waiter behind.

@@ -325,14 +325,15 @@ impl Spaces {
         let this = self.clone();
         let space = space.clone();
         tokio::spawn(async move {
-            let r = op(backend, space.clone()).await;
-            if let Err(Ok(entries)) = tx.send(r) {
-                if let Err(error) = this.restore(&space, entries).await {
-                    tracing::error!(%error, %space, "cannot put back tuples claimed for a caller that went away");
-                }
-            }
+            let claimed = op(backend, space.clone()).await.map(|entries| Claimed {
+                entries,
+                home: Some((this, space)),
+            });
+            // A caller gone before this send, or after it but before it took the entries
+            // out of the channel, drops the `Claimed`, which puts them back.
+            let _ = tx.send(claimed);
         });
-        rx.await.map_err(|_| Error::Closed)?
+        Ok(rx.await.map_err(|_| Error::Closed)??.into_entries())
     }
 
     /// Run a future to completion even if the caller goes away (for backends whose calls
@@ -384,6 +385,44 @@ impl Spaces {
             .get(space)
             .map(|ss| ss.reserved.keys().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Entries a claim took for a caller. Dropped before the caller took them out (the
+/// caller went away), they are put back into their space.
+struct Claimed {
+    entries: Vec<Entry>,
+    home: Option<(Spaces, Arc<SpaceId>)>,
+}
+
+impl Claimed {
+    fn into_entries(mut self) -> Vec<Entry> {
+        self.home = None;
+        std::mem::take(&mut self.entries)
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let Some((spaces, space)) = self.home.take() else {
+            return;
+        };
+        let entries = std::mem::take(&mut self.entries);
+        if entries.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = spaces.restore(&space, entries).await {
+                        tracing::error!(%error, %space, "cannot put back tuples claimed for a caller that went away");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::error!(%space, lost = entries.len(), "cannot put back tuples claimed for a caller that went away: no runtime");
+            }
+        }
     }
 }
 
