@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Node;
+use super::{post_increment, Node};
 
 const KEYS: usize = 8;
 const ACKED_BEFORE_KILL: usize = 80;
@@ -56,16 +56,9 @@ async fn state_after_a_kill_during_idle_deactivation_is_the_last_committed_write
             let mut pause = k as u64 * 7;
             while !killed.load(Ordering::SeqCst) {
                 states.lock().unwrap()[k].in_flight = true;
-                let Ok(resp) = client.post(&url).body(r#"{"amount": 1}"#).send().await else {
+                let Some(count) = post_increment(&client, &url).await else {
                     break;
                 };
-                if resp.status().as_u16() != 200 {
-                    break;
-                }
-                let Ok(body) = resp.json::<Value>().await else {
-                    break;
-                };
-                let count = body["count"].as_i64().expect("an acknowledged count");
                 {
                     let mut s = states.lock().unwrap();
                     assert_eq!(count, s[k].acked + 1, "key {k}: increments in order, once");

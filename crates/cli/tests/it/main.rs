@@ -165,6 +165,22 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// `POST url` with an increment of 1: the count the node acknowledged, or `None` when the
+/// call did not complete with 200 and a JSON body (the node was killed under it).
+async fn post_increment(client: &reqwest::Client, url: &str) -> Option<i64> {
+    let resp = client
+        .post(url)
+        .body(r#"{"amount": 1}"#)
+        .send()
+        .await
+        .ok()?;
+    if resp.status().as_u16() != 200 {
+        return None;
+    }
+    let body = resp.json::<Value>().await.ok()?;
+    Some(body["count"].as_i64().expect("an acknowledged count"))
+}
+
 fn stdout_json(out: &Output) -> Value {
     assert!(
         out.status.success(),

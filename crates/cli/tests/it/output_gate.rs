@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::Node;
+use crate::{post_increment, Node};
 
 const CLIENTS: usize = 50;
 /// Acknowledged increments to wait for before the kill (bounded: the clients stop at the
@@ -58,16 +58,9 @@ async fn every_acknowledged_increment_survives_kill_9_and_none_is_applied_twice(
         clients.spawn(async move {
             while !killed.load(Ordering::SeqCst) {
                 sent.fetch_add(1, Ordering::SeqCst);
-                let Ok(resp) = client.post(&url).body(r#"{"amount": 1}"#).send().await else {
+                let Some(count) = post_increment(&client, &url).await else {
                     break;
                 };
-                if resp.status().as_u16() != 200 {
-                    break;
-                }
-                let Ok(body) = resp.json::<Value>().await else {
-                    break;
-                };
-                let count = body["count"].as_i64().expect("an acknowledged count");
                 acked.lock().unwrap().push(count);
             }
         });
