@@ -11,7 +11,7 @@
 //! 4. waits for the supervisor to restart shard 3 (empty: shard state is in memory), reloads
 //!    its keys, and checks the whole group answers again.
 //!
-//! Prints `actor groups: 100000 keys over 8 shards, scatter-gather named the killed shard, group served again: OK`.
+//! Prints `actor groups: 100000 keys over 8 shards, scatter-gather lost only the killed shard, group served again: OK`.
 
 use std::time::Duration;
 
@@ -78,19 +78,32 @@ async fn main() -> anyhow::Result<()> {
         "map missed keys"
     );
 
-    // 3. Scatter-gather with shard 3 killed.
+    // 3. Scatter-gather with shard 3 killed. The kill and the supervisor's restart race the
+    // query: until the kill lands shard 3 still answers with its keys; between its death
+    // and its restart it fails (reported, not waited for); after the restart it answers
+    // empty. Ask until its old keys are gone (bounded), then check the other shards.
     group.shard(3)?.kill();
-    let gathered = group
+    let count_of = |a: &KvAnswer| match a {
+        KvAnswer::Count(c) => *c,
+        _ => 0,
+    };
+    let mut gathered = group
         .scatter_gather(KvQuery::Count, Duration::from_secs(2))
         .await;
-    let answered: u64 = gathered
-        .answers
-        .iter()
-        .map(|(_, a)| match a {
-            KvAnswer::Count(c) => *c,
-            _ => 0,
-        })
-        .sum();
+    for _ in 0..1000 {
+        let shard3_old_keys = gathered
+            .answers
+            .iter()
+            .any(|(shard, a)| *shard == 3 && count_of(a) > 0);
+        if !shard3_old_keys {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        gathered = group
+            .scatter_gather(KvQuery::Count, Duration::from_secs(2))
+            .await;
+    }
+    let answered: u64 = gathered.answers.iter().map(|(_, a)| count_of(a)).sum();
     println!(
         "scatter-gather with shard 3 killed: {} shards answered ({answered} pages), failed: {:?}",
         gathered.answers.len(),
@@ -100,11 +113,13 @@ async fn main() -> anyhow::Result<()> {
             .map(|f| (f.shard, f.id.as_str(), f.kind.as_str()))
             .collect::<Vec<_>>()
     );
+    let shard3_down = gathered.failed.len() == 1
+        && gathered.failed[0].shard == 3
+        && gathered.answers.len() == SHARDS - 1;
+    let shard3_empty = gathered.failed.is_empty() && gathered.answers.len() == SHARDS;
     ensure!(
-        gathered.answers.len() == SHARDS - 1
-            && gathered.failed.len() == 1
-            && gathered.failed[0].shard == 3,
-        "expected shard 3 alone to fail"
+        shard3_down || shard3_empty,
+        "expected shard 3 alone to fail or to answer empty after its restart"
     );
     ensure!(
         answered == PAGES - per_shard[3],
@@ -121,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         count == PAGES && sum == expected_views as f64,
         "group incomplete after restart"
     );
-    println!("actor groups: {PAGES} keys over {SHARDS} shards, scatter-gather named the killed shard, group served again: OK");
+    println!("actor groups: {PAGES} keys over {SHARDS} shards, scatter-gather lost only the killed shard, group served again: OK");
     node.shutdown().await;
     Ok(())
 }
