@@ -294,22 +294,26 @@ impl<M> Inner<M> {
 }
 
 /// FIFO mail: the oldest message inline, the rest in a buffer allocated only while more
-/// than one message waits.
+/// than one message waits. The buffer is boxed so an idle mailbox holds one pointer for it,
+/// not a `VecDeque`'s four words.
 struct Queue<M> {
     head: Option<M>,
-    rest: VecDeque<M>,
+    // The extra allocation is the point: one pointer in every idle mailbox instead of four
+    // words, paid only while more than one message waits.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<M>>>,
 }
 
 impl<M> Queue<M> {
     const fn new() -> Self {
         Queue {
             head: None,
-            rest: VecDeque::new(),
+            rest: None,
         }
     }
 
     fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.rest.len()
+        usize::from(self.head.is_some()) + self.rest.as_ref().map_or(0, |rest| rest.len())
     }
 
     fn push_back(&mut self, msg: M) {
@@ -317,13 +321,13 @@ impl<M> Queue<M> {
             // `rest` is empty whenever `head` is: `pop_front` refills `head` from it.
             self.head = Some(msg);
         } else {
-            self.rest.push_back(msg);
+            self.rest.get_or_insert_with(Box::default).push_back(msg);
         }
     }
 
     fn pop_front(&mut self) -> Option<M> {
         let head = self.head.take()?;
-        self.head = self.rest.pop_front();
+        self.head = self.rest.as_mut().and_then(|rest| rest.pop_front());
         Some(head)
     }
 
@@ -336,21 +340,30 @@ impl<M> Queue<M> {
             return 0;
         };
         into.push_back(head);
-        let n = (max - 1).min(self.rest.len());
-        into.extend(self.rest.drain(..n));
-        self.head = self.rest.pop_front();
+        let Some(rest) = self.rest.as_mut() else {
+            return 1;
+        };
+        let n = (max - 1).min(rest.len());
+        into.extend(rest.drain(..n));
+        self.head = rest.pop_front();
         n + 1
     }
 
     /// Frees the buffer if it is empty.
     fn release(&mut self) {
-        if self.rest.is_empty() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        if self.rest.as_ref().is_some_and(|rest| rest.is_empty()) {
+            self.rest = None;
         }
     }
 
+    /// Capacity of the buffer behind the head (0 when none is allocated).
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.rest.as_ref().map_or(0, |rest| rest.capacity())
+    }
+
     fn into_deque(self) -> VecDeque<M> {
-        let mut all = self.rest;
+        let mut all = self.rest.map(|rest| *rest).unwrap_or_default();
         if let Some(head) = self.head {
             all.push_front(head);
         }
@@ -413,11 +426,11 @@ mod tests {
         assert!(matches!(mb.try_recv(), Some(Received::Mail(40))));
         seen.push(40);
         assert_eq!(seen, (0..=40).collect::<Vec<_>>());
-        assert!(mb.inner.lock().mail.rest.capacity() > 0);
+        assert!(mb.inner.lock().mail.buffered_capacity() > 0);
         // Going idle frees the buffers of the box and of the batch.
         let waiting = futures::FutureExt::now_or_never(mb.recv_batch(&mut batch, 7));
         assert!(waiting.is_none());
-        assert_eq!(mb.inner.lock().mail.rest.capacity(), 0);
+        assert_eq!(mb.inner.lock().mail.buffered_capacity(), 0);
         assert_eq!(batch.capacity(), 0);
         // One message at a time never allocates a buffer.
         mb.try_send(41).map_err(|_| "open").expect("unbounded");
@@ -425,7 +438,7 @@ mod tests {
             mb.recv_batch(&mut batch, 7).await,
             Received::Mail(41)
         ));
-        assert_eq!(mb.inner.lock().mail.rest.capacity(), 0);
+        assert_eq!(mb.inner.lock().mail.buffered_capacity(), 0);
         assert_eq!(batch.capacity(), 0);
     }
 

@@ -388,7 +388,7 @@ impl Node {
         for entry in self.inner.actors.iter() {
             let local = entry.value();
             let Some(cell) = local.cell() else { continue };
-            let broken: Vec<Pid> = {
+            let broken: thin_vec::ThinVec<Pid> = {
                 let mut state = cell.core().state.lock();
                 if state.exit.is_some() {
                     continue;
